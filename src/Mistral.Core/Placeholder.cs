@@ -1,0 +1,2 @@
+namespace Mistral.Core; /// <summary>x</summary>
+public static class Placeholder {}

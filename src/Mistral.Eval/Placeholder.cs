@@ -1,0 +1,2 @@
+namespace Mistral.Eval; /// <summary>x</summary>
+public static class Placeholder {}

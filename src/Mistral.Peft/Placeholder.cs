@@ -1,0 +1,2 @@
+namespace Mistral.Peft; /// <summary>x</summary>
+public static class Placeholder {}
