@@ -1,0 +1,85 @@
+namespace Mistral.Core.Generation;
+
+/// <summary>How text is generated. Validate with <see cref="Validate"/>; every message names the option.</summary>
+public sealed record GenerationOptions
+{
+    /// <summary>Most new tokens per sequence.</summary>
+    public int MaxNewTokens { get; init; } = 20;
+
+    /// <summary>Sample from the distribution (true) or take the arg-max (false, greedy).</summary>
+    public bool DoSample { get; init; }
+
+    /// <summary>Softmax temperature when sampling (HF: logits / temperature).</summary>
+    public double Temperature { get; init; } = 1.0;
+
+    /// <summary>Keep only the k most likely tokens when sampling; 0 disables.</summary>
+    public int TopK { get; init; }
+
+    /// <summary>Nucleus sampling: keep the smallest set of tokens whose probability reaches p; 1 disables.</summary>
+    public double TopP { get; init; } = 1.0;
+
+    /// <summary>HF's repetition penalty (&gt; 1 discourages tokens already in the sequence); 1 disables.</summary>
+    public double RepetitionPenalty { get; init; } = 1.0;
+
+    /// <summary>Seed of the sampling generator (null: nondeterministic).</summary>
+    public ulong? Seed { get; init; }
+
+    /// <summary>Token ids that end a sequence (the EOS id of the tokenizer is added by the generator when it has one).</summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+
+    /// <summary>Stop when the generated text contains one of these (the text is cut before it). Needs a tokenizer.</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+
+    /// <summary>Pad token id for left padding in batches (the study's convention: pad = eos = 2).</summary>
+    public int PadTokenId { get; init; } = 2;
+
+    /// <summary>Greedy decoding.</summary>
+    public static GenerationOptions Greedy { get; } = new();
+
+    /// <summary>The study's classification setting: 20 new tokens, top_p 0.95, temperature 1e-3 (≈ greedy).</summary>
+    public static GenerationOptions StudyClassification { get; } = new() { MaxNewTokens = 20, DoSample = true, TopP = 0.95, Temperature = 1e-3 };
+
+    /// <summary>The study's zero/few-shot summarization setting: 100 new tokens, top_p 0.95, temperature 1e-3.</summary>
+    public static GenerationOptions StudySummarization { get; } = new() { MaxNewTokens = 100, DoSample = true, TopP = 0.95, Temperature = 1e-3 };
+
+    /// <summary>The study's baseline summarization setting: 50 new tokens, top_p 0.95, temperature 1e-3.</summary>
+    public static GenerationOptions StudySummarizationBaseline { get; } = StudySummarization with { MaxNewTokens = 50 };
+
+    /// <summary>The study's fine-tuned summarization setting: 100 new tokens, top_p 0.9, temperature 1e-2.</summary>
+    public static GenerationOptions StudySummarizationFineTuned { get; } = new() { MaxNewTokens = 100, DoSample = true, TopP = 0.9, Temperature = 1e-2 };
+
+    /// <summary>Checks every option.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Names the offending option.</exception>
+    public void Validate()
+    {
+        if (MaxNewTokens < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "MaxNewTokens must be ≥ 0.");
+        }
+
+        if (!(Temperature > 0) || double.IsInfinity(Temperature))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "Temperature must be a positive finite number.");
+        }
+
+        if (TopK < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be ≥ 0 (0 disables it).");
+        }
+
+        if (!(TopP > 0 && TopP <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "TopP must be in (0, 1].");
+        }
+
+        if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty))
+        {
+            throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), RepetitionPenalty, "RepetitionPenalty must be a positive finite number.");
+        }
+
+        if (StopStrings.Any(string.IsNullOrEmpty))
+        {
+            throw new ArgumentOutOfRangeException(nameof(StopStrings), "StopStrings must not contain empty strings.");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Mistral.Core.Modeling;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Generation;
+
+/// <summary>
+/// Generates token ids from a <see cref="MistralForCausalLM"/> with a KV cache allocated once per call (a rolling buffer
+/// of W slots when the sequence outgrows the sliding window; prompts longer than W are prefilled in chunks of W).
+/// Batches of prompts of different lengths are left-padded.
+/// </summary>
+public sealed class TokenGenerator
+{
+    private readonly MistralForCausalLM model;
+    private readonly ILogger logger;
+
+    /// <summary>Creates a generator over a loaded model.</summary>
+    public TokenGenerator(MistralForCausalLM model, ILogger<TokenGenerator>? logger = null)
+    {
+        this.model = model ?? throw new ArgumentNullException(nameof(model));
+        this.logger = (ILogger?)logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>Called after every decoding step with the new token of each row (−1 for rows already finished); return true to stop a row.</summary>
+    public delegate bool StepCallback(int row, int token);
+
+    /// <summary>Generates for each prompt; <paramref name="onToken"/> sees every new real token and may stop its row (stop strings).</summary>
+    public GenerationResult Generate(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options,
+        StepCallback? onToken = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (prompts.Count == 0)
+        {
+            throw new ArgumentException("At least one prompt is needed.", nameof(prompts));
+        }
+
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            if (prompts[i] is null || prompts[i].Count == 0)
+            {
+                throw new ArgumentException($"Prompt {i} is empty; a prompt needs at least one token (e.g. BOS).", nameof(prompts));
+            }
+
+            foreach (int id in prompts[i])
+            {
+                if (id < 0 || id >= model.Config.VocabSize)
+                {
+                    throw new ArgumentException($"Prompt {i} holds token id {id}, outside the vocabulary [0, {model.Config.VocabSize}).", nameof(prompts));
+                }
+            }
+        }
+
+        int batch = prompts.Count;
+        int promptLength = prompts.Max(p => p.Count);
+        int total = promptLength + Math.Max(options.MaxNewTokens, 1);
+        Device device = model.Device;
+        var eos = new HashSet<int>(options.EosTokenIds);
+
+        var ids = new long[batch * promptLength];
+        var mask = new long[batch * promptLength];
+        for (int r = 0; r < batch; r++)
+        {
+            int pad = promptLength - prompts[r].Count;
+            for (int c = 0; c < promptLength; c++)
+            {
+                ids[(r * promptLength) + c] = c < pad ? options.PadTokenId : prompts[r][c - pad];
+                mask[(r * promptLength) + c] = c < pad ? 0 : 1;
+            }
+        }
+
+        var generated = new List<int>[batch];
+        var finish = new FinishReason?[batch];
+        for (int r = 0; r < batch; r++)
+        {
+            generated[r] = [];
+        }
+
+        using Generator? rng = options.Seed is ulong seed ? new Generator(seed, device) : null;
+        using var cache = new KvCache(model.Config, batch, total, model.DType, device);
+        using var noGrad = inference_mode();
+        var clock = Stopwatch.StartNew();
+        double prefillMs;
+        double decodeMs = 0;
+        int steps = 0;
+
+        using Tensor allIds = tensor(ids, [batch, promptLength], ScalarType.Int64, device);
+        using Tensor allMask = tensor(mask, [batch, promptLength], ScalarType.Int64, device);
+        Tensor logits = Prefill(allIds, allMask, cache, cancellationToken);
+        Synchronize(device);
+        prefillMs = clock.Elapsed.TotalMilliseconds;
+        var seenLists = new List<long>[batch];
+        for (int r = 0; r < batch; r++)
+        {
+            seenLists[r] = prompts[r].Select(x => (long)x).ToList();
+        }
+
+        try
+        {
+            for (int step = 0; step < options.MaxNewTokens; step++)
+            {
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    for (int r = 0; r < batch; r++)
+                    {
+                        finish[r] ??= FinishReason.Cancelled;
+                    }
+
+                    break;
+                }
+
+                long[] next = SelectNext(logits, options, seenLists, rng);
+                logits.Dispose();
+                for (int r = 0; r < batch; r++)
+                {
+                    if (finish[r] is not null)
+                    {
+                        next[r] = options.PadTokenId;
+                        continue;
+                    }
+
+                    int token = (int)next[r];
+                    generated[r].Add(token);
+                    seenLists[r].Add(token);
+                    if (eos.Contains(token))
+                    {
+                        finish[r] = FinishReason.EndOfSequence;
+                    }
+                    else if (onToken?.Invoke(r, token) == true)
+                    {
+                        finish[r] = FinishReason.StopString;
+                    }
+                    else if (generated[r].Count >= options.MaxNewTokens)
+                    {
+                        finish[r] = FinishReason.Length;
+                    }
+                }
+
+                if (finish.All(f => f is not null))
+                {
+                    logits = empty(0);
+                    break;
+                }
+
+                var stepClock = Stopwatch.StartNew();
+                using (Tensor stepIds = tensor(next, [batch, 1], ScalarType.Int64, device))
+                using (Tensor stepMask = ones([batch, 1], ScalarType.Int64, device))
+                using (CausalLMOutput output = model.forward(new CausalLMInput(stepIds) { AttentionMask = stepMask, Cache = cache, LastPositionLogitsOnly = true }))
+                {
+                    logits = output.Logits.select(1, 0).clone();
+                }
+
+                Synchronize(device);
+                decodeMs += stepClock.Elapsed.TotalMilliseconds;
+                steps++;
+            }
+        }
+        finally
+        {
+            logits.Dispose();
+        }
+
+        for (int r = 0; r < batch; r++)
+        {
+            finish[r] ??= FinishReason.Length;
+        }
+
+        int newTokens = generated.Sum(g => g.Count);
+        var timing = new GenerationTiming(prefillMs, decodeMs, steps, newTokens);
+        logger.LogInformation("Generated {Tokens} tokens for {Batch} prompt(s): prefill {Prefill:F1} ms, {Rate:F1} tokens/s decoding.",
+            newTokens, batch, prefillMs, timing.DecodeTokensPerSecond);
+        var sequences = new GeneratedSequence[batch];
+        for (int r = 0; r < batch; r++)
+        {
+            sequences[r] = new GeneratedSequence(prompts[r].ToArray(), generated[r], null, finish[r]!.Value);
+        }
+
+        return new GenerationResult(sequences, timing);
+    }
+
+    private Tensor Prefill(Tensor ids, Tensor mask, KvCache cache, CancellationToken cancellationToken)
+    {
+        long length = ids.shape[1];
+        long chunk = cache.IsRolling ? cache.Capacity : length;
+        Tensor? last = null;
+        for (long start = 0; start < length; start += chunk)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            long n = Math.Min(chunk, length - start);
+            using Tensor chunkIds = ids.narrow(1, start, n);
+            using Tensor chunkMask = mask.narrow(1, start, n);
+            using CausalLMOutput output = model.forward(new CausalLMInput(chunkIds) { AttentionMask = chunkMask, Cache = cache, LastPositionLogitsOnly = true });
+            last?.Dispose();
+            last = output.Logits.select(1, 0).clone();
+        }
+
+        return last!;
+    }
+
+    private static long[] SelectNext(Tensor logits, GenerationOptions options, List<long>[] seen, Generator? rng)
+    {
+        using var scope = NewDisposeScope();
+        Tensor scores = logits;
+        if (options.RepetitionPenalty != 1.0)
+        {
+            int width = seen.Max(s => s.Count);
+            var padded = new long[seen.Length * width];
+            for (int r = 0; r < seen.Length; r++)
+            {
+                for (int c = 0; c < width; c++)
+                {
+                    // Repeat a row's last id to fill: gathering/scattering the same id twice is harmless.
+                    padded[(r * width) + c] = seen[r].Count == 0 ? 0 : seen[r][Math.Min(c, seen[r].Count - 1)];
+                }
+            }
+
+            using Tensor seenT = tensor(padded, [seen.Length, width], ScalarType.Int64, logits.device);
+            scores = LogitsProcessing.RepetitionPenalty(scores, seenT, options.RepetitionPenalty);
+        }
+
+        Tensor chosen;
+        if (!options.DoSample)
+        {
+            chosen = scores.argmax(-1);
+        }
+        else
+        {
+            scores = scores / options.Temperature;
+            scores = LogitsProcessing.TopK(scores, options.TopK);
+            scores = LogitsProcessing.TopP(scores, options.TopP);
+            chosen = scores.softmax(-1).multinomial(1, generator: rng).squeeze(-1);
+        }
+
+        return chosen.cpu().data<long>().ToArray();
+    }
+
+    private static void Synchronize(Device device)
+    {
+        if (device.type == DeviceType.CUDA)
+        {
+            cuda.synchronize(device);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+using TorchSharp;
+using Mistral.Core.Configuration;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Modeling;
+
+/// <summary>
+/// Key/value cache for incremental decoding, allocated once for a whole generation and sized for the key/value heads
+/// (not the expanded query heads). When the sequence can outgrow the sliding window W it becomes a rolling buffer of
+/// W slots: the token at sequence index p lives in slot p mod W, and RoPE keeps using absolute positions.
+/// </summary>
+/// <remarks>The cache also tracks which slots hold real tokens (padding is never attended) and each row's next position id.</remarks>
+public sealed class KvCache : IDisposable
+{
+    private readonly Tensor[] keys;
+    private readonly Tensor[] values;
+    private bool disposed;
+
+    /// <summary>Allocates a cache for <paramref name="batchSize"/> rows of at most <paramref name="maxLength"/> tokens (prompt + new).</summary>
+    public KvCache(MistralConfig config, int batchSize, int maxLength, ScalarType dtype, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxLength);
+        IsRolling = config.SlidingWindow is int w && maxLength > w;
+        Capacity = IsRolling ? config.SlidingWindow!.Value : maxLength;
+        MaxLength = maxLength;
+        BatchSize = batchSize;
+        SlidingWindow = config.SlidingWindow;
+        keys = new Tensor[config.NumHiddenLayers];
+        values = new Tensor[config.NumHiddenLayers];
+        for (int i = 0; i < keys.Length; i++)
+        {
+            keys[i] = zeros([batchSize, config.NumKeyValueHeads, Capacity, config.HeadDim], dtype, device);
+            values[i] = zeros([batchSize, config.NumKeyValueHeads, Capacity, config.HeadDim], dtype, device);
+        }
+
+        SlotIndex = full([Capacity], -1L, ScalarType.Int64, device);
+        SlotValid = zeros([batchSize, Capacity], ScalarType.Bool, device);
+        NextPosition = zeros([batchSize], ScalarType.Int64, device);
+    }
+
+    /// <summary>Whether the cache is a rolling buffer of W slots.</summary>
+    public bool IsRolling { get; }
+
+    /// <summary>Number of slots per layer.</summary>
+    public int Capacity { get; }
+
+    /// <summary>Largest total sequence length the cache accepts.</summary>
+    public int MaxLength { get; }
+
+    /// <summary>Rows in the batch.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>The window W, or null.</summary>
+    public int? SlidingWindow { get; }
+
+    /// <summary>Tokens (including padding) written so far: the sequence index of the next token.</summary>
+    public long Length { get; private set; }
+
+    /// <summary>int64 [capacity]: the sequence index held by each slot, −1 when empty.</summary>
+    internal Tensor SlotIndex { get; private set; }
+
+    /// <summary>bool [batch, capacity]: whether each slot holds a real (non-padding) token.</summary>
+    internal Tensor SlotValid { get; private set; }
+
+    /// <summary>int64 [batch]: the position id the next real token of each row gets.</summary>
+    internal Tensor NextPosition { get; private set; }
+
+    /// <summary>Keys of one layer [batch, kv_heads, capacity, head_dim].</summary>
+    internal Tensor Keys(int layer) => keys[layer];
+
+    /// <summary>Values of one layer [batch, kv_heads, capacity, head_dim].</summary>
+    internal Tensor Values(int layer) => values[layer];
+
+    /// <summary>Starts a step of <paramref name="newTokens"/> tokens; returns how the layers use the cache.</summary>
+    internal KvCacheStep BeginStep(int newTokens, Tensor newValid)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (Length + newTokens > MaxLength)
+        {
+            throw new InvalidOperationException(
+                $"The KV cache holds at most {MaxLength} tokens; {Length} are cached and {newTokens} more were given.");
+        }
+
+        Device device = SlotIndex.device;
+        Tensor queryIndex = arange(Length, Length + newTokens, 1, ScalarType.Int64, device);
+        bool writeFirst = !IsRolling || newTokens == 1;
+        if (writeFirst)
+        {
+            Tensor slots = IsRolling ? queryIndex.remainder(Capacity) : queryIndex;
+            SlotIndex.index_copy_(0, slots, queryIndex);
+            SlotValid.index_copy_(1, slots, newValid.to_type(ScalarType.Bool));
+            int used = IsRolling ? Capacity : (int)(Length + newTokens);
+            Tensor keyIndex = SlotIndex.narrow(0, 0, used);
+            Tensor keyValid = SlotValid.narrow(1, 0, used);
+            return new KvCacheStep(queryIndex, keyIndex, keyValid, slots, WriteFirst: true, Used: used, KeepFrom: 0);
+        }
+        else
+        {
+            int keep = Math.Min(newTokens, Capacity);
+            int keepFrom = newTokens - keep;
+            Tensor keyIndex = cat([SlotIndex, queryIndex], 0);
+            Tensor keyValid = cat([SlotValid, newValid.to_type(ScalarType.Bool)], 1);
+            Tensor kept = queryIndex.narrow(0, keepFrom, keep);
+            Tensor slots = kept.remainder(Capacity);
+            return new KvCacheStep(queryIndex, keyIndex, keyValid, slots, WriteFirst: false, Used: Capacity, KeepFrom: keepFrom);
+        }
+    }
+
+    /// <summary>Finishes a step: records slot bookkeeping for the concatenating path and advances the length.</summary>
+    internal void EndStep(KvCacheStep step, Tensor newValid, Tensor newPositions)
+    {
+        if (!step.WriteFirst)
+        {
+            int keep = (int)step.Slots.shape[0];
+            SlotIndex.index_copy_(0, step.Slots, step.QueryIndex.narrow(0, step.KeepFrom, keep));
+            SlotValid.index_copy_(1, step.Slots, newValid.to_type(ScalarType.Bool).narrow(1, step.KeepFrom, keep));
+        }
+
+        using Tensor last = newPositions.narrow(1, newPositions.shape[1] - 1, 1).squeeze(1);
+        using Tensor anyValid = newValid.to_type(ScalarType.Bool).any(1);
+        using Tensor next = where(anyValid, last + 1, NextPosition);
+        NextPosition.copy_(next);
+        Length += step.QueryIndex.shape[0];
+    }
+
+    /// <summary>Forgets every cached token (the buffers are reused).</summary>
+    public void Reset()
+    {
+        SlotIndex.fill_(-1);
+        SlotValid.fill_(false);
+        NextPosition.fill_(0);
+        Length = 0;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (disposed)
+        {
+            return;
+        }
+
+        disposed = true;
+        foreach (Tensor t in keys)
+        {
+            t.Dispose();
+        }
+
+        foreach (Tensor t in values)
+        {
+            t.Dispose();
+        }
+
+        SlotIndex.Dispose();
+        SlotValid.Dispose();
+        NextPosition.Dispose();
+    }
+}
+
+/// <summary>How the attention layers read and write the cache during one forward step.</summary>
+/// <param name="QueryIndex">int64 [T]: sequence indices of the new tokens.</param>
+/// <param name="KeyIndex">int64 [S]: sequence index of every key the step attends over (−1 = empty).</param>
+/// <param name="KeyValid">bool [B, S]: real-token flags of those keys.</param>
+/// <param name="Slots">int64: the slots the new keys/values are written to.</param>
+/// <param name="WriteFirst">True: write into the cache, then attend over its first <paramref name="Used"/> slots.
+/// False (rolling prefill of several tokens): attend over all slots followed by the new keys, then write.</param>
+/// <param name="Used">Number of cache slots attended over when writing first.</param>
+/// <param name="KeepFrom">First new token that is written to the cache (earlier ones fall out of the window).</param>
+internal sealed record KvCacheStep(Tensor QueryIndex, Tensor KeyIndex, Tensor KeyValid, Tensor Slots, bool WriteFirst, int Used, int KeepFrom);

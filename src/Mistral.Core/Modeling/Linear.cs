@@ -1,0 +1,48 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Modeling;
+
+/// <summary>
+/// A linear layer <c>y = x Wᵀ (+ b)</c> whose weight is a real <see cref="Parameter"/> named <c>weight</c>
+/// (shape [out, in], as in PyTorch). Created uninitialised: the checkpoint fills it.
+/// </summary>
+public sealed class Linear : nn.Module<Tensor, Tensor>, ILinearLayer
+{
+    private Parameter weight;
+    private Parameter? bias;
+
+    /// <summary>Creates an uninitialised layer (no random initialisation is paid for).</summary>
+    /// <param name="inFeatures">Input width.</param>
+    /// <param name="outFeatures">Output width.</param>
+    /// <param name="hasBias">Whether the layer has a bias.</param>
+    /// <param name="dtype">Parameter dtype.</param>
+    /// <param name="device">Parameter device (<c>meta</c> allocates nothing).</param>
+    public Linear(long inFeatures, long outFeatures, bool hasBias, ScalarType dtype, Device device)
+        : base(nameof(Linear))
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inFeatures);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(outFeatures);
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        weight = new Parameter(empty([outFeatures, inFeatures], dtype, device));
+        bias = hasBias ? new Parameter(zeros([outFeatures], dtype, device)) : null;
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public long InFeatures { get; }
+
+    /// <inheritdoc />
+    public long OutFeatures { get; }
+
+    /// <summary>The weight [out, in].</summary>
+    public Parameter Weight => weight;
+
+    /// <summary>The bias [out], or null.</summary>
+    public Parameter? Bias => bias;
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
+}

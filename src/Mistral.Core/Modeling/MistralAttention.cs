@@ -1,0 +1,102 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using Mistral.Core.Configuration;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Modeling;
+
+/// <summary>
+/// Grouped-query self-attention with rotary embeddings and a sliding window, computed by
+/// <c>scaled_dot_product_attention</c> (key/value heads repeated to the query heads first).
+/// </summary>
+public sealed class MistralAttention : nn.Module<Tensor, Tensor>, IReplaceableChildren
+{
+    [ComponentName(Name = "q_proj")]
+    private nn.Module<Tensor, Tensor> qProj;
+    [ComponentName(Name = "k_proj")]
+    private nn.Module<Tensor, Tensor> kProj;
+    [ComponentName(Name = "v_proj")]
+    private nn.Module<Tensor, Tensor> vProj;
+    [ComponentName(Name = "o_proj")]
+    private nn.Module<Tensor, Tensor> oProj;
+
+    private readonly int layerIndex;
+    private readonly int heads;
+    private readonly int kvHeads;
+    private readonly int headDim;
+
+    /// <summary>Creates the attention block of layer <paramref name="layerIndex"/>.</summary>
+    public MistralAttention(MistralConfig config, int layerIndex, ScalarType dtype, Device device)
+        : base(nameof(MistralAttention))
+    {
+        this.layerIndex = layerIndex;
+        heads = config.NumAttentionHeads;
+        kvHeads = config.NumKeyValueHeads;
+        headDim = config.HeadDim;
+        qProj = new Linear(config.HiddenSize, heads * headDim, false, dtype, device);
+        kProj = new Linear(config.HiddenSize, kvHeads * headDim, false, dtype, device);
+        vProj = new Linear(config.HiddenSize, kvHeads * headDim, false, dtype, device);
+        oProj = new Linear(heads * headDim, config.HiddenSize, false, dtype, device);
+        RegisterComponents();
+    }
+
+    internal AttentionContext? Context { get; set; }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor hidden)
+    {
+        AttentionContext ctx = Context ?? throw new InvalidOperationException("MistralAttention must be called through MistralModel.");
+        using var scope = NewDisposeScope();
+        long b = hidden.shape[0];
+        long t = hidden.shape[1];
+        Tensor q = qProj.forward(hidden).view(b, t, heads, headDim).transpose(1, 2);
+        Tensor k = kProj.forward(hidden).view(b, t, kvHeads, headDim).transpose(1, 2);
+        Tensor v = vProj.forward(hidden).view(b, t, kvHeads, headDim).transpose(1, 2);
+        q = RotaryEmbedding.Apply(q, ctx.Cos, ctx.Sin);
+        k = RotaryEmbedding.Apply(k, ctx.Cos, ctx.Sin);
+
+        Tensor keys = k;
+        Tensor vals = v;
+        if (ctx.Cache is KvCache cache && ctx.CacheStep is KvCacheStep step)
+        {
+            Tensor cacheK = cache.Keys(layerIndex);
+            Tensor cacheV = cache.Values(layerIndex);
+            if (step.WriteFirst)
+            {
+                cacheK.index_copy_(2, step.Slots, k);
+                cacheV.index_copy_(2, step.Slots, v);
+                keys = cacheK.narrow(2, 0, step.Used);
+                vals = cacheV.narrow(2, 0, step.Used);
+            }
+            else
+            {
+                keys = cat([cacheK, k], 2);
+                vals = cat([cacheV, v], 2);
+                int keep = (int)step.Slots.shape[0];
+                cacheK.index_copy_(2, step.Slots, k.narrow(2, step.KeepFrom, keep));
+                cacheV.index_copy_(2, step.Slots, v.narrow(2, step.KeepFrom, keep));
+            }
+        }
+
+        Tensor attn = nn.functional.scaled_dot_product_attention(q, RepeatKv(keys), RepeatKv(vals), ctx.Mask);
+        Tensor merged = attn.transpose(1, 2).reshape(b, t, heads * headDim);
+        return oProj.forward(merged).MoveToOuterDisposeScope();
+    }
+
+    private Tensor RepeatKv(Tensor x)
+    {
+        int groups = heads / kvHeads;
+        if (groups == 1)
+        {
+            return x;
+        }
+
+        long b = x.shape[0];
+        long s = x.shape[2];
+        return x.unsqueeze(2).expand(b, kvHeads, groups, s, headDim).reshape(b, heads, s, headDim);
+    }
+
+    /// <inheritdoc />
+    public void ReplaceChild(string name, nn.Module replacement) => ModuleTree.ReplaceField(this, name, replacement);
+}

@@ -1,0 +1,48 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using Mistral.Core.Configuration;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Modeling;
+
+/// <summary>A pre-norm decoder block: <c>h = x + attn(norm₁(x)); y = h + mlp(norm₂(h))</c>.</summary>
+public sealed class MistralDecoderLayer : nn.Module<Tensor, Tensor>, IReplaceableChildren
+{
+    [ComponentName(Name = "self_attn")]
+    private MistralAttention selfAttn;
+    private MistralMlp mlp;
+    [ComponentName(Name = "input_layernorm")]
+    private RmsNorm inputLayernorm;
+    [ComponentName(Name = "post_attention_layernorm")]
+    private RmsNorm postAttentionLayernorm;
+
+    /// <summary>Creates decoder layer <paramref name="layerIndex"/>.</summary>
+    public MistralDecoderLayer(MistralConfig config, int layerIndex, ScalarType dtype, Device device)
+        : base(nameof(MistralDecoderLayer))
+    {
+        selfAttn = new MistralAttention(config, layerIndex, dtype, device);
+        mlp = new MistralMlp(config, dtype, device);
+        inputLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
+        postAttentionLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The attention block.</summary>
+    public MistralAttention SelfAttention => selfAttn;
+
+    /// <summary>The MLP block.</summary>
+    public MistralMlp Mlp => mlp;
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        Tensor h = x + selfAttn.forward(inputLayernorm.forward(x));
+        Tensor y = h + mlp.forward(postAttentionLayernorm.forward(h));
+        return y.MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public void ReplaceChild(string name, nn.Module replacement) => ModuleTree.ReplaceField(this, name, replacement);
+}

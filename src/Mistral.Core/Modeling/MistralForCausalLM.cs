@@ -1,0 +1,91 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using Mistral.Core.Configuration;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Modeling;
+
+/// <summary>
+/// Mistral with its language-model head, numerically equal to Hugging Face transformers' <c>MistralForCausalLM</c>
+/// and with identical state-dict names (<c>model.layers.0.self_attn.q_proj.weight</c>, …, <c>lm_head.weight</c>).
+/// </summary>
+/// <remarks>
+/// Construction allocates the parameters without initialising them (on <c>meta</c> it allocates nothing); fill them from
+/// a checkpoint with <see cref="Checkpoints.CheckpointLoader"/>. dtype and device are arguments: nothing process-wide is changed.
+/// </remarks>
+public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput>, IReplaceableChildren
+{
+    private MistralModel model;
+    [ComponentName(Name = "lm_head")]
+    private nn.Module<Tensor, Tensor> lmHead;
+
+    /// <summary>Creates an uninitialised model.</summary>
+    /// <param name="config">The architecture (validated here).</param>
+    /// <param name="dtype">Parameter dtype: float32, bfloat16 or float16.</param>
+    /// <param name="device">Device of the parameters; <c>torch.META</c> for shapes only.</param>
+    public MistralForCausalLM(MistralConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null)
+        : base(nameof(MistralForCausalLM))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+        {
+            throw new ArgumentException($"dtype must be Float32, BFloat16 or Float16; got {dtype}.", nameof(dtype));
+        }
+
+        device ??= CPU;
+        Config = config;
+        DType = dtype;
+        model = new MistralModel(config, dtype, device);
+        lmHead = new Linear(config.HiddenSize, config.VocabSize, false, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The architecture.</summary>
+    public MistralConfig Config { get; }
+
+    /// <summary>The dtype the model was built in.</summary>
+    public ScalarType DType { get; }
+
+    /// <summary>The decoder stack.</summary>
+    public MistralModel Model => model;
+
+    /// <summary>The output projection.</summary>
+    public nn.Module<Tensor, Tensor> LmHead => lmHead;
+
+    /// <summary>The device of the embedding table.</summary>
+    public Device Device => parameters().First().device;
+
+    /// <summary>Runs the model: float32 logits, and the loss when labels are given.</summary>
+    public override CausalLMOutput forward(CausalLMInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        using var scope = NewDisposeScope();
+        Tensor hidden = model.forward(input);
+        if (input.LastPositionLogitsOnly && input.Labels is null)
+        {
+            hidden = hidden.narrow(1, hidden.shape[1] - 1, 1);
+        }
+
+        Tensor logits = lmHead.forward(hidden).to_type(ScalarType.Float32);
+        Tensor? loss = input.Labels is Tensor labels ? CausalLoss(logits, labels.to(logits.device)) : null;
+        logits.MoveToOuterDisposeScope();
+        loss?.MoveToOuterDisposeScope();
+        return new CausalLMOutput(logits, loss);
+    }
+
+    /// <summary>Hugging Face's causal LM loss: mean cross-entropy of logits[:, :-1] against labels[:, 1:], ignoring −100.</summary>
+    public static Tensor CausalLoss(Tensor logits, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        long v = logits.shape[^1];
+        long t = logits.shape[1];
+        Tensor shiftLogits = logits.narrow(1, 0, t - 1).reshape(-1, v).to_type(ScalarType.Float32);
+        Tensor shiftLabels = labels.narrow(1, 1, t - 1).reshape(-1).to_type(ScalarType.Int64);
+        return nn.functional.cross_entropy(shiftLogits, shiftLabels, ignore_index: -100).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public void ReplaceChild(string name, nn.Module replacement) => ModuleTree.ReplaceField(this, name, replacement);
+}

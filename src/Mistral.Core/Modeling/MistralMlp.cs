@@ -1,0 +1,39 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using Mistral.Core.Configuration;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Modeling;
+
+/// <summary>The SiLU-gated MLP: <c>down(silu(gate(x)) · up(x))</c>.</summary>
+public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
+{
+    [ComponentName(Name = "gate_proj")]
+    private nn.Module<Tensor, Tensor> gateProj;
+    [ComponentName(Name = "up_proj")]
+    private nn.Module<Tensor, Tensor> upProj;
+    [ComponentName(Name = "down_proj")]
+    private nn.Module<Tensor, Tensor> downProj;
+
+    /// <summary>Creates the MLP.</summary>
+    public MistralMlp(MistralConfig config, ScalarType dtype, Device device)
+        : base(nameof(MistralMlp))
+    {
+        gateProj = new Linear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
+        upProj = new Linear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
+        downProj = new Linear(config.IntermediateSize, config.HiddenSize, false, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        Tensor gated = nn.functional.silu(gateProj.forward(x)) * upProj.forward(x);
+        return downProj.forward(gated).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public void ReplaceChild(string name, nn.Module replacement) => ModuleTree.ReplaceField(this, name, replacement);
+}

@@ -1,0 +1,126 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using Mistral.Core.Configuration;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Modeling;
+
+/// <summary>The decoder stack (<c>model.*</c> in Hugging Face's names): embeddings, layers, final norm.</summary>
+public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceableChildren
+{
+    [ComponentName(Name = "embed_tokens")]
+    private nn.Module<Tensor, Tensor> embedTokens;
+    private ModuleList<MistralDecoderLayer> layers;
+    private RmsNorm norm;
+    private readonly RotaryEmbedding rotary;
+    private readonly MistralConfig config;
+
+    /// <summary>Creates an uninitialised stack.</summary>
+    public MistralModel(MistralConfig config, ScalarType dtype, Device device)
+        : base(nameof(MistralModel))
+    {
+        this.config = config;
+        embedTokens = new TokenEmbedding(config.VocabSize, config.HiddenSize, dtype, device);
+        layers = new ModuleList<MistralDecoderLayer>();
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            layers.Add(new MistralDecoderLayer(config, i, dtype, device));
+        }
+
+        norm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
+        rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta);
+        RegisterComponents();
+    }
+
+    /// <summary>The decoder layers.</summary>
+    public IReadOnlyList<MistralDecoderLayer> Layers => [.. layers];
+
+    /// <summary>The token embedding module.</summary>
+    public nn.Module<Tensor, Tensor> EmbedTokens => embedTokens;
+
+    /// <summary>Runs the stack; returns the final-normed hidden states [batch, seq, hidden].</summary>
+    public override Tensor forward(CausalLMInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        Tensor ids = input.InputIds;
+        if (ids.dim() != 2)
+        {
+            throw new ArgumentException($"InputIds must be [batch, seq]; got shape [{string.Join(", ", ids.shape)}].", nameof(input));
+        }
+
+        long b = ids.shape[0];
+        long t = ids.shape[1];
+        if (input.AttentionMask is Tensor am && (am.dim() != 2 || am.shape[0] != b || am.shape[1] != t))
+        {
+            throw new ArgumentException($"AttentionMask must be [{b}, {t}]; got [{string.Join(", ", am.shape)}].", nameof(input));
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor hidden = embedTokens.forward(ids);
+        Device device = hidden.device;
+        Tensor valid = input.AttentionMask is Tensor m ? m.to(device).to_type(ScalarType.Bool) : ones([b, t], ScalarType.Bool, device);
+
+        Tensor positions;
+        Tensor mask;
+        KvCacheStep? step = null;
+        KvCache? cache = input.Cache;
+        if (cache is not null)
+        {
+            if (cache.BatchSize != b)
+            {
+                throw new ArgumentException($"The KV cache was made for batch {cache.BatchSize}; the input has {b} rows.", nameof(input));
+            }
+
+            step = cache.BeginStep((int)t, valid);
+            positions = input.PositionIds?.to(device)
+                ?? (cache.NextPosition.unsqueeze(1) + valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
+            mask = AttentionMasks.Build(step.QueryIndex, step.KeyIndex, step.KeyValid, config.SlidingWindow);
+        }
+        else
+        {
+            positions = input.PositionIds?.to(device) ?? DefaultPositions(input.AttentionMask is null ? null : valid, b, t, device);
+            Tensor index = arange(0, t, 1, ScalarType.Int64, device);
+            mask = AttentionMasks.Build(index, index, input.AttentionMask is null ? null : valid, config.SlidingWindow);
+        }
+
+        (Tensor cos, Tensor sin) = rotary.Compute(positions, hidden.dtype);
+        var context = new AttentionContext(cos, sin, mask, cache, step);
+        foreach (MistralDecoderLayer layer in layers)
+        {
+            layer.SelfAttention.Context = context;
+            try
+            {
+                hidden = layer.forward(hidden);
+            }
+            finally
+            {
+                layer.SelfAttention.Context = null;
+            }
+        }
+
+        if (cache is not null && step is not null)
+        {
+            cache.EndStep(step, valid, positions);
+        }
+
+        return norm.forward(hidden).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Rotary positions for a padded batch: <c>cumsum(mask) − 1</c>, padding set to 1 (as HF's generate does).</summary>
+    internal static Tensor DefaultPositions(Tensor? valid, long batch, long seq, Device device)
+    {
+        if (valid is null)
+        {
+            return arange(0, seq, 1, ScalarType.Int64, device).unsqueeze(0).expand(batch, seq);
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor v = valid.to_type(ScalarType.Int64);
+        Tensor p = v.cumsum(1) - 1;
+        return p.masked_fill(v.eq(0), 1).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public void ReplaceChild(string name, nn.Module replacement) => ModuleTree.ReplaceField(this, name, replacement);
+}

@@ -1,0 +1,31 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Modeling;
+
+/// <summary>The token embedding table (<c>embed_tokens.weight</c> [vocab, hidden]), created uninitialised.</summary>
+public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
+{
+    private Parameter weight;
+
+    /// <summary>Creates an uninitialised table.</summary>
+    public TokenEmbedding(long vocabSize, long hiddenSize, ScalarType dtype, Device device)
+        : base(nameof(TokenEmbedding))
+    {
+        weight = new Parameter(empty([vocabSize, hiddenSize], dtype, device));
+        RegisterComponents();
+    }
+
+    /// <summary>The table [vocab, hidden].</summary>
+    public Parameter Weight => weight;
+
+    /// <summary>Looks up ids of any shape; returns [..., hidden].</summary>
+    public override Tensor forward(Tensor ids)
+    {
+        long[] shape = [.. ids.shape, weight.shape[1]];
+        using Tensor flat = ids.reshape(-1);
+        using Tensor rows = weight.index_select(0, flat);
+        return rows.view(shape);
+    }
+}

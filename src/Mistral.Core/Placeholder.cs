@@ -1,2 +1,0 @@
-namespace Mistral.Core; /// <summary>x</summary>
-public static class Placeholder {}
