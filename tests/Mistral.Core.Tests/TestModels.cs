@@ -56,6 +56,19 @@ internal static class TestModels
         return model;
     }
 
+    /// <summary>Same shape and bit-identical values (torch.equal in TorchSharp is elementwise).</summary>
+    public static bool Exactly(Tensor a, Tensor b)
+    {
+        if (!a.shape.SequenceEqual(b.shape) || a.dtype != b.dtype)
+        {
+            return false;
+        }
+
+        using var eq = a.eq(b);
+        using var all = eq.all();
+        return all.item<bool>();
+    }
+
     public static string TempDir()
     {
         string d = Path.Combine(Path.GetTempPath(), "mistral-tests-" + Guid.NewGuid().ToString("N"));

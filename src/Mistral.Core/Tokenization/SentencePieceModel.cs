@@ -91,6 +91,7 @@ internal sealed class SentencePieceModel
         string normalizerName = string.Empty;
         bool dummyPrefix = true, removeExtra = true, escape = true;
         bool sawTrainer = false;
+        int charsmapBytes = 0;
 
         try
         {
@@ -132,6 +133,7 @@ internal sealed class SentencePieceModel
                         switch (f)
                         {
                             case 1 when w == 2: normalizerName = n.ReadString(); break;
+                            case 2 when w == 2: charsmapBytes = n.ReadLengthDelimited().Length; break;
                             case 3 when w == 0: dummyPrefix = n.ReadVarint() != 0; break;
                             case 4 when w == 0: removeExtra = n.ReadVarint() != 0; break;
                             case 5 when w == 0: escape = n.ReadVarint() != 0; break;
@@ -160,6 +162,13 @@ internal sealed class SentencePieceModel
         {
             throw new InvalidDataException(
                 $"'{source}': trainer_spec.model_type is {modelType}; only BPE (2) models, as Mistral's, are supported.");
+        }
+
+        if (charsmapBytes > 0)
+        {
+            throw new InvalidDataException(
+                $"'{source}': normalizer_spec '{normalizerName}' has a precompiled_charsmap ({charsmapBytes} bytes); only the identity " +
+                "normalizer (Mistral's and Llama's) is supported, since Microsoft.ML.Tokenizers 2.0.1 does not apply charsmaps.");
         }
 
         if (suffix)

@@ -1,0 +1,31 @@
+using System.Diagnostics;
+using System.Globalization;
+using Mistral.Benchmarks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+// Mistral.NET benchmarks and device checks. Usage:
+//   parity   --fixtures DIR [--device cuda]            HF fixture parity on a device (the CPU run is the test suite)
+//   generate [--device cuda] [--model 7b|tiny] [--batch 1,8] [--prompt 128] [--new 128] [--runs 3]
+// Prints a table last.
+string mode = args.Length > 0 ? args[0] : "help";
+var opts = Args.Parse(args.Skip(1).ToArray());
+Device device = opts.Get("device", "cpu") == "cuda" ? Cuda() : CPU;
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+Console.WriteLine($"device: {device}, torch threads {get_num_threads()}");
+switch (mode)
+{
+    case "parity":
+        return ParityCheck.Run(opts.Get("fixtures", "tests/fixtures/hf"), device);
+    case "generate":
+        return GenerateBenchmark.Run(opts, device);
+    default:
+        Console.WriteLine("usage: Mistral.Benchmarks parity|generate [--device cuda] ...");
+        return 2;
+}
+
+static Device Cuda()
+{
+    InitializeDeviceType(DeviceType.CUDA);
+    return CUDA;
+}

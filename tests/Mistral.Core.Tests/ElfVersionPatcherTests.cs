@@ -1,0 +1,71 @@
+using Mistral.Core.Build;
+
+namespace Mistral.Core.Tests;
+
+public class ElfVersionPatcherTests
+{
+    private static string NativeLibrary()
+    {
+        string? found = Directory.EnumerateFiles(AppContext.BaseDirectory, "libLibTorchSharp.so", SearchOption.AllDirectories).FirstOrDefault();
+        return found ?? throw new FileNotFoundException("libLibTorchSharp.so is not in the test output folder.");
+    }
+
+    [Fact]
+    public void PatchSetsOnlyTheWeakFlagAndIsIdempotent()
+    {
+        string copy = Path.Combine(TestModels.TempDir(), "libLibTorchSharp.so");
+        File.Copy(NativeLibrary(), copy);
+        // Start from an unpatched file: clear the weak flag if the build already set it.
+        var requirement = ElfVersionPatcher.ReadRequirements(copy).Single(r => r.Version == "GLIBCXX_3.4.32");
+        requirement.File.Should().Be("libstdc++.so.6");
+        byte[] original = File.ReadAllBytes(copy);
+
+        ElfPatchResult first = ElfVersionPatcher.MarkVersionWeak(copy, "GLIBCXX_3.4.32");
+        first.Should().Be(requirement.Weak ? ElfPatchResult.AlreadyWeak : ElfPatchResult.Patched);
+        byte[] patched = File.ReadAllBytes(copy);
+        patched.Length.Should().Be(original.Length);
+        int[] changed = Enumerable.Range(0, original.Length).Where(i => original[i] != patched[i]).ToArray();
+        if (first == ElfPatchResult.Patched)
+        {
+            changed.Should().ContainSingle("only the low byte of vna_flags changes");
+            (patched[changed[0]] ^ original[changed[0]]).Should().Be(0x2);
+        }
+        else
+        {
+            changed.Should().BeEmpty();
+        }
+
+        ElfVersionPatcher.ReadRequirements(copy).Single(r => r.Version == "GLIBCXX_3.4.32").Weak.Should().BeTrue();
+        ElfVersionPatcher.ReadRequirements(copy).Where(r => r.Version != "GLIBCXX_3.4.32").Should().OnlyContain(r => !r.Weak);
+
+        ElfVersionPatcher.MarkVersionWeak(copy, "GLIBCXX_3.4.32").Should().Be(ElfPatchResult.AlreadyWeak);
+        File.ReadAllBytes(copy).Should().Equal(patched, "a second run writes nothing");
+        Directory.GetFiles(Path.GetDirectoryName(copy)!).Should().ContainSingle("no temporary file is left behind");
+    }
+
+    [Fact]
+    public void CompatibleFileIsLeftUntouched()
+    {
+        string copy = Path.Combine(TestModels.TempDir(), "libLibTorchSharp.so");
+        File.Copy(NativeLibrary(), copy);
+        byte[] before = File.ReadAllBytes(copy);
+        ElfVersionPatcher.MarkVersionWeak(copy, "GLIBCXX_9.9.99").Should().Be(ElfPatchResult.NotRequired);
+        File.ReadAllBytes(copy).Should().Equal(before);
+    }
+
+    [Fact]
+    public void NonElfFileIsAClearError()
+    {
+        string path = Path.Combine(TestModels.TempDir(), "x.so");
+        File.WriteAllText(path, "not an elf file at all, just text padding padding padding padding");
+        Action act = () => ElfVersionPatcher.MarkVersionWeak(path, "GLIBCXX_3.4.32");
+        act.Should().Throw<InvalidDataException>().WithMessage($"{path}: not an ELF file.");
+    }
+
+    [Fact]
+    public void TheLoadedLibraryWorks()
+    {
+        using var t = TorchSharp.torch.ones(3, 3);
+        t.sum().item<float>().Should().Be(9f);
+    }
+}
