@@ -7,8 +7,9 @@ namespace Mistral.Core.Modeling;
 /// </summary>
 /// <remarks>
 /// A query at sequence index i sees a key at index j iff <c>j ≤ i</c>, <c>i − W &lt; j</c> (exactly W keys, itself
-/// included, as in transformers and xformers) and the key is a real token. A query always sees itself, so that a padding
-/// query never has an empty row (its output is never used, but an all-masked row would produce NaN).
+/// included, as in transformers and xformers) and the key is a real token. A padding query of a left-padded row may see no
+/// key at all: libtorch's <c>scaled_dot_product_attention</c> (2.5 and later) then returns zeros, exactly as Hugging Face
+/// relies on, so even the logits at padding positions (which HF's loss uses to predict a row's first real token) match.
 /// Indices are positions in the padded sequence ("cache positions"); with left padding they differ from the
 /// rotary position ids by a per-row constant, so the window is the same.
 /// </remarks>
@@ -36,7 +37,6 @@ public static class AttentionMasks
             mask = mask.logical_and(keyValid.to_type(ScalarType.Bool).unsqueeze(1).unsqueeze(1)); // [B, 1, Q, K]
         }
 
-        mask = mask.logical_or(k.eq(q).unsqueeze(0).unsqueeze(0));
         return mask.MoveToOuterDisposeScope();
     }
 }

@@ -192,6 +192,11 @@ public sealed class MistralTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         truncation?.Validate();
+        if ((addBeginningOfSentence && BosId < 0) || (addEndOfSentence && EosId < 0))
+        {
+            throw new InvalidOperationException($"'{Source}' defines no {(addBeginningOfSentence && BosId < 0 ? "BOS" : "EOS")} piece to add.");
+        }
+
         List<int> content = EncodeContent(text);
         int specials = (addBeginningOfSentence ? 1 : 0) + (addEndOfSentence ? 1 : 0);
         int start = 0, count = content.Count;

@@ -175,7 +175,7 @@ internal sealed class SentencePieceBpeEncoder
     {
         foreach (string piece in _userDefined)
         {
-            if (string.CompareOrdinal(text, pos, piece, 0, piece.Length) == 0 && pos + piece.Length <= text.Length)
+            if (pos + piece.Length <= text.Length && string.CompareOrdinal(text, pos, piece, 0, piece.Length) == 0)
             {
                 return piece.Length;
             }

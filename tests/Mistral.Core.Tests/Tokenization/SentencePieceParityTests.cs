@@ -12,12 +12,13 @@ public sealed class SentencePieceParityTests(TokenizerFixtures fixtures) : IClas
 {
     [Theory]
     [InlineData("tiny-bpe")]
+    [InlineData("tiny-bpe-udf")]
     [InlineData("mistral")]
     public void Encode_gives_sentencepiece_ids_and_pieces_for_every_case(string model)
     {
         MistralTokenizer tok = fixtures.ByName(model);
         IReadOnlyList<EncodeCase> cases = fixtures.EncodeCases(model);
-        cases.Should().HaveCountGreaterThan(340);
+        cases.Should().HaveCountGreaterThan(model == "tiny-bpe-udf" ? 150 : 600);
 
         var failures = new List<string>();
         foreach (EncodeCase c in cases)
@@ -51,6 +52,7 @@ public sealed class SentencePieceParityTests(TokenizerFixtures fixtures) : IClas
 
     [Theory]
     [InlineData("tiny-bpe")]
+    [InlineData("tiny-bpe-udf")]
     [InlineData("mistral")]
     public void Decode_and_streaming_decode_equal_sentencepiece_decode_for_every_encode_case(string model)
     {
@@ -67,13 +69,14 @@ public sealed class SentencePieceParityTests(TokenizerFixtures fixtures) : IClas
 
     [Theory]
     [InlineData("tiny-bpe")]
+    [InlineData("tiny-bpe-udf")]
     [InlineData("mistral")]
     public void Decode_of_random_id_sequences_equals_sentencepiece_decode(string model)
     {
         // Byte pieces that do and do not form UTF-8, <unk>, <s>, </s> anywhere, pieces with and without U+2581.
         MistralTokenizer tok = fixtures.ByName(model);
         IReadOnlyList<DecodeCase> cases = fixtures.DecodeCases(model);
-        cases.Should().HaveCountGreaterThan(150);
+        cases.Should().HaveCountGreaterThan(100);
         var failures = new List<string>();
         foreach (DecodeCase c in cases)
         {

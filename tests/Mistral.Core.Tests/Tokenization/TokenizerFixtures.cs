@@ -9,20 +9,29 @@ public sealed class TokenizerFixtures
     public TokenizerFixtures()
     {
         Directory = FindDirectory();
-        Tiny = MistralTokenizer.FromFile(Path.Combine(Directory, "tiny-bpe.model"));
-        Mistral = MistralTokenizer.FromFile(Path.Combine(Directory, "mistral-7b-v0.1.model"));
+        Tiny = MistralTokenizer.FromFile(ModelPath("tiny-bpe"));
+        TinyWithUserDefined = MistralTokenizer.FromFile(ModelPath("tiny-bpe-udf"));
+        Mistral = MistralTokenizer.FromFile(ModelPath("mistral"));
     }
 
     public string Directory { get; }
 
     public MistralTokenizer Tiny { get; }
 
+    /// <summary>spm_train model with user-defined pieces (&lt;|im_start|&gt;, ###, @@) and control pieces [INST], [/INST].</summary>
+    public MistralTokenizer TinyWithUserDefined { get; }
+
     public MistralTokenizer Mistral { get; }
 
-    public MistralTokenizer ByName(string name) => name == "tiny-bpe" ? Tiny : Mistral;
+    public MistralTokenizer ByName(string name) => name switch
+    {
+        "tiny-bpe" => Tiny,
+        "tiny-bpe-udf" => TinyWithUserDefined,
+        _ => Mistral,
+    };
 
     public string ModelPath(string name) =>
-        Path.Combine(Directory, name == "tiny-bpe" ? "tiny-bpe.model" : "mistral-7b-v0.1.model");
+        Path.Combine(Directory, name == "mistral" ? "mistral-7b-v0.1.model" : name + ".model");
 
     public IReadOnlyList<EncodeCase> EncodeCases(string name) =>
         Read(Path.Combine(Directory, $"{name}.cases.json"), e => new EncodeCase(

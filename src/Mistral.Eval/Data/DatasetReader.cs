@@ -1,0 +1,396 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Parquet;
+using Parquet.Schema;
+
+namespace Mistral.Eval.Data;
+
+/// <summary>
+/// Reads examples from JSONL, CSV (RFC 4180) and Parquet files (the format Hugging Face datasets are published in)
+/// through a <see cref="ColumnMapping"/>. Bad input is an error naming the file, line/row and column, or — where
+/// <see cref="ReadOptions"/> says so — a skipped row counted by reason in the <see cref="DatasetReadResult"/>.
+/// </summary>
+public sealed class DatasetReader
+{
+    private readonly ILogger _logger;
+
+    /// <summary>Creates a reader.</summary>
+    /// <param name="logger">Receives a summary line when rows are skipped.</param>
+    public DatasetReader(ILogger<DatasetReader>? logger = null)
+    {
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>Reads a file, choosing the format by extension: <c>.jsonl</c>/<c>.ndjson</c>, <c>.csv</c>, <c>.parquet</c>.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="mapping">Which columns hold input and target.</param>
+    /// <param name="options">Bad-row handling; <see cref="ReadOptions.Strict"/> when null.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The examples and skip counts.</returns>
+    /// <exception cref="ArgumentException">The extension is not one of these.</exception>
+    public Task<DatasetReadResult> ReadAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return Path.GetExtension(path).ToLowerInvariant() switch
+        {
+            ".jsonl" or ".ndjson" => ReadJsonlAsync(path, mapping, options, cancellationToken),
+            ".csv" => ReadCsvAsync(path, mapping, options, cancellationToken),
+            ".parquet" => ReadParquetAsync(path, mapping, options, cancellationToken),
+            var ext => throw new ArgumentException($"Cannot tell the format of '{path}' from its extension '{ext}'; expected .jsonl, .ndjson, .csv or .parquet.", nameof(path)),
+        };
+    }
+
+    /// <summary>
+    /// Reads JSON Lines: one JSON object per line; blank lines are ignored. Rows are numbered by their 1-based line.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="mapping">Which keys hold input and target.</param>
+    /// <param name="options">Bad-row handling; <see cref="ReadOptions.Strict"/> when null.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The examples and skip counts.</returns>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="DatasetException">A line is malformed or a value is missing/not a string (under <see cref="RowErrorPolicy.Fail"/>), or no record has a mapped column.</exception>
+    public async Task<DatasetReadResult> ReadJsonlAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options = Prepare(path, mapping, options);
+        var rows = new RowCollector(path, mapping, options, "line");
+        bool sawInput = false, sawTarget = false;
+        using var reader = new StreamReader(path, new UTF8Encoding(false, true), detectEncodingFromByteOrderMarks: true);
+        long line = 0;
+        while (true)
+        {
+            string? text;
+            try
+            {
+                text = await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (DecoderFallbackException e)
+            {
+                throw new DatasetException(path, rows.Location(line + 1), line + 1, null, "the file is not valid UTF-8.", e);
+            }
+
+            if (text is null)
+            {
+                break;
+            }
+
+            line++;
+            if (string.IsNullOrWhiteSpace(text))
+            {
+                continue;
+            }
+
+            JsonDocument doc;
+            try
+            {
+                doc = JsonDocument.Parse(text);
+            }
+            catch (JsonException e)
+            {
+                rows.Malformed(line, $"not valid JSON: {e.Message}");
+                continue;
+            }
+
+            using (doc)
+            {
+                if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                {
+                    rows.Malformed(line, $"the line is a JSON {doc.RootElement.ValueKind.ToString().ToLowerInvariant()}; expected an object");
+                    continue;
+                }
+
+                var input = JsonValue(doc.RootElement, mapping.InputColumn);
+                var target = JsonValue(doc.RootElement, mapping.TargetColumn);
+                sawInput |= input.Kind != RawValueKind.Missing;
+                sawTarget |= target.Kind != RawValueKind.Missing;
+                rows.Add(line, input, target);
+            }
+        }
+
+        var result = rows.Result();
+        if (result.RowsSeen > result.SkipCounts[SkipReason.MalformedRecord] && (!sawInput || !sawTarget))
+        {
+            var col = !sawInput ? mapping.InputColumn : mapping.TargetColumn;
+            throw new DatasetException(path, null, null, col, "no record in the file has this key; check the column mapping.");
+        }
+
+        return Finish(result);
+    }
+
+    /// <summary>
+    /// Reads CSV with a header row (RFC 4180 quoting; quoted fields may span lines). Fully empty lines are ignored.
+    /// Rows are numbered by the 1-based line on which the record starts.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="mapping">Which header names hold input and target.</param>
+    /// <param name="options">Bad-row handling; <see cref="ReadOptions.Strict"/> when null.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The examples and skip counts.</returns>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="DatasetException">No header, a mapped column missing from the header, or (under <see cref="RowErrorPolicy.Fail"/>) a malformed record or empty value.</exception>
+    public async Task<DatasetReadResult> ReadCsvAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options = Prepare(path, mapping, options);
+        var rows = new RowCollector(path, mapping, options, "line");
+        using var reader = new StreamReader(path, new UTF8Encoding(false, true), detectEncodingFromByteOrderMarks: true);
+        var csv = new CsvRecordReader(reader, options.CsvDelimiter);
+        CsvRecord? header;
+        do
+        {
+            header = await ReadCsvRecordAsync(csv, path, cancellationToken).ConfigureAwait(false);
+        }
+        while (header is not null && header.IsBlank);
+
+        if (header is null)
+        {
+            throw new DatasetException(path, null, null, null, "the file is empty; expected a header row.");
+        }
+
+        if (header.Error is not null)
+        {
+            throw new DatasetException(path, $"line {header.Line}", header.Line, null, $"malformed header: {header.Error}.");
+        }
+
+        var names = header.Fields;
+        var duplicate = names.GroupBy(n => n, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new DatasetException(path, $"line {header.Line}", header.Line, duplicate.Key, "the header names this column twice.");
+        }
+
+        int inputIndex = ColumnIndex(path, header, mapping.InputColumn);
+        int targetIndex = ColumnIndex(path, header, mapping.TargetColumn);
+        while (await ReadCsvRecordAsync(csv, path, cancellationToken).ConfigureAwait(false) is { } record)
+        {
+            if (record.IsBlank)
+            {
+                continue;
+            }
+
+            if (record.Error is not null)
+            {
+                rows.Malformed(record.Line, record.Error);
+                continue;
+            }
+
+            if (record.Fields.Count != names.Count)
+            {
+                rows.Malformed(record.Line, $"the record has {record.Fields.Count} fields but the header has {names.Count}");
+                continue;
+            }
+
+            rows.Add(record.Line, CsvValue(record.Fields[inputIndex], options), CsvValue(record.Fields[targetIndex], options));
+        }
+
+        return Finish(rows.Result());
+    }
+
+    /// <summary>
+    /// Reads a Parquet file's top-level columns (all row groups). String columns are read as text (nulls are null
+    /// values); numeric/boolean columns are non-string unless <see cref="ReadOptions.ConvertScalarsToString"/>.
+    /// Rows are numbered by their 0-based index across row groups.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="mapping">Which fields hold input and target.</param>
+    /// <param name="options">Bad-row handling; <see cref="ReadOptions.Strict"/> when null.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The examples and skip counts.</returns>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="DatasetException">Not a Parquet file, a mapped column missing, or (under <see cref="RowErrorPolicy.Fail"/>) a null or non-string value.</exception>
+    public async Task<DatasetReadResult> ReadParquetAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options = Prepare(path, mapping, options);
+        var rows = new RowCollector(path, mapping, options, "row");
+        await using var stream = File.OpenRead(path);
+        ParquetReader reader;
+        try
+        {
+            reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException)
+        {
+            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: {e.Message}", e);
+        }
+
+        await using (reader)
+        {
+            var topLevel = reader.Schema.Fields.OfType<DataField>().ToArray();
+            var inputField = ParquetField(path, topLevel, mapping.InputColumn);
+            var targetField = ParquetField(path, topLevel, mapping.TargetColumn);
+            long offset = 0;
+            for (int g = 0; g < reader.RowGroupCount; g++)
+            {
+                using var group = reader.OpenRowGroupReader(g);
+                int n = checked((int)group.RowCount);
+                var inputs = await ReadParquetColumnAsync(group, inputField, n, options, path, offset, cancellationToken).ConfigureAwait(false);
+                var targets = await ReadParquetColumnAsync(group, targetField, n, options, path, offset, cancellationToken).ConfigureAwait(false);
+                for (int i = 0; i < n; i++)
+                {
+                    rows.Add(offset + i, inputs[i], targets[i]);
+                }
+
+                offset += n;
+            }
+        }
+
+        return Finish(rows.Result());
+    }
+
+    private static async Task<RawValue[]> ReadParquetColumnAsync(
+        ParquetRowGroupReader group, DataField field, int n, ReadOptions options, string path, long offset, CancellationToken ct)
+    {
+        var type = field.ClrType;
+
+        // Parquet.Net 6 reports UTF-8 string columns as ReadOnlyMemory<char> (string when the schema was built in code).
+        if (type == typeof(string) || type == typeof(ReadOnlyMemory<char>))
+        {
+            var values = new string?[n];
+            await group.ReadAsync(field, values.AsMemory()!, null, ct).ConfigureAwait(false);
+            return values.Select(v => v is null ? RawValue.Null : RawValue.Of(v)).ToArray();
+        }
+
+        if (!options.ConvertScalarsToString && options.InvalidValues == RowErrorPolicy.Fail && n > 0)
+        {
+            var hint = IsScalar(type) ? " (set ReadOptions.ConvertScalarsToString to read it as text)" : string.Empty;
+            throw new DatasetException(path, $"row {offset}", offset, field.Name, $"the column has Parquet type {type.Name}; expected strings{hint}.");
+        }
+
+        if (type == typeof(long))
+        {
+            return await ScalarsAsync<long>(group, field, n, v => v.ToString(CultureInfo.InvariantCulture), ct).ConfigureAwait(false);
+        }
+
+        if (type == typeof(int))
+        {
+            return await ScalarsAsync<int>(group, field, n, v => v.ToString(CultureInfo.InvariantCulture), ct).ConfigureAwait(false);
+        }
+
+        if (type == typeof(short))
+        {
+            return await ScalarsAsync<short>(group, field, n, v => v.ToString(CultureInfo.InvariantCulture), ct).ConfigureAwait(false);
+        }
+
+        if (type == typeof(double))
+        {
+            return await ScalarsAsync<double>(group, field, n, v => v.ToString("R", CultureInfo.InvariantCulture), ct).ConfigureAwait(false);
+        }
+
+        if (type == typeof(float))
+        {
+            return await ScalarsAsync<float>(group, field, n, v => v.ToString("R", CultureInfo.InvariantCulture), ct).ConfigureAwait(false);
+        }
+
+        if (type == typeof(bool))
+        {
+            return await ScalarsAsync<bool>(group, field, n, v => v ? "true" : "false", ct).ConfigureAwait(false);
+        }
+
+        var other = RawValue.Other($"of Parquet type {type.Name}");
+        return Enumerable.Repeat(other, n).ToArray();
+    }
+
+    private static bool IsScalar(Type t) =>
+        t == typeof(long) || t == typeof(int) || t == typeof(short) || t == typeof(double) || t == typeof(float) || t == typeof(bool);
+
+    private static async Task<RawValue[]> ScalarsAsync<T>(ParquetRowGroupReader group, DataField field, int n, Func<T, string> format, CancellationToken ct)
+        where T : struct
+    {
+        var values = new T?[n];
+        await group.ReadAsync(field, values.AsMemory(), null, ct).ConfigureAwait(false);
+        return values.Select(v => v is { } x ? RawValue.Scalar(format(x), $"a {typeof(T).Name} ({format(x)})") : RawValue.Null).ToArray();
+    }
+
+    private static DataField ParquetField(string path, DataField[] fields, string name)
+    {
+        var field = fields.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.Ordinal));
+        if (field is null)
+        {
+            throw new DatasetException(path, null, null, name,
+                $"the file has no such top-level column; its columns are {string.Join(", ", fields.Select(f => $"'{f.Name}'"))}.");
+        }
+
+        if (field.IsArray)
+        {
+            throw new DatasetException(path, null, null, name, "the column is a list; expected strings.");
+        }
+
+        return field;
+    }
+
+    private static int ColumnIndex(string path, CsvRecord header, string name)
+    {
+        for (int i = 0; i < header.Fields.Count; i++)
+        {
+            if (string.Equals(header.Fields[i], name, StringComparison.Ordinal))
+            {
+                return i;
+            }
+        }
+
+        throw new DatasetException(path, $"line {header.Line}", header.Line, name,
+            $"the header has no such column; its columns are {string.Join(", ", header.Fields.Select(f => $"'{f}'"))}.");
+    }
+
+    private static async Task<CsvRecord?> ReadCsvRecordAsync(CsvRecordReader csv, string path, CancellationToken ct)
+    {
+        try
+        {
+            return await csv.ReadAsync(ct).ConfigureAwait(false);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new DatasetException(path, null, null, null, "the file is not valid UTF-8.", e);
+        }
+    }
+
+    private static RawValue CsvValue(string field, ReadOptions options) =>
+        field.Length == 0 && options.CsvEmptyFieldIsNull ? RawValue.Null : RawValue.Of(field);
+
+    private static RawValue JsonValue(JsonElement obj, string key)
+    {
+        if (!obj.TryGetProperty(key, out var v))
+        {
+            return RawValue.Missing;
+        }
+
+        return v.ValueKind switch
+        {
+            JsonValueKind.String => RawValue.Of(v.GetString()!),
+            JsonValueKind.Null => RawValue.Null,
+            JsonValueKind.Number => RawValue.Scalar(v.GetRawText(), $"a number ({v.GetRawText()})"),
+            JsonValueKind.True or JsonValueKind.False => RawValue.Scalar(v.GetRawText(), $"a boolean ({v.GetRawText()})"),
+            _ => RawValue.Other($"a JSON {v.ValueKind.ToString().ToLowerInvariant()}"),
+        };
+    }
+
+    private static ReadOptions Prepare(string path, ColumnMapping mapping, ReadOptions? options)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(mapping);
+        options ??= ReadOptions.Strict;
+        options.Validate();
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"Dataset file '{path}' does not exist.", path);
+        }
+
+        return options;
+    }
+
+    private DatasetReadResult Finish(DatasetReadResult result)
+    {
+        if (result.SkippedCount > 0)
+        {
+            _logger.LogWarning("Dataset {Summary}", result.Describe());
+        }
+        else
+        {
+            _logger.LogDebug("Dataset {Summary}", result.Describe());
+        }
+
+        return result;
+    }
+}

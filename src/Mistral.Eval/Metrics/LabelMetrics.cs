@@ -1,0 +1,9 @@
+namespace Mistral.Eval.Metrics;
+
+/// <summary>Precision, recall, F1 and support of one label.</summary>
+/// <param name="Label">The label.</param>
+/// <param name="Precision">TP / (TP + FP), or the zero-division value when nothing was predicted as the label.</param>
+/// <param name="Recall">TP / (TP + FN), or the zero-division value when the label never occurs in the truth.</param>
+/// <param name="F1">2PR / (P + R); 0 when P + R is 0 or when P or R was a zero division.</param>
+/// <param name="Support">Number of true occurrences of the label.</param>
+public sealed record LabelMetrics(string Label, double Precision, double Recall, double F1, int Support);

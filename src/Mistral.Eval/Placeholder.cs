@@ -1,2 +1,0 @@
-namespace Mistral.Eval; /// <summary>x</summary>
-public static class Placeholder {}

@@ -1,2 +1,0 @@
-namespace Mistral.Peft; /// <summary>x</summary>
-public static class Placeholder {}

@@ -1,0 +1,221 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mistral.Peft.Quantization;
+
+/// <summary>
+/// A frozen Linear layer whose weight is stored in NF4 (bitsandbytes' <c>Linear4bit</c>): the packed codes and
+/// scales are buffers (<c>weight</c> = packed codes, <c>weight_absmax</c>, <c>weight_nested_absmax</c>,
+/// <c>weight_nested_quant_map</c>, <c>weight_nested_offset</c>), never parameters. The forward casts the input to
+/// the compute dtype, computes <c>x @ dequant(W)^T (+ bias)</c> there and casts the result back to the input dtype;
+/// the dequantized weight lives only inside the call (the backward dequantizes again). Gradients reach the input,
+/// never the weight; the optional bias is a frozen parameter.
+/// </summary>
+public sealed class Linear4bit : nn.Module<Tensor, Tensor>
+{
+    private readonly long[] _shape;
+    private readonly ScalarType _weightDtype;
+    private readonly int _blockSize;
+    private readonly int _nestedBlockSize;
+    private readonly bool _doubleQuant;
+
+    private Linear4bit(Nf4Tensor weight, Tensor? bias, ScalarType computeDtype, string name)
+        : base(name)
+    {
+        if (weight.Shape.Count != 2)
+        {
+            throw new ArgumentException($"A Linear weight must be 2-D [out, in]; got [{string.Join(", ", weight.Shape)}].", nameof(weight));
+        }
+
+        if (!Nf4Options.IsFloatingDtype(computeDtype))
+        {
+            throw new ArgumentException($"computeDtype must be BFloat16, Float16 or Float32; got {computeDtype}.", nameof(computeDtype));
+        }
+
+        _shape = [.. weight.Shape];
+        _weightDtype = weight.DType;
+        _blockSize = weight.BlockSize;
+        _nestedBlockSize = weight.NestedBlockSize;
+        _doubleQuant = weight.IsDoubleQuantized;
+        ComputeDtype = computeDtype;
+        register_buffer("weight", weight.Packed.detach().clone());
+        register_buffer("weight_absmax", weight.Absmax.detach().clone());
+        if (weight.IsDoubleQuantized)
+        {
+            register_buffer("weight_nested_absmax", weight.NestedAbsmax!.detach().clone());
+            register_buffer("weight_nested_quant_map", weight.NestedQuantMap!.detach().clone());
+            register_buffer("weight_nested_offset", tensor(weight.NestedOffset, ScalarType.Float32, weight.Device));
+        }
+
+        if (bias is not null)
+        {
+            if (bias.numel() != _shape[0])
+            {
+                throw new ArgumentException($"bias must have {_shape[0]} elements (out features); got {bias.numel()}.", nameof(bias));
+            }
+
+            register_parameter("bias", new Parameter(bias.detach().clone().reshape(-1), requires_grad: false));
+        }
+    }
+
+    /// <summary>Input features (weight columns).</summary>
+    public long InFeatures => _shape[1];
+
+    /// <summary>Output features (weight rows).</summary>
+    public long OutFeatures => _shape[0];
+
+    /// <summary>The dtype the matmul runs in.</summary>
+    public ScalarType ComputeDtype { get; }
+
+    /// <summary>
+    /// Quantizes a Linear module's weight (and copies its bias) into a new <see cref="Linear4bit"/>. The module's
+    /// weight is read from <c>TorchSharp.Modules.Linear</c> or from its parameter named <c>weight</c>.
+    /// </summary>
+    /// <param name="linear">The dense Linear module.</param>
+    /// <param name="options">NF4 options (validated); null means the defaults.</param>
+    /// <returns>The quantized layer, on the weight's device.</returns>
+    /// <exception cref="ArgumentException">The module has no 2-D <c>weight</c> parameter.</exception>
+    public static Linear4bit FromLinear(nn.Module<Tensor, Tensor> linear, Nf4Options? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(linear);
+        Tensor? weight = null;
+        Tensor? bias = null;
+        if (linear is Linear dense)
+        {
+            weight = dense.weight;
+            bias = dense.bias;
+        }
+        else
+        {
+            foreach (var (name, p) in linear.named_parameters(recurse: false))
+            {
+                if (name == "weight")
+                {
+                    weight = p;
+                }
+                else if (name == "bias")
+                {
+                    bias = p;
+                }
+            }
+        }
+
+        if (weight is null || weight.dim() != 2)
+        {
+            throw new ArgumentException("linear must have a 2-D parameter named 'weight'.", nameof(linear));
+        }
+
+        return FromLinear(weight, bias, options);
+    }
+
+    /// <summary>Quantizes a weight <c>[out, in]</c> (and copies an optional bias) into a new <see cref="Linear4bit"/>.</summary>
+    /// <param name="weight">The dense weight.</param>
+    /// <param name="bias">Optional bias <c>[out]</c>.</param>
+    /// <param name="options">NF4 options (validated); null means the defaults.</param>
+    /// <returns>The quantized layer, on the weight's device.</returns>
+    public static Linear4bit FromLinear(Tensor weight, Tensor? bias = null, Nf4Options? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        options = (options ?? new Nf4Options()).Validate();
+        using var nf4 = Nf4Tensor.Quantize(weight, options);
+        return new Linear4bit(nf4, bias, options.ComputeDtype, "Linear4bit");
+    }
+
+    /// <summary>Builds a layer from an already quantized weight (e.g. read with <see cref="Nf4Tensor.FromBitsAndBytesState"/>); the tensors are copied.</summary>
+    /// <param name="weight">The NF4 weight <c>[out, in]</c>.</param>
+    /// <param name="bias">Optional bias.</param>
+    /// <param name="computeDtype">Compute dtype (BFloat16 by default).</param>
+    /// <returns>The layer.</returns>
+    public static Linear4bit FromNf4(Nf4Tensor weight, Tensor? bias = null, ScalarType computeDtype = ScalarType.BFloat16)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        return new Linear4bit(weight, bias, computeDtype, "Linear4bit");
+    }
+
+    /// <summary>A non-owning view of the current quantized weight buffers (valid until the module is moved or disposed).</summary>
+    /// <returns>The weight as an <see cref="Nf4Tensor"/>; disposing it does not free the buffers.</returns>
+    public Nf4Tensor QuantizedWeight()
+    {
+        var buffers = named_buffers(recurse: false).ToDictionary(b => b.name, b => b.buffer, StringComparer.Ordinal);
+        return new Nf4Tensor(
+            buffers["weight"],
+            buffers["weight_absmax"],
+            _doubleQuant ? buffers["weight_nested_absmax"] : null,
+            _doubleQuant ? buffers["weight_nested_quant_map"] : null,
+            _doubleQuant ? buffers["weight_nested_offset"].cpu().item<float>() : 0f,
+            _shape,
+            _weightDtype,
+            _blockSize,
+            _nestedBlockSize,
+            ownsTensors: false);
+    }
+
+    /// <summary>The layer's tensors under bitsandbytes' key names for module prefix <paramref name="prefix"/> (CPU copies).</summary>
+    /// <param name="prefix">Module prefix, e.g. <c>model.layers.0.mlp.down_proj</c>.</param>
+    /// <returns>Key → tensor, including <c>P.bias</c> when present.</returns>
+    public IReadOnlyDictionary<string, Tensor> ToBitsAndBytesState(string prefix)
+    {
+        using var w = QuantizedWeight();
+        var state = new Dictionary<string, Tensor>(w.ToBitsAndBytesState(prefix), StringComparer.Ordinal);
+        var bias = BiasOrNull();
+        if (bias is not null)
+        {
+            state[BitsAndBytesKeys.Key(prefix, "bias")] = bias.detach().cpu().clone();
+        }
+
+        return state;
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.shape[^1] != InFeatures)
+        {
+            throw new ArgumentException($"input's last dimension must be {InFeatures} (in features); got {input.shape[^1]}.", nameof(input));
+        }
+
+        var inputDtype = input.dtype;
+        using var scope = NewDisposeScope();
+        // A non-owning view of the buffers; not disposed here because the autograd node keeps it for backward.
+        var weight = QuantizedWeight();
+        var x = input.dtype == ComputeDtype ? input : input.to(ComputeDtype);
+        Tensor y;
+        if (x.requires_grad && is_grad_enabled())
+        {
+            y = Nf4MatMulFunction.apply(x, weight, ComputeDtype);
+        }
+        else
+        {
+            var w = Nf4MatMulFunction.DequantizeForCompute(weight, ComputeDtype);
+            y = nn.functional.linear(x, w);
+        }
+
+        var bias = BiasOrNull();
+        if (bias is not null)
+        {
+            y = y + (bias.dtype == ComputeDtype ? bias : bias.to(ComputeDtype));
+        }
+
+        if (y.dtype != inputDtype)
+        {
+            y = y.to(inputDtype);
+        }
+
+        return y.MoveToOuterDisposeScope();
+    }
+
+    private Tensor? BiasOrNull()
+    {
+        foreach (var (name, p) in named_parameters(recurse: false))
+        {
+            if (name == "bias")
+            {
+                return p;
+            }
+        }
+
+        return null;
+    }
+}

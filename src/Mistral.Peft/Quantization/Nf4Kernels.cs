@@ -1,0 +1,104 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mistral.Peft.Quantization;
+
+/// <summary>
+/// Tensor-op implementations of bitsandbytes' blockwise kernels. Every function runs on the device of its input
+/// and returns tensors that belong to the caller's dispose scope.
+/// </summary>
+internal static class Nf4Kernels
+{
+    /// <summary>
+    /// NF4 quantization as bitsandbytes' <c>kQuantizeBlockwise</c>/<c>dQuantizeNF4</c>: float32 absmax per block of the
+    /// row-major flattened tensor, values scaled by the float32 reciprocal of the absmax, code = number of
+    /// thresholds strictly below the scaled value (NaN from an all-zero block → code 0), two codes per byte with the
+    /// first element in the high nibble; an odd count is padded with the code of a 0.0 element.
+    /// </summary>
+    /// <returns>Packed codes uint8 [ceil(n/2), 1] and absmax float32 [ceil(n/blockSize)].</returns>
+    public static (Tensor Packed, Tensor Absmax) QuantizeNf4(Tensor weight, int blockSize)
+    {
+        using var scope = NewDisposeScope();
+        var (blocks, n, _) = ToBlocks(weight, blockSize);
+        var absmax = blocks.abs().amax([1L]);
+        var scaled = (blocks * absmax.reciprocal().unsqueeze(1)).reshape(-1);
+        using var thresholds = tensor(Nf4Codebook.ThresholdsArray(), device: weight.device);
+        long keep = n + (n % 2);
+        var kept = scaled.slice(0, 0, keep, 1);
+        var codes = searchsorted(thresholds, kept, out_int32: true, right: false).masked_fill(kept.isnan(), 0);
+        var pairs = codes.view(-1, 2);
+        var packed = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to(ScalarType.Byte).unsqueeze(1);
+        return (packed.MoveToOuterDisposeScope(), absmax.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// 8-bit blockwise quantization as bitsandbytes' <c>kQuantizeBlockwise</c> with <c>dQuantize</c> over a sorted
+    /// 256-value map: nearest code of <c>x * (1/absmax)</c>; an exact midpoint between codes k and k+1 goes to the
+    /// even index of the two (a property of the kernel's binary search); NaN → code 0.
+    /// </summary>
+    /// <returns>Codes uint8 [n] and absmax float32 [ceil(n/blockSize)].</returns>
+    public static (Tensor Codes, Tensor Absmax) QuantizeBlockwise8(Tensor values, Tensor code, int blockSize)
+    {
+        using var scope = NewDisposeScope();
+        var (blocks, n, _) = ToBlocks(values, blockSize);
+        var absmax = blocks.abs().amax([1L]);
+        var scaled = (blocks * absmax.reciprocal().unsqueeze(1)).reshape(-1).slice(0, 0, n, 1);
+        var map = code.to(ScalarType.Float32).to(values.device);
+        long m = map.shape[0];
+        var mids = (map.slice(0, 0, m - 1, 1) + map.slice(0, 1, m, 1)) * 0.5f;
+        var idx = searchsorted(mids, scaled, out_int32: false, right: false);
+        var atMid = mids.index_select(0, idx.clamp_max(m - 2));
+        var tie = idx.lt(m - 1).logical_and(scaled.eq(atMid)).logical_and(idx.remainder(2).eq(1));
+        idx = where(tie, idx + 1, idx).masked_fill(scaled.isnan(), 0);
+        return (idx.to(ScalarType.Byte).MoveToOuterDisposeScope(), absmax.MoveToOuterDisposeScope());
+    }
+
+    /// <summary><c>out[k] = map[codes[k]] * absmax[k / blockSize]</c> in float32.</summary>
+    public static Tensor DequantizeBlockwise8(Tensor codes, Tensor absmax, Tensor map, int blockSize)
+    {
+        using var scope = NewDisposeScope();
+        long n = codes.numel();
+        var values = map.to(ScalarType.Float32).index_select(0, codes.reshape(-1).to(ScalarType.Int64));
+        var scaled = ScaleBlocks(values, absmax, n, blockSize);
+        return scaled.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Unpacks codes and computes <c>nf4[code] * absmax[block]</c> in float32, flat [n].</summary>
+    public static Tensor DequantizeNf4Float32(Tensor packed, Tensor absmax, long n, int blockSize)
+    {
+        using var scope = NewDisposeScope();
+        var p = packed.reshape(-1).to(ScalarType.Int64);
+        var hi = p.div(16, RoundingMode.floor);
+        var lo = p.remainder(16);
+        var codes = stack([hi, lo], 1).reshape(-1).slice(0, 0, n, 1);
+        using var lut = tensor(Nf4Codebook.ValuesArray(), device: packed.device);
+        var values = lut.index_select(0, codes);
+        return ScaleBlocks(values, absmax.to(ScalarType.Float32), n, blockSize).MoveToOuterDisposeScope();
+    }
+
+    private static Tensor ScaleBlocks(Tensor values, Tensor absmax, long n, int blockSize)
+    {
+        long nb = (n + blockSize - 1) / blockSize;
+        if (absmax.numel() != nb)
+        {
+            throw new ArgumentException($"absmax has {absmax.numel()} values but {n} elements in blocks of {blockSize} need {nb}.", nameof(absmax));
+        }
+
+        var padded = nb * blockSize == n ? values : nn.functional.pad(values, [0, nb * blockSize - n]);
+        return (padded.view(nb, blockSize) * absmax.reshape(nb, 1)).reshape(-1).slice(0, 0, n, 1);
+    }
+
+    private static (Tensor Blocks, long N, long BlockCount) ToBlocks(Tensor input, int blockSize)
+    {
+        var flat = input.reshape(-1).to(ScalarType.Float32);
+        long n = flat.shape[0];
+        if (n == 0)
+        {
+            throw new ArgumentException("Cannot quantize an empty tensor.", nameof(input));
+        }
+
+        long nb = (n + blockSize - 1) / blockSize;
+        var padded = nb * blockSize == n ? flat : nn.functional.pad(flat, [0, nb * blockSize - n]);
+        return (padded.view(nb, blockSize), n, nb);
+    }
+}

@@ -1,0 +1,369 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mistral.Peft.Quantization;
+
+/// <summary>
+/// A weight quantized to NF4 in bitsandbytes' layout: packed uint8 codes <c>[ceil(n/2), 1]</c> (first element in the
+/// high nibble), per-block scales (float32, or uint8 + nested scales + 256-value map + offset with double
+/// quantization), the original shape and dtype and the block size. Owns its tensors (dispose it), except instances
+/// that <see cref="Linear4bit"/> builds over its own buffers.
+/// </summary>
+public sealed class Nf4Tensor : IDisposable
+{
+    private readonly bool _ownsTensors;
+    private bool _disposed;
+
+    internal Nf4Tensor(
+        Tensor packed,
+        Tensor absmax,
+        Tensor? nestedAbsmax,
+        Tensor? nestedQuantMap,
+        float nestedOffset,
+        long[] shape,
+        ScalarType dtype,
+        int blockSize,
+        int nestedBlockSize,
+        bool ownsTensors = true)
+    {
+        Packed = packed;
+        Absmax = absmax;
+        NestedAbsmax = nestedAbsmax;
+        NestedQuantMap = nestedQuantMap;
+        NestedOffset = nestedOffset;
+        Shape = shape;
+        DType = dtype;
+        BlockSize = blockSize;
+        NestedBlockSize = nestedBlockSize;
+        _ownsTensors = ownsTensors;
+    }
+
+    /// <summary>Packed codes, uint8 <c>[ceil(n/2), 1]</c>.</summary>
+    public Tensor Packed { get; }
+
+    /// <summary>Block scales: float32 <c>[blocks]</c>, or uint8 <c>[blocks]</c> codes of the dynamic map when <see cref="IsDoubleQuantized"/>.</summary>
+    public Tensor Absmax { get; }
+
+    /// <summary>float32 scales of the double quantization <c>[ceil(blocks/NestedBlockSize)]</c>, or null.</summary>
+    public Tensor? NestedAbsmax { get; }
+
+    /// <summary>The 256-value float32 map the scale codes index, or null.</summary>
+    public Tensor? NestedQuantMap { get; }
+
+    /// <summary>The mean of the float32 scales subtracted before double quantization (0 without it).</summary>
+    public float NestedOffset { get; }
+
+    /// <summary>Whether the block scales are double quantized.</summary>
+    public bool IsDoubleQuantized => NestedAbsmax is not null;
+
+    /// <summary>The original weight shape.</summary>
+    public IReadOnlyList<long> Shape { get; }
+
+    /// <summary>The original weight dtype (what <see cref="Dequantize()"/> returns).</summary>
+    public ScalarType DType { get; }
+
+    /// <summary>Elements per block.</summary>
+    public int BlockSize { get; }
+
+    /// <summary>Scales per block of the double quantization (256 by default).</summary>
+    public int NestedBlockSize { get; }
+
+    /// <summary>Number of elements of the original weight.</summary>
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+
+    /// <summary>The device the packed codes live on.</summary>
+    public Device Device => Packed.device;
+
+    /// <summary>Bytes held by the quantized tensors (codes, scales, nested scales and map).</summary>
+    public long StorageBytes =>
+        Packed.numel() + (Absmax.numel() * Absmax.ElementSize) + ((NestedAbsmax?.numel() ?? 0) * 4) + ((NestedQuantMap?.numel() ?? 0) * 4);
+
+    /// <summary>
+    /// Quantizes <paramref name="weight"/> (any floating dtype, any device) to NF4 with tensor ops on its device.
+    /// </summary>
+    /// <param name="weight">The weight; flattened row-major into blocks.</param>
+    /// <param name="options">Quantization options (validated); null means the defaults.</param>
+    /// <returns>A new owning <see cref="Nf4Tensor"/>.</returns>
+    /// <exception cref="ArgumentException">The weight is not a floating tensor or is empty, or an option is invalid.</exception>
+    public static Nf4Tensor Quantize(Tensor weight, Nf4Options? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        options = (options ?? new Nf4Options()).Validate();
+        if (!Nf4Options.IsFloatingDtype(weight.dtype))
+        {
+            throw new ArgumentException($"weight must be BFloat16, Float16 or Float32; got {weight.dtype}.", nameof(weight));
+        }
+
+        using (no_grad())
+        {
+            var (packed, absmax) = Nf4Kernels.QuantizeNf4(weight.detach(), options.BlockSize);
+            var dtype = options.WeightDtype ?? weight.dtype;
+            if (!options.DoubleQuant)
+            {
+                return new Nf4Tensor(packed, absmax, null, null, 0f, weight.shape, dtype, options.BlockSize, options.NestedBlockSize);
+            }
+
+            using var scope = NewDisposeScope();
+            var map = tensor(DynamicQuantizationMap.Create(), device: weight.device);
+            var offsetTensor = absmax.mean();
+            float offset = offsetTensor.cpu().item<float>();
+            var (codes, nestedAbsmax) = Nf4Kernels.QuantizeBlockwise8(absmax - offsetTensor, map, options.NestedBlockSize);
+            absmax.Dispose();
+            return new Nf4Tensor(
+                packed,
+                codes.MoveToOuterDisposeScope(),
+                nestedAbsmax.MoveToOuterDisposeScope(),
+                map.MoveToOuterDisposeScope(),
+                offset,
+                weight.shape,
+                dtype,
+                options.BlockSize,
+                options.NestedBlockSize);
+        }
+    }
+
+    /// <summary>The float32 block scales: stored ones, or <c>map[code] * nested_absmax + offset</c> computed in float32.</summary>
+    /// <returns>A new float32 tensor <c>[blocks]</c>.</returns>
+    public Tensor BlockScales()
+    {
+        ThrowIfDisposed();
+        if (!IsDoubleQuantized)
+        {
+            return Absmax.to(ScalarType.Float32, copy: true);
+        }
+
+        using var scope = NewDisposeScope();
+        var scaled = Nf4Kernels.DequantizeBlockwise8(Absmax, NestedAbsmax!, NestedQuantMap!, NestedBlockSize);
+        using var offset = tensor(NestedOffset, ScalarType.Float32, scaled.device);
+        return (scaled + offset).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Dequantizes to the original dtype (<see cref="DType"/>).</summary>
+    /// <returns>A new tensor of the original shape on <see cref="Device"/>.</returns>
+    public Tensor Dequantize() => Dequantize(DType);
+
+    /// <summary>
+    /// Dequantizes as bitsandbytes does: <c>nf4[code] * scale</c> in float32, then one cast (round to nearest even)
+    /// to <paramref name="dtype"/>.
+    /// </summary>
+    /// <param name="dtype">Target dtype (BFloat16, Float16 or Float32).</param>
+    /// <returns>A new tensor of the original shape on <see cref="Device"/>.</returns>
+    public Tensor Dequantize(ScalarType dtype)
+    {
+        ThrowIfDisposed();
+        if (!Nf4Options.IsFloatingDtype(dtype))
+        {
+            throw new ArgumentException($"dtype must be BFloat16, Float16 or Float32; got {dtype}.", nameof(dtype));
+        }
+
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        var scales = BlockScales();
+        var flat = Nf4Kernels.DequantizeNf4Float32(Packed, scales, ElementCount, BlockSize);
+        return flat.reshape([.. Shape]).to(dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The tensors bitsandbytes saves for a quantized Linear <paramref name="prefix"/>: <c>P.weight</c>,
+    /// <c>P.weight.absmax</c>, <c>P.weight.quant_map</c>, with double quantization <c>P.weight.nested_absmax</c> and
+    /// <c>P.weight.nested_quant_map</c>, and <c>P.weight.quant_state.bitsandbytes__nf4</c> (UTF-8 JSON as
+    /// Python's <c>json.dumps</c> writes it). Tensors are CPU copies owned by the caller.
+    /// </summary>
+    /// <param name="prefix">Module prefix, e.g. <c>model.layers.0.self_attn.q_proj</c> (may be empty).</param>
+    /// <returns>Key → tensor.</returns>
+    public IReadOnlyDictionary<string, Tensor> ToBitsAndBytesState(string prefix)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(prefix);
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal)
+        {
+            [BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Weight)] = Packed.cpu().clone(),
+            [BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Absmax)] = Absmax.cpu().clone(),
+            [BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantMap)] = tensor(Nf4Codebook.ValuesArray()),
+        };
+        if (IsDoubleQuantized)
+        {
+            result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedAbsmax)] = NestedAbsmax!.cpu().clone();
+            result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedQuantMap)] = NestedQuantMap!.cpu().clone();
+        }
+
+        byte[] json = Encoding.UTF8.GetBytes(QuantStateJson());
+        result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantState)] = tensor(json, ScalarType.Byte);
+        return result;
+    }
+
+    /// <summary>The JSON text of the non-tensor quant state, byte for byte as bitsandbytes writes it.</summary>
+    /// <returns>E.g. <c>{"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": [4096, 4096], ...}</c>.</returns>
+    public string QuantStateJson()
+    {
+        var sb = new StringBuilder();
+        sb.Append("{\"quant_type\": \"nf4\", \"blocksize\": ").Append(BlockSize.ToString(CultureInfo.InvariantCulture));
+        sb.Append(", \"dtype\": \"").Append(DtypeName(DType)).Append("\", \"shape\": [");
+        sb.Append(string.Join(", ", Shape.Select(s => s.ToString(CultureInfo.InvariantCulture)))).Append(']');
+        if (IsDoubleQuantized)
+        {
+            sb.Append(", \"nested_blocksize\": ").Append(NestedBlockSize.ToString(CultureInfo.InvariantCulture));
+            sb.Append(", \"nested_dtype\": \"float32\", \"nested_offset\": ").Append(PythonFloatFormat.Format(NestedOffset));
+        }
+
+        return sb.Append('}').ToString();
+    }
+
+    /// <summary>
+    /// Reads the bitsandbytes key set of Linear <paramref name="prefix"/> (see <see cref="ToBitsAndBytesState"/>).
+    /// The tensors are copied; the result lives on the device of <c>P.weight</c>.
+    /// </summary>
+    /// <param name="state">A state dict (e.g. read from safetensors).</param>
+    /// <param name="prefix">Module prefix (may be empty).</param>
+    /// <returns>A new owning <see cref="Nf4Tensor"/>.</returns>
+    /// <exception cref="KeyNotFoundException">A required key is missing; the message names it.</exception>
+    /// <exception cref="InvalidDataException">A tensor or the JSON does not have the expected dtype, shape or value; the message names the key.</exception>
+    public static Nf4Tensor FromBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(prefix);
+        Tensor Get(string suffix)
+        {
+            string key = BitsAndBytesKeys.Key(prefix, suffix);
+            return state.TryGetValue(key, out var t)
+                ? t
+                : throw new KeyNotFoundException($"bitsandbytes 4-bit state is missing key '{key}'.");
+        }
+
+        string stateKey = BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantState);
+        var qs = Get(BitsAndBytesKeys.QuantState);
+        if (qs.dtype != ScalarType.Byte)
+        {
+            throw new InvalidDataException($"'{stateKey}' must be uint8 JSON bytes; got {qs.dtype}.");
+        }
+
+        var json = Encoding.UTF8.GetString(qs.cpu().data<byte>().ToArray());
+        var meta = QuantStateMetadata.Parse(json, stateKey);
+        var packed = Get(BitsAndBytesKeys.Weight);
+        string weightKey = BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Weight);
+        long n = meta.Shape.Aggregate(1L, (a, b) => a * b);
+        if (packed.dtype != ScalarType.Byte || packed.numel() != (n + 1) / 2)
+        {
+            throw new InvalidDataException($"'{weightKey}' must be uint8 with {(n + 1) / 2} elements for shape [{string.Join(", ", meta.Shape)}]; got {packed.dtype} with {packed.numel()}.");
+        }
+
+        var device = packed.device;
+        var quantMap = Get(BitsAndBytesKeys.QuantMap);
+        string mapKey = BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantMap);
+        if (quantMap.numel() != 16 || !quantMap.cpu().to(ScalarType.Float32).data<float>().ToArray().SequenceEqual(Nf4Codebook.Values))
+        {
+            throw new InvalidDataException($"'{mapKey}' must hold the 16 NF4 code values.");
+        }
+
+        long blocks = (n + meta.BlockSize - 1) / meta.BlockSize;
+        var absmax = Get(BitsAndBytesKeys.Absmax);
+        string absmaxKey = BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Absmax);
+        if (absmax.numel() != blocks)
+        {
+            throw new InvalidDataException($"'{absmaxKey}' must have {blocks} elements; got {absmax.numel()}.");
+        }
+
+        if (meta.NestedBlockSize is null)
+        {
+            if (absmax.dtype != ScalarType.Float32)
+            {
+                throw new InvalidDataException($"'{absmaxKey}' must be float32 without double quantization; got {absmax.dtype}.");
+            }
+
+            return new Nf4Tensor(packed.to(device, copy: true).reshape(-1, 1), absmax.to(device, copy: true).reshape(-1), null, null, 0f,
+                meta.Shape, meta.DType, meta.BlockSize, 256);
+        }
+
+        if (absmax.dtype != ScalarType.Byte)
+        {
+            throw new InvalidDataException($"'{absmaxKey}' must be uint8 with double quantization; got {absmax.dtype}.");
+        }
+
+        int nestedBlock = meta.NestedBlockSize.Value;
+        var nestedAbsmax = Get(BitsAndBytesKeys.NestedAbsmax);
+        var nestedMap = Get(BitsAndBytesKeys.NestedQuantMap);
+        long nestedBlocks = (blocks + nestedBlock - 1) / nestedBlock;
+        if (nestedAbsmax.dtype != ScalarType.Float32 || nestedAbsmax.numel() != nestedBlocks)
+        {
+            throw new InvalidDataException($"'{BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedAbsmax)}' must be float32 with {nestedBlocks} elements; got {nestedAbsmax.dtype} with {nestedAbsmax.numel()}.");
+        }
+
+        if (nestedMap.dtype != ScalarType.Float32 || nestedMap.numel() != 256)
+        {
+            throw new InvalidDataException($"'{BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedQuantMap)}' must be float32 with 256 elements; got {nestedMap.dtype} with {nestedMap.numel()}.");
+        }
+
+        return new Nf4Tensor(
+            packed.to(device, copy: true).reshape(-1, 1),
+            absmax.to(device, copy: true).reshape(-1),
+            nestedAbsmax.to(device, copy: true).reshape(-1),
+            nestedMap.to(device, copy: true).reshape(-1),
+            meta.NestedOffset,
+            meta.Shape,
+            meta.DType,
+            meta.BlockSize,
+            nestedBlock);
+    }
+
+    /// <summary>
+    /// Bytes of the NF4 representation of <paramref name="elementCount"/> weights: packed codes
+    /// <c>ceil(n/2)</c>, plus 4 bytes per block scale, or with double quantization 1 byte per scale, 4 bytes per
+    /// nested scale and the 1 KiB map (bitsandbytes' layout; the 64-byte quant map and the JSON are not counted).
+    /// </summary>
+    /// <param name="elementCount">Number of weights.</param>
+    /// <param name="options">Options (validated); null means the defaults.</param>
+    /// <returns>Storage size in bytes.</returns>
+    public static long StorageBytesFor(long elementCount, Nf4Options? options = null)
+    {
+        options = (options ?? new Nf4Options()).Validate();
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(elementCount);
+        long blocks = (elementCount + options.BlockSize - 1) / options.BlockSize;
+        long packed = (elementCount + 1) / 2;
+        if (!options.DoubleQuant)
+        {
+            return packed + (blocks * 4);
+        }
+
+        long nested = (blocks + options.NestedBlockSize - 1) / options.NestedBlockSize;
+        return packed + blocks + (nested * 4) + (256 * 4);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (_ownsTensors)
+        {
+            Packed.Dispose();
+            Absmax.Dispose();
+            NestedAbsmax?.Dispose();
+            NestedQuantMap?.Dispose();
+        }
+    }
+
+    internal static string DtypeName(ScalarType t) => t switch
+    {
+        ScalarType.BFloat16 => "bfloat16",
+        ScalarType.Float16 => "float16",
+        ScalarType.Float32 => "float32",
+        _ => throw new ArgumentException($"Unsupported weight dtype {t}; expected BFloat16, Float16 or Float32."),
+    };
+
+    internal static ScalarType ParseDtype(string name, string where) => name switch
+    {
+        "bfloat16" => ScalarType.BFloat16,
+        "float16" => ScalarType.Float16,
+        "float32" => ScalarType.Float32,
+        _ => throw new InvalidDataException($"{where}: dtype '{name}' is not one of bfloat16, float16, float32."),
+    };
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+}

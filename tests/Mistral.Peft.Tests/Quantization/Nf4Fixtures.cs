@@ -1,0 +1,61 @@
+using System.Text.Json;
+
+namespace Mistral.Peft.Tests.Quantization;
+
+/// <summary>Reader for tests/fixtures/nf4 (index.json + raw little-endian .bin arrays) written by tools/nf4/nf4_reference.py.</summary>
+internal static class Nf4Fixtures
+{
+    public static string Directory { get; } = Locate();
+
+    public static JsonDocument Index() => JsonDocument.Parse(File.ReadAllText(Path.Combine(Directory, "index.json")));
+
+    public static byte[] Bytes(string file) => File.ReadAllBytes(Path.Combine(Directory, file));
+
+    public static float[] Floats(string file)
+    {
+        var raw = Bytes(file);
+        var result = new float[raw.Length / 4];
+        for (int i = 0; i < result.Length; i++)
+        {
+            result[i] = BitConverter.ToSingle(raw, i * 4);
+        }
+
+        return result;
+    }
+
+    /// <summary>bfloat16 bit patterns widened to the float32 values they denote (exact).</summary>
+    public static float[] BFloat16AsFloats(string file)
+    {
+        var raw = Bytes(file);
+        var result = new float[raw.Length / 2];
+        for (int i = 0; i < result.Length; i++)
+        {
+            int bits = BitConverter.ToUInt16(raw, i * 2) << 16;
+            result[i] = BitConverter.Int32BitsToSingle(bits);
+        }
+
+        return result;
+    }
+
+    public static float[] PublishedDynamicMap() =>
+        [.. File.ReadAllLines(Path.Combine(Directory, "published_dynamic_map.txt"))
+            .Where(l => l.Length > 0 && l[0] != '#')
+            .Select(l => float.Parse(l, System.Globalization.CultureInfo.InvariantCulture))];
+
+    private static string Locate()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null)
+        {
+            var candidate = Path.Combine(dir.FullName, "tests", "fixtures", "nf4");
+            if (File.Exists(Path.Combine(candidate, "index.json")))
+            {
+                return candidate;
+            }
+
+            dir = dir.Parent;
+        }
+
+        throw new DirectoryNotFoundException("tests/fixtures/nf4/index.json not found above " + AppContext.BaseDirectory);
+    }
+}
