@@ -11,9 +11,6 @@ public enum FinishReason
 
     /// <summary>Its text contained a stop string.</summary>
     StopString,
-
-    /// <summary>Generation was cancelled.</summary>
-    Cancelled,
 }
 
 /// <summary>One generated sequence.</summary>

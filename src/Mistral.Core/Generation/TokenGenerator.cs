@@ -80,7 +80,8 @@ public sealed class TokenGenerator
             generated[r] = [];
         }
 
-        using Generator? rng = options.Seed is ulong seed ? new Generator(seed, device) : null;
+        // Sampling draws on the CPU (a few thousand probabilities per row), so a seed gives the same tokens on every device.
+        using Generator? rng = options.Seed is ulong seed ? new Generator(seed, CPU) : null;
         using var cache = new KvCache(model.Config, batch, total, model.DType, device);
         using var noGrad = inference_mode();
         var clock = Stopwatch.StartNew();
@@ -103,16 +104,7 @@ public sealed class TokenGenerator
         {
             for (int step = 0; step < options.MaxNewTokens; step++)
             {
-                if (cancellationToken.IsCancellationRequested)
-                {
-                    for (int r = 0; r < batch; r++)
-                    {
-                        finish[r] ??= FinishReason.Cancelled;
-                    }
-
-                    break;
-                }
-
+                cancellationToken.ThrowIfCancellationRequested();
                 long[] next = SelectNext(logits, options, seenLists, rng);
                 logits.Dispose();
                 for (int r = 0; r < batch; r++)
@@ -232,7 +224,7 @@ public sealed class TokenGenerator
             scores = scores / options.Temperature;
             scores = LogitsProcessing.TopK(scores, options.TopK);
             scores = LogitsProcessing.TopP(scores, options.TopP);
-            chosen = scores.softmax(-1).multinomial(1, generator: rng).squeeze(-1);
+            chosen = scores.softmax(-1).to(ScalarType.Float32).cpu().multinomial(1, generator: rng).squeeze(-1);
         }
 
         return chosen.cpu().data<long>().ToArray();
