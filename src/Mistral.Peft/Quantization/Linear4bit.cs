@@ -12,13 +12,17 @@ namespace Mistral.Peft.Quantization;
 /// the dequantized weight lives only inside the call (the backward dequantizes again). Gradients reach the input,
 /// never the weight; the optional bias is a frozen parameter.
 /// </summary>
-public sealed class Linear4bit : nn.Module<Tensor, Tensor>
+public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modeling.ILinearLayer
 {
     private readonly long[] _shape;
     private readonly ScalarType _weightDtype;
     private readonly int _blockSize;
     private readonly int _nestedBlockSize;
     private readonly bool _doubleQuant;
+
+    // The nested offset as a C# float: reading the buffer back on every call would force a device sync on CUDA.
+    // The buffer is kept (and never changed) so the state dict carries it.
+    private readonly float _nestedOffset;
 
     private Linear4bit(Nf4Tensor weight, Tensor? bias, ScalarType computeDtype, string name)
         : base(name)
@@ -38,6 +42,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>
         _blockSize = weight.BlockSize;
         _nestedBlockSize = weight.NestedBlockSize;
         _doubleQuant = weight.IsDoubleQuantized;
+        _nestedOffset = weight.NestedOffset;
         ComputeDtype = computeDtype;
         register_buffer("weight", weight.Packed.detach().clone());
         register_buffer("weight_absmax", weight.Absmax.detach().clone());
@@ -143,7 +148,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>
             buffers["weight_absmax"],
             _doubleQuant ? buffers["weight_nested_absmax"] : null,
             _doubleQuant ? buffers["weight_nested_quant_map"] : null,
-            _doubleQuant ? buffers["weight_nested_offset"].cpu().item<float>() : 0f,
+            _doubleQuant ? _nestedOffset : 0f,
             _shape,
             _weightDtype,
             _blockSize,
