@@ -14,10 +14,17 @@ ap.add_argument("--batch", default="1,8")
 ap.add_argument("--prompt", type=int, default=128)
 ap.add_argument("--new", type=int, default=128)
 ap.add_argument("--runs", type=int, default=3)
+ap.add_argument("--load", default=None, help="also time from_pretrained(DIR) in bf16 onto the GPU")
 a = ap.parse_args()
 cfg = MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                     num_attention_heads=32, num_key_value_heads=8, sliding_window=4096, rms_norm_eps=1e-5,
                     max_position_embeddings=32768, tie_word_embeddings=False)
+if a.load:
+    torch.cuda.synchronize(); t = time.time()
+    m = MistralForCausalLM.from_pretrained(a.load, dtype=torch.bfloat16, device_map="cuda")
+    torch.cuda.synchronize()
+    print(f"hf bf16 from_pretrained of {a.load}: {time.time() - t:.1f} s, peak allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB, reserved {torch.cuda.max_memory_reserved() / 2**20:.0f} MiB")
+    del m; torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
 t0 = time.time()
 with torch.device("cuda"):
     model = MistralForCausalLM(cfg).to(torch.bfloat16).eval()
