@@ -19,6 +19,7 @@ internal static class Nf4LoadBenchmark
     public static int Run(Args opts, Device device)
     {
         string folder = opts.Get("checkpoint", "");
+        int newTokens = opts.GetInt("new", 64);
         var rows = new List<string>();
         long baseline = GpuMemory.CurrentMiB();
         using (var mem = new GpuMemory())
@@ -29,7 +30,7 @@ internal static class Nf4LoadBenchmark
             double seconds = clock.Elapsed.TotalSeconds;
             Thread.Sleep(200);
             long after = GpuMemory.CurrentMiB();
-            rows.Add($"nf4 load (double quant) of {folder}: {seconds:F1} s, {result.QuantizedLayers} Linear4bit layers, model tensors {result.TotalBytes / 1e9:F3} GB " +
+            Print(rows, $"nf4 load (double quant) of {folder}: {seconds:F1} s, {result.QuantizedLayers} Linear4bit layers, model tensors {result.TotalBytes / 1e9:F3} GB " +
                      $"(4-bit {result.QuantizedBytes / 1e9:F3} GB + 16-bit {result.DenseBytes / 1e9:F3} GB); device memory of the process: before {baseline} MiB, " +
                      $"peak {mem.PeakMiB} MiB, after {after} MiB; host peak RSS {GpuMemory.HostPeakMiB()} MiB; largest transient tensor {result.LargestTransientBytes / 1e6:F0} MB");
             using MistralForCausalLM model = result.Model;
@@ -43,17 +44,18 @@ internal static class Nf4LoadBenchmark
                 for (int r = 0; r < 3; r++)
                 {
                     var sw = Stopwatch.StartNew();
-                    var res = generator.Generate(prompts, GenerationOptions.Greedy with { MaxNewTokens = 128 });
+                    var res = generator.Generate(prompts, GenerationOptions.Greedy with { MaxNewTokens = newTokens });
                     times.Add((sw.Elapsed.TotalSeconds, res.Timing));
                 }
 
                 var median = times.OrderBy(t => t.Item1).ElementAt(1);
-                rows.Add($"mistral.net {Path.GetFileName(folder.TrimEnd('/'))} nf4 batch {batch}: prompt 128 new 128: {median.Item1:F2} s total, prefill {median.Item2.PrefillMilliseconds:F1} ms, decode {median.Item2.DecodeTokensPerSecond:F1} tok/s, end-to-end {batch * 128 / median.Item1:F1} tok/s; device memory peak {mem.PeakMiB} MiB");
+                Print(rows, $"mistral.net {Path.GetFileName(folder.TrimEnd('/'))} nf4 batch {batch}: prompt 128 new {newTokens}: {median.Item1:F2} s total, prefill {median.Item2.PrefillMilliseconds:F1} ms, decode {median.Item2.DecodeTokensPerSecond:F1} tok/s, end-to-end {batch * newTokens / median.Item1:F1} tok/s; device memory peak {mem.PeakMiB} MiB");
             }
         }
 
         Console.WriteLine("== nf4 ==");
         rows.ForEach(Console.WriteLine);
+        Console.Out.Flush();
 
         if (opts.Get("bf16", "true") == "true")
         {
@@ -68,6 +70,12 @@ internal static class Nf4LoadBenchmark
         }
 
         return 0;
+    }
+
+    private static void Print(List<string> rows, string row)
+    {
+        rows.Add(row);
+        Console.WriteLine(row);
     }
 
     private static void Synchronize(Device device)

@@ -24,6 +24,10 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     // The buffer is kept (and never changed) so the state dict carries it.
     private readonly float _nestedOffset;
 
+    // The 16 NF4 values on the weight's device, made once per device, so dequantizing never copies them from the host.
+    // Deliberately not a buffer: it is a constant, not state.
+    private Tensor? _codebook;
+
     private Linear4bit(Nf4Tensor weight, Tensor? bias, ScalarType computeDtype, string name)
         : base(name)
     {
@@ -153,7 +157,8 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
             _weightDtype,
             _blockSize,
             _nestedBlockSize,
-            ownsTensors: false);
+            ownsTensors: false,
+            codebook: Codebook(buffers["weight"].device));
     }
 
     /// <summary>The layer's tensors under bitsandbytes' key names for module prefix <paramref name="prefix"/> (CPU copies).</summary>
@@ -170,6 +175,29 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         }
 
         return state;
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _codebook?.Dispose();
+            _codebook = null;
+        }
+
+        base.Dispose(disposing);
+    }
+
+    private Tensor Codebook(Device device)
+    {
+        if (_codebook is null || _codebook.device != device)
+        {
+            _codebook?.Dispose();
+            _codebook = tensor(Nf4Codebook.ValuesArray(), ScalarType.Float32, device).DetachFromDisposeScope();
+        }
+
+        return _codebook;
     }
 
     /// <inheritdoc />

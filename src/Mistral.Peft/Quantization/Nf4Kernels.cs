@@ -64,14 +64,14 @@ internal static class Nf4Kernels
     }
 
     /// <summary>Unpacks codes and computes <c>nf4[code] * absmax[block]</c> in float32, flat [n].</summary>
-    public static Tensor DequantizeNf4Float32(Tensor packed, Tensor absmax, long n, int blockSize)
+    public static Tensor DequantizeNf4Float32(Tensor packed, Tensor absmax, long n, int blockSize, Tensor? codebook = null)
     {
         using var scope = NewDisposeScope();
-        var p = packed.reshape(-1).to(ScalarType.Int64);
-        var hi = p.div(16, RoundingMode.floor);
-        var lo = p.remainder(16);
-        var codes = stack([hi, lo], 1).reshape(-1).slice(0, 0, n, 1);
-        using var lut = tensor(Nf4Codebook.ValuesArray(), device: packed.device);
+        var p = packed.reshape(-1);
+        var hi = p.bitwise_right_shift(4);
+        var lo = p.bitwise_and(15);
+        var codes = stack([hi, lo], 1).reshape(-1).slice(0, 0, n, 1).to(ScalarType.Int32);
+        var lut = codebook ?? tensor(Nf4Codebook.ValuesArray(), device: packed.device);
         var values = lut.index_select(0, codes);
         return ScaleBlocks(values, absmax.to(ScalarType.Float32), n, blockSize).MoveToOuterDisposeScope();
     }

@@ -15,6 +15,10 @@ namespace Mistral.Peft.Quantization;
 public sealed class Nf4Tensor : IDisposable
 {
     private readonly bool _ownsTensors;
+
+    // The 16 NF4 values on this tensor's device, when the owner keeps them there (Linear4bit does), so that
+    // dequantizing does not copy them from the host on every call.
+    private readonly Tensor? _codebook;
     private bool _disposed;
 
     internal Nf4Tensor(
@@ -27,8 +31,10 @@ public sealed class Nf4Tensor : IDisposable
         ScalarType dtype,
         int blockSize,
         int nestedBlockSize,
-        bool ownsTensors = true)
+        bool ownsTensors = true,
+        Tensor? codebook = null)
     {
+        _codebook = codebook;
         Packed = packed;
         Absmax = absmax;
         NestedAbsmax = nestedAbsmax;
@@ -137,8 +143,7 @@ public sealed class Nf4Tensor : IDisposable
 
         using var scope = NewDisposeScope();
         var scaled = Nf4Kernels.DequantizeBlockwise8(Absmax, NestedAbsmax!, NestedQuantMap!, NestedBlockSize);
-        using var offset = tensor(NestedOffset, ScalarType.Float32, scaled.device);
-        return (scaled + offset).MoveToOuterDisposeScope();
+        return scaled.add_(NestedOffset).MoveToOuterDisposeScope();
     }
 
     /// <summary>Dequantizes to the original dtype (<see cref="DType"/>).</summary>
@@ -162,7 +167,7 @@ public sealed class Nf4Tensor : IDisposable
         using var scope = NewDisposeScope();
         using var guard = no_grad();
         var scales = BlockScales();
-        var flat = Nf4Kernels.DequantizeNf4Float32(Packed, scales, ElementCount, BlockSize);
+        var flat = Nf4Kernels.DequantizeNf4Float32(Packed, scales, ElementCount, BlockSize, _codebook);
         return flat.reshape([.. Shape]).to(dtype).MoveToOuterDisposeScope();
     }
 
