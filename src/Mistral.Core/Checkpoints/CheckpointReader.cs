@@ -5,7 +5,7 @@ namespace Mistral.Core.Checkpoints;
 
 /// <summary>
 /// The tensors of a Hugging Face checkpoint folder: a single <c>model.safetensors</c>, or shards listed by
-/// <c>model.safetensors.index.json</c> (<c>weight_map</c>: name → file). Shards are opened lazily and memory-mapped.
+/// <c>model.safetensors.index.json</c> (<c>weight_map</c>: name → file). Shards are opened lazily and read tensor by tensor.
 /// </summary>
 public sealed class CheckpointReader : IDisposable
 {

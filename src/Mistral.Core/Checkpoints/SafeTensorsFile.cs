@@ -1,4 +1,4 @@
-using System.IO.MemoryMappedFiles;
+using Microsoft.Win32.SafeHandles;
 using System.Text;
 using System.Text.Json;
 using TorchSharp;
@@ -7,25 +7,24 @@ using static TorchSharp.torch;
 namespace Mistral.Core.Checkpoints;
 
 /// <summary>
-/// A memory-mapped safetensors file: the header is parsed and validated against the file length up front, and each
-/// tensor is copied straight from the mapping into a tensor's storage (no managed copy of the file is ever made).
+/// A safetensors file read tensor by tensor: the header is parsed and validated against the file length up front, and
+/// each tensor is read with positional reads straight into a tensor's storage — no managed copy and no memory mapping,
+/// so the process holds at most the tensors it asked for (a 5 GB shard is never resident at once).
 /// </summary>
 public sealed class SafeTensorsFile : IDisposable
 {
     /// <summary>Largest header accepted (the reference implementation's limit).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private readonly MemoryMappedFile map;
-    private readonly MemoryMappedViewAccessor view;
+    private readonly SafeFileHandle handle;
     private readonly long dataStart;
     private bool disposed;
 
-    private SafeTensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, long dataStart,
+    private SafeTensorsFile(string path, SafeFileHandle handle, long dataStart,
         Dictionary<string, SafeTensorInfo> tensors, Dictionary<string, string> metadata)
     {
         Path = path;
-        this.map = map;
-        this.view = view;
+        this.handle = handle;
         this.dataStart = dataStart;
         Tensors = tensors;
         Metadata = metadata;
@@ -76,17 +75,8 @@ public sealed class SafeTensorsFile : IDisposable
 
         long dataLength = length - 8 - headerLength;
         var (tensors, metadata) = ParseHeader(path, headerBytes, dataLength);
-        MemoryMappedFile map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        try
-        {
-            MemoryMappedViewAccessor view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            return new SafeTensorsFile(path, map, view, 8 + headerLength, tensors, metadata);
-        }
-        catch
-        {
-            map.Dispose();
-            throw;
-        }
+        SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        return new SafeTensorsFile(path, handle, 8 + headerLength, tensors, metadata);
     }
 
     /// <summary>Reads a tensor, converted to <paramref name="dtype"/> (default: the stored one) on <paramref name="device"/> (default CPU).</summary>
@@ -127,36 +117,41 @@ public sealed class SafeTensorsFile : IDisposable
         ObjectDisposedException.ThrowIf(disposed, this);
         SafeTensorInfo info = Tensors.TryGetValue(name, out var i) ? i : throw new KeyNotFoundException($"{Path}: no tensor named '{name}'.");
         var bytes = new byte[info.ByteLength];
-        view.ReadArray(dataStart + info.Begin, bytes, 0, bytes.Length);
+        ReadExactly(bytes, dataStart + info.Begin);
         return bytes;
     }
 
-    private unsafe void CopyInto(SafeTensorInfo info, Tensor destination)
+    private void CopyInto(SafeTensorInfo info, Tensor destination)
     {
         if (info.ByteLength == 0)
         {
             return;
         }
 
-        byte* basePtr = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-        try
+        long elementSize = destination.ElementSize;
+        long chunkElements = (1L << 30) / elementSize;
+        using Tensor flat = destination.view(-1);
+        long total = flat.shape[0];
+        for (long first = 0; first < total; first += chunkElements)
         {
-            byte* src = basePtr + view.PointerOffset + dataStart + info.Begin;
-            long elementSize = destination.ElementSize;
-            long chunkElements = (1L << 30) / elementSize;
-            using Tensor flat = destination.view(-1);
-            long total = flat.shape[0];
-            for (long first = 0; first < total; first += chunkElements)
-            {
-                long n = Math.Min(chunkElements, total - first);
-                using Tensor part = flat.narrow(0, first, n);
-                new ReadOnlySpan<byte>(src + (first * elementSize), (int)(n * elementSize)).CopyTo(part.bytes);
-            }
+            long n = Math.Min(chunkElements, total - first);
+            using Tensor part = flat.narrow(0, first, n);
+            ReadExactly(part.bytes, dataStart + info.Begin + (first * elementSize));
         }
-        finally
+    }
+
+    private void ReadExactly(Span<byte> destination, long offset)
+    {
+        while (destination.Length > 0)
         {
-            view.SafeMemoryMappedViewHandle.ReleasePointer();
+            int n = RandomAccess.Read(handle, destination, offset);
+            if (n <= 0)
+            {
+                throw new EndOfStreamException($"{Path}: the file ended at offset {offset} while reading tensor data (was it truncated after opening?).");
+            }
+
+            destination = destination[n..];
+            offset += n;
         }
     }
 
@@ -276,7 +271,6 @@ public sealed class SafeTensorsFile : IDisposable
         }
 
         disposed = true;
-        view.Dispose();
-        map.Dispose();
+        handle.Dispose();
     }
 }

@@ -24,7 +24,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     // The buffer is kept (and never changed) so the state dict carries it.
     private readonly float _nestedOffset;
 
-    // The 16 NF4 values on the weight's device, made once per device, so dequantizing never copies them from the host.
+    // The NF4 pair table (Nf4Kernels.PairCodebook) on the weight's device, made once per device, so dequantizing never copies them from the host.
     // Deliberately not a buffer: it is a constant, not state.
     private Tensor? _codebook;
 
@@ -48,12 +48,12 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         _doubleQuant = weight.IsDoubleQuantized;
         _nestedOffset = weight.NestedOffset;
         ComputeDtype = computeDtype;
-        register_buffer("weight", weight.Packed.detach().clone());
-        register_buffer("weight_absmax", weight.Absmax.detach().clone());
+        register_buffer("weight", Copy(weight.Packed));
+        register_buffer("weight_absmax", Copy(weight.Absmax));
         if (weight.IsDoubleQuantized)
         {
-            register_buffer("weight_nested_absmax", weight.NestedAbsmax!.detach().clone());
-            register_buffer("weight_nested_quant_map", weight.NestedQuantMap!.detach().clone());
+            register_buffer("weight_nested_absmax", Copy(weight.NestedAbsmax!));
+            register_buffer("weight_nested_quant_map", Copy(weight.NestedQuantMap!));
             register_buffer("weight_nested_offset", tensor(weight.NestedOffset, ScalarType.Float32, weight.Device));
         }
 
@@ -64,7 +64,8 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
                 throw new ArgumentException($"bias must have {_shape[0]} elements (out features); got {bias.numel()}.", nameof(bias));
             }
 
-            register_parameter("bias", new Parameter(bias.detach().clone().reshape(-1), requires_grad: false));
+            using Tensor flatBias = bias.reshape(-1);
+            register_parameter("bias", new Parameter(Copy(flatBias), requires_grad: false));
         }
     }
 
@@ -171,10 +172,18 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         var bias = BiasOrNull();
         if (bias is not null)
         {
-            state[BitsAndBytesKeys.Key(prefix, "bias")] = bias.detach().cpu().clone();
+            using Tensor detached = bias.detach();
+            state[BitsAndBytesKeys.Key(prefix, "bias")] = detached.to(CPU, copy: true);
         }
 
         return state;
+    }
+
+    // A detached copy; the intermediate handle is disposed at once so it never pins the source's storage.
+    private static Tensor Copy(Tensor t)
+    {
+        using Tensor detached = t.detach();
+        return detached.clone();
     }
 
     /// <inheritdoc />
@@ -194,7 +203,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         if (_codebook is null || _codebook.device != device)
         {
             _codebook?.Dispose();
-            _codebook = tensor(Nf4Codebook.ValuesArray(), ScalarType.Float32, device).DetachFromDisposeScope();
+            _codebook = Nf4Kernels.PairCodebook(device).DetachFromDisposeScope();
         }
 
         return _codebook;

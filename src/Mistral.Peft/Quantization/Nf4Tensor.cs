@@ -16,7 +16,7 @@ public sealed class Nf4Tensor : IDisposable
 {
     private readonly bool _ownsTensors;
 
-    // The 16 NF4 values on this tensor's device, when the owner keeps them there (Linear4bit does), so that
+    // The NF4 pair table on this tensor's device, when the owner keeps it there (Linear4bit does), so that
     // dequantizing does not copy them from the host on every call.
     private readonly Tensor? _codebook;
     private bool _disposed;
@@ -105,7 +105,14 @@ public sealed class Nf4Tensor : IDisposable
 
         using (no_grad())
         {
-            var (packed, absmax) = Nf4Kernels.QuantizeNf4(weight.detach(), options.BlockSize);
+            // Dispose the detached handle at once: it shares the weight's storage, and an undisposed handle would keep a
+            // full-precision weight alive until the garbage collector finalizes it.
+            Tensor packed, absmax;
+            using (Tensor source = weight.detach())
+            {
+                (packed, absmax) = Nf4Kernels.QuantizeNf4(source, options.BlockSize);
+            }
+
             var dtype = options.WeightDtype ?? weight.dtype;
             if (!options.DoubleQuant)
             {

@@ -15,7 +15,7 @@ namespace Mistral.Peft.Quantization;
 /// <summary>
 /// Builds a 4-bit (NF4) <see cref="MistralForCausalLM"/> from a Hugging Face checkpoint folder without ever holding the
 /// full-precision model: the model is created on the meta device, then module by module each projection weight is
-/// read (memory-mapped) straight to the target device, quantized into a <see cref="Linear4bit"/> and the full-precision
+/// read tensor by tensor straight to the target device, quantized into a <see cref="Linear4bit"/> and the full-precision
 /// tensor freed, while embeddings, norms and <c>lm_head</c> are rebuilt in the dense dtype and filled. Peak memory is
 /// the 4-bit model plus one checkpoint tensor. A folder whose <c>config.json</c> has <c>quantization_config</c> is a
 /// bitsandbytes 4-bit checkpoint (see <see cref="QuantizedCheckpoint"/>) and is read as such.
