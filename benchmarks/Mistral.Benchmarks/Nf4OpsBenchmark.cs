@@ -20,6 +20,26 @@ internal static class Nf4OpsBenchmark
         double quantize = Time(device, () => Nf4Tensor.Quantize(weight, options).Dispose());
         using var nf4 = Nf4Tensor.Quantize(weight, options);
         double dequantize = Time(device, () => nf4.Dequantize(ScalarType.BFloat16).Dispose());
+        double dequantizeTorch = Time(device, () => nf4.Dequantize(ScalarType.BFloat16, allowFusedKernel: false).Dispose());
+        Console.WriteLine($"dequantize path: {Mistral.Peft.Quantization.Cuda.FusedNf4Dequantizer.Status}");
+        // The fused kernel must give exactly the libtorch path's bits (odd sizes, other block sizes, both dtypes).
+        bool same = true;
+        foreach (var (rows, cols, block, dq) in new[] { (14336L, 4096L, 64, true), (7L, 37L, 64, false), (24L, 80L, 128, true), (9000L, 1L, 32, true), (64L, 4096L, 4096, false) })
+        {
+            using var w = randn([rows, cols], ScalarType.Float32, device);
+            using var q = Nf4Tensor.Quantize(w, new Nf4Options { BlockSize = block, DoubleQuant = dq });
+            foreach (ScalarType dt in new[] { ScalarType.BFloat16, ScalarType.Float32 })
+            {
+                using var a = q.Dequantize(dt);
+                using var b = q.Dequantize(dt, allowFusedKernel: false);
+                using var eq = a.eq(b).all();
+                bool ok = eq.item<bool>() && a.dtype == b.dtype;
+                same &= ok;
+                Console.WriteLine($"fused vs libtorch {rows}x{cols} block {block} dq {dq} {dt}: {(ok ? "bit-identical" : "DIFFERENT")}");
+            }
+        }
+
+        Console.WriteLine(same ? "FUSED KERNEL BIT-EXACT" : "FUSED KERNEL MISMATCH");
         using var layer = Linear4bit.FromNf4(nf4);
         using var x = randn([4, 512, 4096], ScalarType.BFloat16, device).requires_grad_(true);
         double nf4Step = Time(device, () =>
@@ -34,8 +54,8 @@ internal static class Nf4OpsBenchmark
             nn.functional.linear(x, dense).sum().backward();
         });
         Console.WriteLine("== nf4 ops (14336x4096, block 64, double quant) ==");
-        Console.WriteLine($"quantize {quantize:F3} ms, dequantize to bf16 {dequantize:F3} ms; forward+backward over 4x512 tokens: Linear4bit {nf4Step:F3} ms vs bf16 Linear {denseStep:F3} ms (dequantize share {2 * dequantize / nf4Step:P0})");
-        return 0;
+        Console.WriteLine($"quantize {quantize:F3} ms, dequantize to bf16 {dequantize:F3} ms (libtorch ops: {dequantizeTorch:F3} ms); forward+backward over 4x512 tokens: Linear4bit {nf4Step:F3} ms vs bf16 Linear {denseStep:F3} ms (dequantize share {2 * dequantize / nf4Step:P0})");
+        return same ? 0 : 1;
     }
 
     private static double Time(Device device, Action action)

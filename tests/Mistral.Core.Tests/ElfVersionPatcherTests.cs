@@ -13,7 +13,7 @@ public class ElfVersionPatcherTests
     [Fact]
     public void PatchSetsOnlyTheWeakFlagAndIsIdempotent()
     {
-        string copy = Path.Combine(TestModels.TempDir(), "libLibTorchSharp.so");
+        string copy = Path.Combine(TestPaths.TempDir(), "libLibTorchSharp.so");
         File.Copy(NativeLibrary(), copy);
         // Start from an unpatched file: clear the weak flag if the build already set it.
         var requirement = ElfVersionPatcher.ReadRequirements(copy).Single(r => r.Version == "GLIBCXX_3.4.32");
@@ -46,7 +46,7 @@ public class ElfVersionPatcherTests
     [Fact]
     public void CompatibleFileIsLeftUntouched()
     {
-        string copy = Path.Combine(TestModels.TempDir(), "libLibTorchSharp.so");
+        string copy = Path.Combine(TestPaths.TempDir(), "libLibTorchSharp.so");
         File.Copy(NativeLibrary(), copy);
         byte[] before = File.ReadAllBytes(copy);
         ElfVersionPatcher.MarkVersionWeak(copy, "GLIBCXX_9.9.99").Should().Be(ElfPatchResult.NotRequired);
@@ -56,7 +56,7 @@ public class ElfVersionPatcherTests
     [Fact]
     public void NonElfFileIsAClearError()
     {
-        string path = Path.Combine(TestModels.TempDir(), "x.so");
+        string path = Path.Combine(TestPaths.TempDir(), "x.so");
         File.WriteAllText(path, "not an elf file at all, just text padding padding padding padding");
         Action act = () => ElfVersionPatcher.MarkVersionWeak(path, "GLIBCXX_3.4.32");
         act.Should().Throw<InvalidDataException>().WithMessage($"{path}: not an ELF file.");

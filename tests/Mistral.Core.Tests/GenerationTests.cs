@@ -13,8 +13,8 @@ public class GenerationTests
     [InlineData(null)]
     public void CachedLogitsEqualFullForwardAtEveryStepAcrossTheWindow(int? window)
     {
-        MistralConfig config = TestModels.Tiny(window);
-        using var model = TestModels.RandomModel(config, seed: 11);
+        MistralConfig config = TinyModels.Tiny(window);
+        using var model = TinyModels.RandomModel(config, seed: 11);
         long[] sequence = Enumerable.Range(0, 23).Select(i => (long)((i * 37 % 90) + 3)).ToArray();
         using var full = tensor(sequence, [1, sequence.Length]);
         using var reference = model.forward(new CausalLMInput(full));
@@ -37,8 +37,8 @@ public class GenerationTests
     [Fact]
     public void ChunkedPrefillLongerThanTheWindowEqualsFullForward()
     {
-        MistralConfig config = TestModels.Tiny(window: 5);
-        using var model = TestModels.RandomModel(config, seed: 12);
+        MistralConfig config = TinyModels.Tiny(window: 5);
+        using var model = TinyModels.RandomModel(config, seed: 12);
         using var ids = tensor(Enumerable.Range(0, 19).Select(i => (long)((i * 13 % 90) + 3)).ToArray(), [1, 19]);
         using var reference = model.forward(new CausalLMInput(ids));
         using var cache = new KvCache(config, 1, 25, ScalarType.Float32, CPU);
@@ -56,8 +56,8 @@ public class GenerationTests
     [Fact]
     public void BatchedLeftPaddedGenerationEqualsOneByOne()
     {
-        MistralConfig config = TestModels.Tiny(window: 6);
-        using var model = TestModels.RandomModel(config, seed: 13);
+        MistralConfig config = TinyModels.Tiny(window: 6);
+        using var model = TinyModels.RandomModel(config, seed: 13);
         var generator = new TokenGenerator(model);
         int[][] prompts = [[5, 9, 14, 20, 33, 41, 7, 8, 9], [17, 3], [60, 61, 62, 63, 64]];
         var options = GenerationOptions.Greedy with { MaxNewTokens = 15, PadTokenId = 0 };
@@ -76,8 +76,8 @@ public class GenerationTests
     [Fact]
     public void GreedyGenerationEqualsArgmaxOfFullForward()
     {
-        MistralConfig config = TestModels.Tiny(window: 4);
-        using var model = TestModels.RandomModel(config, seed: 14);
+        MistralConfig config = TinyModels.Tiny(window: 4);
+        using var model = TinyModels.RandomModel(config, seed: 14);
         var result = new TokenGenerator(model).Generate([[3, 4, 5]], GenerationOptions.Greedy with { MaxNewTokens = 12 });
         var sequence = new List<long> { 3, 4, 5 };
         for (int i = 0; i < 12; i++)
@@ -93,8 +93,8 @@ public class GenerationTests
     [Fact]
     public void EosStopsARowAndSeededSamplingIsReproducible()
     {
-        MistralConfig config = TestModels.Tiny(window: 6);
-        using var model = TestModels.RandomModel(config, seed: 15);
+        MistralConfig config = TinyModels.Tiny(window: 6);
+        using var model = TinyModels.RandomModel(config, seed: 15);
         var generator = new TokenGenerator(model);
         var sampling = new GenerationOptions { MaxNewTokens = 10, DoSample = true, Temperature = 0.8, TopK = 20, TopP = 0.9, Seed = 42 };
         var a = generator.Generate([[3, 4, 5]], sampling);

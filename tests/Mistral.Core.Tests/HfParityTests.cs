@@ -18,7 +18,7 @@ public class HfParityTests(ITestOutputHelper output)
 
     private static (MistralForCausalLM Model, SafeTensorsFile Reference) Load(string name, ScalarType dtype)
     {
-        string folder = TestModels.FixturePath("hf", name);
+        string folder = TestPaths.FixturePath("hf", name);
         var model = new MistralForCausalLM(MistralConfig.FromFile(Path.Combine(folder, "config.json")), dtype, CPU);
         CheckpointLoader.Load(model, folder);
         model.eval();

@@ -50,7 +50,7 @@ public class ModelShapeTests
     [Fact]
     public void BaseWeightsAreTrainableParameters()
     {
-        using var model = new MistralForCausalLM(TestModels.Tiny(), ScalarType.Float32, META);
+        using var model = new MistralForCausalLM(TinyModels.Tiny(), ScalarType.Float32, META);
         model.parameters().Should().OnlyContain(p => p.requires_grad);
         var q = (Linear)ModuleTree.Get(model, "model.layers.1.self_attn.q_proj");
         q.InFeatures.Should().Be(32);
@@ -60,7 +60,7 @@ public class ModelShapeTests
     [Fact]
     public void ReplacingALinearByNameChangesForwardAndStateDict()
     {
-        using var model = TestModels.RandomModel(TestModels.Tiny(window: null));
+        using var model = TinyModels.RandomModel(TinyModels.Tiny(window: null));
         using var ids = tensor(new long[] { 5, 6, 7, 8 }, [1, 4]);
         using var before = model.forward(new CausalLMInput(ids));
         var replacement = new Linear(48, 32, hasBias: false, ScalarType.Float32, CPU);

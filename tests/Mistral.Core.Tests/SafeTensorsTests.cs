@@ -20,7 +20,7 @@ public class SafeTensorsTests
 
     private static string WriteFile(byte[] bytes)
     {
-        string path = Path.Combine(TestModels.TempDir(), "model.safetensors");
+        string path = Path.Combine(TestPaths.TempDir(), "model.safetensors");
         File.WriteAllBytes(path, bytes);
         return path;
     }
@@ -28,7 +28,7 @@ public class SafeTensorsTests
     [Fact]
     public void RoundTripsEveryDtypeByteExactly()
     {
-        string dir = TestModels.TempDir();
+        string dir = TestPaths.TempDir();
         string path = Path.Combine(dir, "t.safetensors");
         using var f32 = arange(0, 12, ScalarType.Float32).reshape(3, 4) / 7;
         using var bf16 = f32.to_type(ScalarType.BFloat16);
@@ -43,11 +43,11 @@ public class SafeTensorsTests
         using SafeTensorsFile file = SafeTensorsFile.Open(path);
         file.Metadata.Should().Equal(new Dictionary<string, string> { ["format"] = "pt" });
         file.Tensors["b"].DTypeName.Should().Be("BF16");
-        using (var a = file.Load("a")) { TestModels.Exactly(a, f32).Should().BeTrue(); }
-        using (var b = file.Load("b")) { b.dtype.Should().Be(ScalarType.BFloat16); TestModels.Exactly(b, bf16).Should().BeTrue(); }
-        using (var b32 = file.Load("b", ScalarType.Float32)) { TestModels.Exactly(b32, bf16.to_type(ScalarType.Float32)).Should().BeTrue(); }
-        using (var c = file.Load("c")) { TestModels.Exactly(c, f16).Should().BeTrue(); }
-        using (var d = file.Load("d")) { TestModels.Exactly(d, u8).Should().BeTrue(); }
+        using (var a = file.Load("a")) { TensorChecks.Exactly(a, f32).Should().BeTrue(); }
+        using (var b = file.Load("b")) { b.dtype.Should().Be(ScalarType.BFloat16); TensorChecks.Exactly(b, bf16).Should().BeTrue(); }
+        using (var b32 = file.Load("b", ScalarType.Float32)) { TensorChecks.Exactly(b32, bf16.to_type(ScalarType.Float32)).Should().BeTrue(); }
+        using (var c = file.Load("c")) { TensorChecks.Exactly(c, f16).Should().BeTrue(); }
+        using (var d = file.Load("d")) { TensorChecks.Exactly(d, u8).Should().BeTrue(); }
         using (var e = file.Load("e")) { e.data<long>().ToArray().Should().Equal(-1, long.MaxValue); }
         using (var z = file.Load("z")) { z.shape.Should().Equal(0, 3); }
         file.ReadBytes("d").Should().Equal(0, 1, 2, 3, 4);
@@ -108,7 +108,7 @@ public class SafeTensorsTests
     [Fact]
     public void MissingShardIsNamed()
     {
-        string dir = TestModels.TempDir();
+        string dir = TestPaths.TempDir();
         File.WriteAllText(Path.Combine(dir, CheckpointReader.IndexFileName),
             "{\"metadata\":{},\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\",\"b\":\"model-00002-of-00002.safetensors\"}}");
         using (var t = ones(2))
@@ -123,16 +123,16 @@ public class SafeTensorsTests
     [Fact]
     public void EmptyFolderSaysWhatIsExpected()
     {
-        Action act = () => CheckpointReader.Open(TestModels.TempDir());
+        Action act = () => CheckpointReader.Open(TestPaths.TempDir());
         act.Should().Throw<FileNotFoundException>().WithMessage("*model.safetensors*model.safetensors.index.json*");
     }
 
     [Fact]
     public void ShardedCheckpointLoadsIntoTheModel()
     {
-        var config = TestModels.Tiny();
-        using var source = TestModels.RandomModel(config, seed: 3);
-        string dir = TestModels.TempDir();
+        var config = TinyModels.Tiny();
+        using var source = TinyModels.RandomModel(config, seed: 3);
+        string dir = TestPaths.TempDir();
         var state = source.state_dict();
         var names = state.Keys.OrderBy(n => n, StringComparer.Ordinal).ToList();
         var first = names.Take(names.Count / 2).ToDictionary(n => n, n => state[n].to_type(ScalarType.BFloat16));
@@ -149,21 +149,21 @@ public class SafeTensorsTests
         progress[^1].TensorsLoaded.Should().Be(names.Count);
         foreach (var (name, p) in target.named_parameters())
         {
-            TestModels.Exactly(p, state[name].to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).Should().BeTrue(name);
+            TensorChecks.Exactly(p, state[name].to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).Should().BeTrue(name);
         }
     }
 
     [Fact]
     public void MismatchListsEveryMissingUnexpectedAndMisShapedTensor()
     {
-        var config = TestModels.Tiny();
-        using var source = TestModels.RandomModel(config);
+        var config = TinyModels.Tiny();
+        using var source = TinyModels.RandomModel(config);
         var state = source.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
         state.Remove("model.norm.weight");
         state.Remove("lm_head.weight");
         state["model.extra.weight"] = ones(3);
         state["model.layers.0.self_attn.k_proj.weight"] = ones(9, 32);
-        string dir = TestModels.TempDir();
+        string dir = TestPaths.TempDir();
         SafeTensorsWriter.Write(Path.Combine(dir, CheckpointReader.SingleFileName), state);
 
         using var target = new MistralForCausalLM(config, ScalarType.Float32, CPU);

@@ -9,9 +9,9 @@ public class TextGenerationTests
 {
     private static (MistralForCausalLM, MistralTokenizer) Setup()
     {
-        var tokenizer = MistralTokenizer.FromFile(TestModels.FixturePath("tokenizer", "tiny-bpe.model"), TokenizerOptions.BatchedGeneration);
-        MistralConfig config = TestModels.Tiny(window: 8) with { VocabSize = tokenizer.VocabSize };
-        return (TestModels.RandomModel(config, seed: 21), tokenizer);
+        var tokenizer = MistralTokenizer.FromFile(TestPaths.FixturePath("tokenizer", "tiny-bpe.model"), TokenizerOptions.BatchedGeneration);
+        MistralConfig config = TinyModels.Tiny(window: 8) with { VocabSize = tokenizer.VocabSize };
+        return (TinyModels.RandomModel(config, seed: 21), tokenizer);
     }
 
     [Fact]

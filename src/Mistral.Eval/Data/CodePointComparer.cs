@@ -2,7 +2,8 @@ namespace Mistral.Eval.Data;
 
 /// <summary>
 /// Orders strings by Unicode code point, as Python and NumPy sort <c>str</c> values. (Ordinal UTF-16
-/// order differs from it for characters above U+FFFF versus U+E000–U+FFFF.)
+/// order differs from it for characters above U+FFFF versus U+E000–U+FFFF.) Used for the class order of
+/// <see cref="DataSplitter"/> and the label order of <see cref="Metrics.ClassificationMetrics"/>.
 /// </summary>
 public sealed class CodePointComparer : IComparer<string>
 {
@@ -27,22 +28,18 @@ public sealed class CodePointComparer : IComparer<string>
             return 1;
         }
 
-        var ex = x.EnumerateRunes();
-        var ey = y.EnumerateRunes();
-        while (true)
+        int length = Math.Min(x.Length, y.Length);
+        for (int i = 0; i < length; i++)
         {
-            bool hx = ex.MoveNext();
-            bool hy = ey.MoveNext();
-            if (!hx || !hy)
+            if (x[i] != y[i])
             {
-                return hx == hy ? 0 : (hx ? 1 : -1);
-            }
-
-            int c = ex.Current.Value.CompareTo(ey.Current.Value);
-            if (c != 0)
-            {
-                return c;
+                return Fix(x[i]).CompareTo(Fix(y[i]));
             }
         }
+
+        return x.Length.CompareTo(y.Length);
     }
+
+    // Moves surrogates above U+E000–U+FFFF so that code-unit order becomes code-point order.
+    private static int Fix(char c) => c >= 0xE000 ? c - 0x800 : c >= 0xD800 ? c + 0x2000 : c;
 }

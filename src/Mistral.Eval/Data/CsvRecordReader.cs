@@ -68,33 +68,34 @@ internal sealed class CsvRecordReader
 
             char c = _buffer[_pos++];
             any = true;
+
+            // Outside a quoted field a line break ends the record and the delimiter ends the field
+            // (the delimiter is never a quote or a line break: ReadOptions rejects those).
+            if (state != State.Quoted && (c is '\n' or '\r'))
+            {
+                await EndLineAsync(c, ct).ConfigureAwait(false);
+                fields.Add(field.ToString());
+                return new CsvRecord(fields, start, error);
+            }
+
+            if (c == _delimiter && state is State.FieldStart or State.Unquoted or State.QuoteInQuoted)
+            {
+                fields.Add(field.ToString());
+                field.Clear();
+                state = State.FieldStart;
+                continue;
+            }
+
             switch (state)
             {
+                case State.FieldStart when c == '"':
+                    state = State.Quoted;
+                    quoteLine = _line;
+                    break;
                 case State.FieldStart:
                 case State.Unquoted:
-                    if (c == '"' && state == State.FieldStart)
-                    {
-                        state = State.Quoted;
-                        quoteLine = _line;
-                    }
-                    else if (c == _delimiter)
-                    {
-                        fields.Add(field.ToString());
-                        field.Clear();
-                        state = State.FieldStart;
-                    }
-                    else if (c is '\n' or '\r')
-                    {
-                        await EndLineAsync(c, ct).ConfigureAwait(false);
-                        fields.Add(field.ToString());
-                        return new CsvRecord(fields, start, error);
-                    }
-                    else
-                    {
-                        field.Append(c);
-                        state = State.Unquoted;
-                    }
-
+                    field.Append(c);
+                    state = State.Unquoted;
                     break;
                 case State.Quoted:
                     if (c == '"')
@@ -118,18 +119,6 @@ internal sealed class CsvRecordReader
                         field.Append('"');
                         state = State.Quoted;
                     }
-                    else if (c == _delimiter)
-                    {
-                        fields.Add(field.ToString());
-                        field.Clear();
-                        state = State.FieldStart;
-                    }
-                    else if (c is '\n' or '\r')
-                    {
-                        await EndLineAsync(c, ct).ConfigureAwait(false);
-                        fields.Add(field.ToString());
-                        return new CsvRecord(fields, start, error);
-                    }
                     else
                     {
                         error = $"unexpected character '{c}' after the closing quote of field {fields.Count + 1} on line {_line} (a quote inside a quoted field must be doubled)";
@@ -138,14 +127,7 @@ internal sealed class CsvRecordReader
 
                     break;
                 case State.SkipToLineEnd:
-                    if (c is '\n' or '\r')
-                    {
-                        await EndLineAsync(c, ct).ConfigureAwait(false);
-                        fields.Add(field.ToString());
-                        return new CsvRecord(fields, start, error);
-                    }
-
-                    break;
+                    break; // the rest of a malformed record, up to the line break handled above
             }
         }
     }

@@ -1,3 +1,5 @@
+using Mistral.Eval.Data;
+
 namespace Mistral.Eval.Metrics;
 
 /// <summary>

@@ -171,9 +171,25 @@ public sealed class Nf4Tensor : IDisposable
             throw new ArgumentException($"dtype must be BFloat16, Float16 or Float32; got {dtype}.", nameof(dtype));
         }
 
+        return Dequantize(dtype, allowFusedKernel: true);
+    }
+
+    /// <summary>Dequantizes; <paramref name="allowFusedKernel"/> false forces the libtorch path (benchmarks compare both).</summary>
+    internal Tensor Dequantize(ScalarType dtype, bool allowFusedKernel)
+    {
         using var scope = NewDisposeScope();
         using var guard = no_grad();
         var scales = BlockScales();
+        if (allowFusedKernel && Packed.device.type == DeviceType.CUDA)
+        {
+            Tensor table = _codebook ?? Nf4Kernels.PairCodebook(Packed.device);
+            Tensor? fused = Cuda.FusedNf4Dequantizer.TryDequantize(Packed, scales, table, ElementCount, BlockSize, [.. Shape], dtype);
+            if (fused is not null)
+            {
+                return fused.MoveToOuterDisposeScope();
+            }
+        }
+
         var flat = Nf4Kernels.DequantizeNf4Float32(Packed, scales, ElementCount, BlockSize, _codebook);
         return flat.reshape([.. Shape]).to(dtype).MoveToOuterDisposeScope();
     }

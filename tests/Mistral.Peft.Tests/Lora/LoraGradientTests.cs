@@ -11,10 +11,10 @@ public class LoraGradientTests(ITestOutputHelper output)
     public void ModelGradientMatchesACentralFiniteDifferenceAlongARandomDirection()
     {
         // d/dε L(θ + ε v) at 0 = ⟨∇L, v⟩ for a random direction v over every LoRA parameter (float32 model).
-        using var model = LoraTestModels.RandomModel();
+        using var model = TinyModels.RandomModel();
         var lora = LoraInjector.Inject(model, new LoraOptions { TargetModules = [LoraOptions.AllLinear], R = 4, Alpha = 8, Init = LoraInit.LinearDefault, Seed = 11 });
         model.train();
-        using var ids = LoraTestModels.Ids(seq: 8);
+        using var ids = TinyModels.Ids(seq: 8);
         var parameters = lora.AdapterParameters();
         using (var outp = model.forward(new CausalLMInput(ids) { Labels = ids }))
         {

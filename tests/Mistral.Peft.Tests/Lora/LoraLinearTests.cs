@@ -65,8 +65,8 @@ public class LoraLinearTests
         var o = new LoraOptions { R = 4, Init = LoraInit.LinearDefault };
         var a = new LoraLinear(Dense(16, 8), o, new Generator(3));
         var b = new LoraLinear(Dense(16, 8), o, new Generator(3));
-        LoraTestModels.Exactly(a.LoraA, b.LoraA).Should().BeTrue();
-        LoraTestModels.Exactly(a.LoraB, b.LoraB).Should().BeTrue();
+        TensorChecks.Exactly(a.LoraA, b.LoraA).Should().BeTrue();
+        TensorChecks.Exactly(a.LoraB, b.LoraB).Should().BeTrue();
     }
 
     [Fact]
@@ -79,7 +79,7 @@ public class LoraLinearTests
         var x = randn(2, 5, 24, generator: new Generator(9));
         var y = lora.forward(x);
         var expected = x.matmul(dense.Weight.t()) + (x.matmul(lora.LoraA.t()).matmul(lora.LoraB.t()) * 3.0);
-        LoraTestModels.MaxAbs(y - expected).Should().BeLessThanOrEqualTo(1e-6f);
+        TensorChecks.MaxAbs(y - expected).Should().BeLessThanOrEqualTo(1e-6f);
     }
 
     [Fact]
@@ -95,7 +95,7 @@ public class LoraLinearTests
         var xf = x.to(ScalarType.Float32);
         var branch = nn.functional.linear(nn.functional.linear(xf, lora.LoraA), lora.LoraB) * 2.0;
         var expected = (baseOut.to(ScalarType.Float32) + branch).to(ScalarType.BFloat16);
-        LoraTestModels.Exactly(y, expected).Should().BeTrue();
+        TensorChecks.Exactly(y, expected).Should().BeTrue();
     }
 
     [Fact]
@@ -110,7 +110,7 @@ public class LoraLinearTests
         var y = lora.forward(x);
         var baseOut = q.forward(x);
         var branch = (nn.functional.linear(nn.functional.linear(x.to(ScalarType.Float32), lora.LoraA), lora.LoraB) * 2.0).to(ScalarType.BFloat16);
-        LoraTestModels.Exactly(y, baseOut + branch).Should().BeTrue();
+        TensorChecks.Exactly(y, baseOut + branch).Should().BeTrue();
     }
 
     [Fact]
@@ -124,13 +124,13 @@ public class LoraLinearTests
         var branch = x.matmul(lora.LoraA.t()).matmul(lora.LoraB.t()) * lora.Scaling;
 
         lora.eval();
-        LoraTestModels.MaxAbs(lora.forward(x) - (baseOut + branch)).Should().BeLessThanOrEqualTo(1e-6f);
-        LoraTestModels.Exactly(lora.forward(x), lora.forward(x)).Should().BeTrue();
+        TensorChecks.MaxAbs(lora.forward(x) - (baseOut + branch)).Should().BeLessThanOrEqualTo(1e-6f);
+        TensorChecks.Exactly(lora.forward(x), lora.forward(x)).Should().BeTrue();
 
         lora.train();
         var y1 = lora.forward(x);
         var y2 = lora.forward(x);
-        LoraTestModels.Exactly(y1, y2).Should().BeFalse("dropout draws a new mask each call in training");
+        TensorChecks.Exactly(y1, y2).Should().BeFalse("dropout draws a new mask each call in training");
         // The branch is B·A·dropout(x): the result stays base + a branch of the same scale, never a dropped base.
         double ratio = (y1 - baseOut).norm().item<float>() / branch.norm().item<float>();
         ratio.Should().BeInRange(0.6, 1.6);

@@ -15,27 +15,27 @@ public class LoraMergeTests(ITestOutputHelper output)
     [Fact]
     public void MergedForwardEqualsUnmergedForwardAndUnmergeRestoresTheWeights()
     {
-        using var model = LoraTestModels.RandomModel();
-        using var ids = LoraTestModels.Ids();
+        using var model = TinyModels.RandomModel();
+        using var ids = TinyModels.Ids();
         var q = (CoreLinear)ModuleTree.Get(model, "model.layers.0.self_attn.q_proj");
         using var original = q.Weight.detach().clone();
-        using var baseLogits = LoraTestModels.Logits(model, ids);
+        using var baseLogits = TinyModels.Logits(model, ids);
         var lora = LoraInjector.Inject(model, Random());
-        using var unmerged = LoraTestModels.Logits(model, ids);
-        float effect = LoraTestModels.MaxAbs(unmerged - baseLogits);
+        using var unmerged = TinyModels.Logits(model, ids);
+        float effect = TensorChecks.MaxAbs(unmerged - baseLogits);
         effect.Should().BeGreaterThan(0.05f, "a random adapter must visibly change the logits");
 
         lora.Merge();
         lora.IsMerged.Should().BeTrue();
-        using var merged = LoraTestModels.Logits(model, ids);
-        float dMerged = LoraTestModels.MaxAbs(merged - unmerged);
-        LoraTestModels.MaxAbs(q.Weight - original).Should().BeGreaterThan(0f);
+        using var merged = TinyModels.Logits(model, ids);
+        float dMerged = TensorChecks.MaxAbs(merged - unmerged);
+        TensorChecks.MaxAbs(q.Weight - original).Should().BeGreaterThan(0f);
 
         lora.Unmerge();
         lora.IsMerged.Should().BeFalse();
-        float dWeight = LoraTestModels.MaxAbs(q.Weight - original);
-        using var again = LoraTestModels.Logits(model, ids);
-        float dAgain = LoraTestModels.MaxAbs(again - unmerged);
+        float dWeight = TensorChecks.MaxAbs(q.Weight - original);
+        using var again = TinyModels.Logits(model, ids);
+        float dAgain = TensorChecks.MaxAbs(again - unmerged);
         output.WriteLine($"adapter effect {effect:E2}; merged vs unmerged {dMerged:E2}; weight after unmerge {dWeight:E2}; logits after unmerge {dAgain:E2}");
         dMerged.Should().BeLessThanOrEqualTo(1e-5f);
         dWeight.Should().BeLessThanOrEqualTo(1e-7f);
@@ -45,7 +45,7 @@ public class LoraMergeTests(ITestOutputHelper output)
     [Fact]
     public void MergeAddsTheFloat32DeltaAndCastsOnceIntoABFloat16Base()
     {
-        using var model = LoraTestModels.RandomModel(dtype: ScalarType.BFloat16);
+        using var model = TinyModels.RandomModel(dtype: ScalarType.BFloat16);
         var q = (CoreLinear)ModuleTree.Get(model, "model.layers.0.self_attn.q_proj");
         using var original = q.Weight.detach().clone();
         var lora = LoraInjector.Inject(model, Random());
@@ -53,39 +53,39 @@ public class LoraMergeTests(ITestOutputHelper output)
         using var delta = layer.DeltaWeight();
         delta.dtype.Should().Be(ScalarType.Float32);
         using var expectedDelta = matmul(layer.LoraB.detach(), layer.LoraA.detach()) * 2.0;
-        LoraTestModels.MaxAbs(delta - expectedDelta).Should().Be(0f);
+        TensorChecks.MaxAbs(delta - expectedDelta).Should().Be(0f);
         lora.Merge();
         using var expected = (original.to(ScalarType.Float32) + delta).to(ScalarType.BFloat16);
-        LoraTestModels.Exactly(q.Weight, expected).Should().BeTrue();
+        TensorChecks.Exactly(q.Weight, expected).Should().BeTrue();
     }
 
     [Fact]
     public void DisabledAdapterGivesTheBaseLogitsExactly()
     {
-        using var model = LoraTestModels.RandomModel();
-        using var ids = LoraTestModels.Ids();
-        using var baseLogits = LoraTestModels.Logits(model, ids);
+        using var model = TinyModels.RandomModel();
+        using var ids = TinyModels.Ids();
+        using var baseLogits = TinyModels.Logits(model, ids);
         var lora = LoraInjector.Inject(model, Random());
-        using var adapted = LoraTestModels.Logits(model, ids);
-        LoraTestModels.Exactly(adapted, baseLogits).Should().BeFalse();
+        using var adapted = TinyModels.Logits(model, ids);
+        TensorChecks.Exactly(adapted, baseLogits).Should().BeFalse();
 
         using (lora.AdaptersDisabled())
         {
             lora.AdaptersEnabled.Should().BeFalse();
-            using var disabled = LoraTestModels.Logits(model, ids);
-            LoraTestModels.Exactly(disabled, baseLogits).Should().BeTrue();
+            using var disabled = TinyModels.Logits(model, ids);
+            TensorChecks.Exactly(disabled, baseLogits).Should().BeTrue();
         }
 
         lora.AdaptersEnabled.Should().BeTrue();
-        using var back = LoraTestModels.Logits(model, ids);
-        LoraTestModels.Exactly(back, adapted).Should().BeTrue();
+        using var back = TinyModels.Logits(model, ids);
+        TensorChecks.Exactly(back, adapted).Should().BeTrue();
 
         // Disabling a merged adapter unmerges it first (as PEFT does).
         lora.Merge();
         lora.DisableAdapters();
         lora.IsMerged.Should().BeFalse();
-        using var disabledAfterMerge = LoraTestModels.Logits(model, ids);
-        LoraTestModels.MaxAbs(disabledAfterMerge - baseLogits).Should().BeLessThanOrEqualTo(1e-5f);
+        using var disabledAfterMerge = TinyModels.Logits(model, ids);
+        TensorChecks.MaxAbs(disabledAfterMerge - baseLogits).Should().BeLessThanOrEqualTo(1e-5f);
     }
 
     [Fact]
@@ -93,15 +93,15 @@ public class LoraMergeTests(ITestOutputHelper output)
     {
         // Re-quantizing W + Δ costs one more NF4 rounding: the merged logits should differ from the unmerged adapter's
         // by about as much as quantizing the dense model once changed its logits.
-        using var model = LoraTestModels.RandomModel();
-        using var ids = LoraTestModels.Ids();
-        using var denseLogits = LoraTestModels.Logits(model, ids);
+        using var model = TinyModels.RandomModel();
+        using var ids = TinyModels.Ids();
+        using var denseLogits = TinyModels.Logits(model, ids);
         LoraTestModels.QuantizeProjections(model);
-        using var baseLogits = LoraTestModels.Logits(model, ids);
-        float quantizationError = LoraTestModels.MaxAbs(baseLogits - denseLogits);
+        using var baseLogits = TinyModels.Logits(model, ids);
+        float quantizationError = TensorChecks.MaxAbs(baseLogits - denseLogits);
         var logger = new ListLogger();
         var lora = LoraInjector.Inject(model, Random(), logger);
-        using var unmerged = LoraTestModels.Logits(model, ids);
+        using var unmerged = TinyModels.Logits(model, ids);
         var layer = lora.Layers["model.layers.0.mlp.gate_proj"];
         var before = layer.BaseLayer;
         bool beforeTraining = before.training;
@@ -109,10 +109,10 @@ public class LoraMergeTests(ITestOutputHelper output)
         layer.BaseLayer.Should().BeOfType<Linear4bit>().And.NotBeSameAs(before);
         ((Linear4bit)layer.BaseLayer).ComputeDtype.Should().Be(ScalarType.Float32);
         layer.BaseLayer.training.Should().Be(beforeTraining);
-        using var merged = LoraTestModels.Logits(model, ids);
+        using var merged = TinyModels.Logits(model, ids);
         logger.Entries.Where(e => e.Level == LogLevel.Warning && e.Message.Contains("lossy")).Should().HaveCount(14);
-        float effect = LoraTestModels.MaxAbs(unmerged - baseLogits);
-        float mergeError = LoraTestModels.MaxAbs(merged - unmerged);
+        float effect = TensorChecks.MaxAbs(unmerged - baseLogits);
+        float mergeError = TensorChecks.MaxAbs(merged - unmerged);
         output.WriteLine($"4-bit: adapter effect {effect:E2}, one quantization of the dense model {quantizationError:E2}, merged vs unmerged {mergeError:E2}");
         mergeError.Should().BeGreaterThan(0f, "re-quantization is lossy");
         // W + Δ has a larger range than W (Δ is about as large as W here), so its NF4 rounding error is larger too.
@@ -120,8 +120,8 @@ public class LoraMergeTests(ITestOutputHelper output)
         mergeError.Should().BeLessThan(0.5f * effect);
 
         lora.Unmerge();
-        using var unmergedAgain = LoraTestModels.Logits(model, ids);
-        float roundTrip = LoraTestModels.MaxAbs(unmergedAgain - unmerged);
+        using var unmergedAgain = TinyModels.Logits(model, ids);
+        float roundTrip = TensorChecks.MaxAbs(unmergedAgain - unmerged);
         output.WriteLine($"4-bit: unmerge then forward vs the original unmerged adapter {roundTrip:E2}");
         roundTrip.Should().BeGreaterThan(0f).And.BeLessThan(3f * quantizationError);
     }
@@ -129,7 +129,7 @@ public class LoraMergeTests(ITestOutputHelper output)
     [Fact]
     public void MergeTwiceWarnsAndChangesNothing()
     {
-        using var model = LoraTestModels.RandomModel();
+        using var model = TinyModels.RandomModel();
         var logger = new ListLogger();
         var lora = LoraInjector.Inject(model, Random(), logger);
         var layer = lora.Layers["model.layers.0.mlp.up_proj"];
@@ -137,7 +137,7 @@ public class LoraMergeTests(ITestOutputHelper output)
         var w = (CoreLinear)layer.BaseLayer;
         using var once = w.Weight.detach().clone();
         layer.Merge();
-        LoraTestModels.Exactly(w.Weight, once).Should().BeTrue();
+        TensorChecks.Exactly(w.Weight, once).Should().BeTrue();
         logger.Entries.Should().Contain(e => e.Level == LogLevel.Warning && e.Message.Contains("already merged"));
     }
 }

@@ -10,7 +10,7 @@ namespace Mistral.Peft.Tests.Lora;
 
 public sealed class PeftAdapterTests : IDisposable
 {
-    private readonly string _dir = LoraTestModels.TempDir();
+    private readonly string _dir = TestPaths.TempDir();
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
@@ -18,10 +18,10 @@ public sealed class PeftAdapterTests : IDisposable
 
     private LoraModel SaveRandomAdapter(out Tensor logits, out Tensor ids)
     {
-        var model = LoraTestModels.RandomModel(); // disposed by the caller through lora.Model
+        var model = TinyModels.RandomModel(); // disposed by the caller through lora.Model
         var lora = LoraInjector.Inject(model, Random());
-        ids = LoraTestModels.Ids();
-        logits = LoraTestModels.Logits(model, ids);
+        ids = TinyModels.Ids();
+        logits = TinyModels.Logits(model, ids);
         PeftAdapter.Save(lora, _dir, "tiny-random-mistral");
         return lora;
     }
@@ -44,7 +44,7 @@ public sealed class PeftAdapterTests : IDisposable
             file.Tensors["base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"].Shape.Should().Equal(4L, 48L);
             file.Tensors.Values.Should().OnlyContain(t => t.DType == ScalarType.Float32);
             using var a = file.Load("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight");
-            LoraTestModels.Exactly(a, lora.Layers["model.layers.1.mlp.down_proj"].LoraA.detach()).Should().BeTrue();
+            TensorChecks.Exactly(a, lora.Layers["model.layers.1.mlp.down_proj"].LoraA.detach()).Should().BeTrue();
         }
 
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "adapter_config.json")));
@@ -72,14 +72,14 @@ public sealed class PeftAdapterTests : IDisposable
         using (expected)
         using (ids)
         {
-            using var fresh = LoraTestModels.RandomModel();
+            using var fresh = TinyModels.RandomModel();
             var loaded = PeftAdapter.Load(fresh, _dir);
             loaded.Layers.Should().HaveCount(6);
             loaded.Options.R.Should().Be(4);
             loaded.Options.Alpha.Should().Be(8);
             loaded.Options.Dropout.Should().Be(0.05);
-            using var logits = LoraTestModels.Logits(fresh, ids);
-            LoraTestModels.Exactly(logits, expected).Should().BeTrue();
+            using var logits = TinyModels.Logits(fresh, ids);
+            TensorChecks.Exactly(logits, expected).Should().BeTrue();
             loaded.TrainableParameters().Trainable.Should().Be(loaded.AdapterParameters().Sum(p => p.numel()));
         }
     }
@@ -91,11 +91,11 @@ public sealed class PeftAdapterTests : IDisposable
         using (expected)
         using (ids)
         {
-            using var fresh = LoraTestModels.RandomModel();
+            using var fresh = TinyModels.RandomModel();
             var other = LoraInjector.Inject(fresh, Random(seed: 99));
             PeftAdapter.LoadWeights(other, _dir);
-            using var logits = LoraTestModels.Logits(fresh, ids);
-            LoraTestModels.Exactly(logits, expected).Should().BeTrue();
+            using var logits = TinyModels.Logits(fresh, ids);
+            TensorChecks.Exactly(logits, expected).Should().BeTrue();
         }
     }
 
@@ -105,7 +105,7 @@ public sealed class PeftAdapterTests : IDisposable
         using var saved = SaveRandomAdapter(out var l, out var i).Model;
         l.Dispose();
         i.Dispose();
-        using var wider = LoraTestModels.RandomModel(LoraTestModels.Tiny(hidden: 40));
+        using var wider = TinyModels.RandomModel(TinyModels.Tiny(hidden: 40));
         var e = FluentActions.Invoking(() => PeftAdapter.Load(wider, _dir)).Should().Throw<AdapterMismatchException>().Which;
         e.Message.Should().Contain("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight: adapter [4, 32] vs model [4, 40]");
         // q_proj/v_proj A [4, hidden] and down_proj B [hidden, 4] change; q/v B and down A do not.
@@ -134,7 +134,7 @@ public sealed class PeftAdapterTests : IDisposable
         }
 
         SafeTensorsWriter.Write(weights, tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        using var fresh = LoraTestModels.RandomModel();
+        using var fresh = TinyModels.RandomModel();
         var e = FluentActions.Invoking(() => PeftAdapter.Load(fresh, _dir)).Should().Throw<AdapterMismatchException>().Which;
         e.Missing.Should().Equal(
             "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight",
@@ -236,7 +236,7 @@ public sealed class PeftAdapterTests : IDisposable
         config.TargetModules.Should().BeEquivalentTo(LoraOptions.AllProjections);
         logger.Entries.Should().ContainSingle(e => e.Level == LogLevel.Warning).Which.Message.Should().Contain("some_future_option");
 
-        using var model = LoraTestModels.RandomModel();
+        using var model = TinyModels.RandomModel();
         var lora = LoraInjector.Inject(model, config.ToLoraOptions());
         lora.Layers.Should().HaveCount(14);
     }
@@ -246,7 +246,7 @@ public sealed class PeftAdapterTests : IDisposable
     {
         var config = PeftAdapterConfig.Parse("""{"peft_type":"LORA","r":2,"lora_alpha":4,"target_modules":".*\\.(q|v)_proj"}""");
         config.TargetModulesPattern.Should().Be(@".*\.(q|v)_proj");
-        using var model = LoraTestModels.RandomModel();
+        using var model = TinyModels.RandomModel();
         var lora = LoraInjector.Inject(model, config.ToLoraOptions());
         lora.Layers.Should().HaveCount(4);
         PeftAdapter.Save(lora, _dir);
@@ -259,7 +259,7 @@ public sealed class PeftAdapterTests : IDisposable
     [Fact]
     public void RsLoraAndGaussianAreRecorded()
     {
-        using var model = LoraTestModels.RandomModel();
+        using var model = TinyModels.RandomModel();
         var lora = LoraInjector.Inject(model, new LoraOptions { R = 16, Alpha = 8, UseRsLora = true, Init = LoraInit.Gaussian });
         lora.Layers.Values.First().Scaling.Should().Be(2.0);
         PeftAdapter.Save(lora, _dir);

@@ -16,11 +16,11 @@ namespace Mistral.Peft.Tests.Lora;
 /// </summary>
 public class PeftInteropTests(ITestOutputHelper output)
 {
-    private static string Peft(params string[] parts) => LoraTestModels.FixturePath(["peft", .. parts]);
+    private static string Peft(params string[] parts) => TestPaths.FixturePath(["peft", .. parts]);
 
     private static MistralForCausalLM LoadBase()
     {
-        string folder = LoraTestModels.FixturePath("hf", "gqa4_window");
+        string folder = TestPaths.FixturePath("hf", "gqa4_window");
         var model = new MistralForCausalLM(MistralConfig.FromFile(Path.Combine(folder, "config.json")), ScalarType.Float32, CPU);
         CheckpointLoader.Load(model, folder);
         return model;
@@ -51,7 +51,7 @@ public class PeftInteropTests(ITestOutputHelper output)
             using var gen = new Generator(77);
             return randint(3, model.Config.VocabSize, [2, 24], ScalarType.Int64, generator: gen);
         }))();
-        using var logits = LoraTestModels.Logits(model, ids);
+        using var logits = TinyModels.Logits(model, ids);
         PeftAdapter.Save(lora, folder, "tests/fixtures/hf/gqa4_window");
         SafeTensorsWriter.Write(Path.Combine(folder, "our_logits.safetensors"),
             [new("input_ids", ids), new("logits", logits)], new Dictionary<string, string> { ["format"] = "pt" });
@@ -74,13 +74,13 @@ public class PeftInteropTests(ITestOutputHelper output)
         using var outp = model.forward(new CausalLMInput(ids) { Labels = ids });
         using var expectedLogits = reference.Load("logits");
         using var expectedLoss = reference.Load("loss");
-        float dLogits = LoraTestModels.MaxAbs(outp.Logits.detach() - expectedLogits);
+        float dLogits = TensorChecks.MaxAbs(outp.Logits.detach() - expectedLogits);
         float dLoss = Math.Abs(outp.Loss!.item<float>() - expectedLoss.item<float>());
         float effect;
         using (var disabled = lora.AdaptersDisabled())
-        using (var baseLogits = LoraTestModels.Logits(model, ids))
+        using (var baseLogits = TinyModels.Logits(model, ids))
         {
-            effect = LoraTestModels.MaxAbs(baseLogits - expectedLogits);
+            effect = TensorChecks.MaxAbs(baseLogits - expectedLogits);
         }
 
         outp.Loss!.backward();
@@ -112,7 +112,7 @@ public class PeftInteropTests(ITestOutputHelper output)
         config.TargetModules.Should().BeEquivalentTo(LoraOptions.AllProjections);
         using var model = LoadBase();
         var lora = PeftAdapter.Load(model, Peft("peft_adapter"));
-        string dir = LoraTestModels.TempDir();
+        string dir = TestPaths.TempDir();
         try
         {
             PeftAdapter.Save(lora, dir);
@@ -137,7 +137,7 @@ public class PeftInteropTests(ITestOutputHelper output)
     public void OurAdapterLoadedByPeftGivesOurLogits()
     {
         // The committed folder is exactly what our code writes (same seed), and PEFT's logits for it match ours.
-        string dir = LoraTestModels.TempDir();
+        string dir = TestPaths.TempDir();
         try
         {
             WriteOurAdapter(dir);
@@ -151,11 +151,11 @@ public class PeftInteropTests(ITestOutputHelper output)
             using var peftLogits = SafeTensorsFile.Open(Peft("ours_in_peft_logits.safetensors"));
             using var ids = ourLogits.Load("input_ids");
             using var peftIds = peftLogits.Load("input_ids");
-            LoraTestModels.Exactly(ids, peftIds).Should().BeTrue();
+            TensorChecks.Exactly(ids, peftIds).Should().BeTrue();
             using var a = ourLogits.Load("logits");
             using var b = peftLogits.Load("logits");
-            float d = LoraTestModels.MaxAbs(a - b);
-            output.WriteLine($"our adapter in PEFT vs ours: max|Δlogits| {d:E2} (logits up to {LoraTestModels.MaxAbs(b):E2})");
+            float d = TensorChecks.MaxAbs(a - b);
+            output.WriteLine($"our adapter in PEFT vs ours: max|Δlogits| {d:E2} (logits up to {TensorChecks.MaxAbs(b):E2})");
             d.Should().BeLessThanOrEqualTo(1e-4f);
         }
         finally

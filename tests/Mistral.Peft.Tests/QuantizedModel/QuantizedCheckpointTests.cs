@@ -138,13 +138,13 @@ public class QuantizedCheckpointTests(ITestOutputHelper output)
                 foreach (var (ids, mask) in TinyCheckpoints.Inputs())
                 {
                     using var scope = NewDisposeScope();
-                    var a = TinyCheckpoints.Logits(original, ids, mask);
-                    var b = TinyCheckpoints.Logits(model, ids, mask);
-                    TinyCheckpoints.Exactly(a, b).Should().BeTrue("a lossless round trip computes the same logits bit for bit");
+                    var a = TinyModels.Logits(original, ids, mask);
+                    var b = TinyModels.Logits(model, ids, mask);
+                    TensorChecks.Exactly(a, b).Should().BeTrue("a lossless round trip computes the same logits bit for bit");
                 }
 
                 // Saving the reloaded model reproduces the file byte for byte.
-                string again = TinyCheckpoints.TempDir();
+                string again = TestPaths.TempDir();
                 try
                 {
                     QuantizedCheckpoint.Save(model, again);
@@ -173,7 +173,7 @@ public class QuantizedCheckpointTests(ITestOutputHelper output)
             SkipModules = ["model.layers.1.mlp.down_proj"],
         };
         using var original = QuantizedModelLoader.Load(TinyCheckpoints.Folder("mha_full"), options).Model;
-        string dir = TinyCheckpoints.TempDir();
+        string dir = TestPaths.TempDir();
         try
         {
             QuantizedCheckpoint.Save(original, dir);
@@ -205,7 +205,7 @@ public class QuantizedCheckpointTests(ITestOutputHelper output)
             foreach (var (ids, mask) in TinyCheckpoints.Inputs("mha_full"))
             {
                 using var scope = NewDisposeScope();
-                TinyCheckpoints.Exactly(TinyCheckpoints.Logits(original, ids, mask), TinyCheckpoints.Logits(model, ids, mask)).Should().BeTrue();
+                TensorChecks.Exactly(TinyModels.Logits(original, ids, mask), TinyModels.Logits(model, ids, mask)).Should().BeTrue();
             }
         }
         finally
@@ -314,11 +314,11 @@ public class QuantizedCheckpointTests(ITestOutputHelper output)
     public void SavingRefusesDenseModelsAndShadowingIndexes()
     {
         using var dense = new MistralForCausalLM(TinyCheckpoints.Config(), ScalarType.Float32, CPU);
-        var act = () => QuantizedCheckpoint.Save(dense, TinyCheckpoints.TempDir());
+        var act = () => QuantizedCheckpoint.Save(dense, TestPaths.TempDir());
         act.Should().Throw<InvalidOperationException>().WithMessage("*no Linear4bit*");
 
         using var model = QuantizedModelLoader.Load(TinyCheckpoints.Folder()).Model;
-        string dir = TinyCheckpoints.TempDir();
+        string dir = TestPaths.TempDir();
         try
         {
             File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"), "{}");
@@ -335,7 +335,7 @@ public class QuantizedCheckpointTests(ITestOutputHelper output)
     private static string SaveDefault(out MistralForCausalLM model)
     {
         model = QuantizedModelLoader.Load(TinyCheckpoints.Folder()).Model;
-        string dir = TinyCheckpoints.TempDir();
+        string dir = TestPaths.TempDir();
         QuantizedCheckpoint.Save(model, dir);
         return dir;
     }
@@ -354,7 +354,7 @@ public class QuantizedCheckpointTests(ITestOutputHelper output)
         b.Keys.Should().BeEquivalentTo(a.Select(x => x.name));
         foreach (var (name, t) in a)
         {
-            TinyCheckpoints.Exactly(t, b[name]).Should().BeTrue(name);
+            TensorChecks.Exactly(t, b[name]).Should().BeTrue(name);
         }
     }
 }

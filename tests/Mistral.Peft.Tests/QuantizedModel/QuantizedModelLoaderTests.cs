@@ -29,11 +29,11 @@ public class QuantizedModelLoaderTests(ITestOutputHelper output)
         foreach (var (ids, mask) in TinyCheckpoints.Inputs(name))
         {
             using var scope = NewDisposeScope();
-            var q = TinyCheckpoints.Logits(result.Model, ids, mask);
-            var f = TinyCheckpoints.Logits(fake, ids, mask);
-            var p = TinyCheckpoints.Logits(plain, ids, mask);
-            float vsFake = TinyCheckpoints.MaxAbs(q, f);
-            float vsPlain = TinyCheckpoints.MaxAbs(q, p);
+            var q = TinyModels.Logits(result.Model, ids, mask);
+            var f = TinyModels.Logits(fake, ids, mask);
+            var p = TinyModels.Logits(plain, ids, mask);
+            float vsFake = TensorChecks.MaxAbsDiff(q, f);
+            float vsPlain = TensorChecks.MaxAbsDiff(q, p);
             output.WriteLine($"{name} {(mask is null ? "plain" : "padded")}: max|4-bit − fake-quantized| {vsFake:E2}, max|4-bit − unquantized| {vsPlain:E2}");
             vsFake.Should().BeLessThanOrEqualTo(1e-5f);
             // The quantization really happened: NF4 moves the logits far more than the tolerance above.
@@ -76,9 +76,9 @@ public class QuantizedModelLoaderTests(ITestOutputHelper output)
         {
             using var scope = NewDisposeScope();
             string which = mask is null ? "plain" : "padded";
-            var q = TinyCheckpoints.Logits(result.Model, ids, mask);
-            var sameDtype = TinyCheckpoints.MaxAbs(q, TinyCheckpoints.Logits(fakeBf16, ids, mask));
-            var f32 = TinyCheckpoints.Logits(sameWeightsF32, ids, mask);
+            var q = TinyModels.Logits(result.Model, ids, mask);
+            var sameDtype = TensorChecks.MaxAbsDiff(q, TinyModels.Logits(fakeBf16, ids, mask));
+            var f32 = TinyModels.Logits(sameWeightsF32, ids, mask);
             var ours = (q - f32).abs();
             var hf = (reference.Load(which + ".logits_bf16") - reference.Load(which + ".logits")).abs();
             float oursMax = ours.max().item<float>(), oursMean = ours.mean().item<float>();
@@ -146,9 +146,9 @@ public class QuantizedModelLoaderTests(ITestOutputHelper output)
             using var w = reader.Load(name + ".weight", ScalarType.BFloat16);
             using var expected = Nf4Tensor.Quantize(w);
             using var actual = layer.QuantizedWeight();
-            TinyCheckpoints.Exactly(actual.Packed, expected.Packed).Should().BeTrue(name);
-            TinyCheckpoints.Exactly(actual.Absmax, expected.Absmax).Should().BeTrue(name);
-            TinyCheckpoints.Exactly(actual.NestedAbsmax!, expected.NestedAbsmax!).Should().BeTrue(name);
+            TensorChecks.Exactly(actual.Packed, expected.Packed).Should().BeTrue(name);
+            TensorChecks.Exactly(actual.Absmax, expected.Absmax).Should().BeTrue(name);
+            TensorChecks.Exactly(actual.NestedAbsmax!, expected.NestedAbsmax!).Should().BeTrue(name);
             actual.NestedOffset.Should().Be(expected.NestedOffset);
             actual.DType.Should().Be(ScalarType.BFloat16);
         }
@@ -214,7 +214,7 @@ public class QuantizedModelLoaderTests(ITestOutputHelper output)
         {
             var linear = modules[name].Should().BeOfType<DenseLinear>().Subject;
             using var expected = reader.Load(name + ".weight", ScalarType.BFloat16);
-            TinyCheckpoints.Exactly(linear.Weight, expected).Should().BeTrue(name);
+            TensorChecks.Exactly(linear.Weight, expected).Should().BeTrue(name);
         }
 
         result.QuantizedLayers.Should().Be(14 - 6);
@@ -286,7 +286,7 @@ public class QuantizedModelLoaderTests(ITestOutputHelper output)
             using var model = QuantizedModelLoader.Load(dir).Model;
             var head = (DenseLinear)ModuleTree.Get(model, "lm_head");
             var embed = (TokenEmbedding)ModuleTree.Get(model, "model.embed_tokens");
-            TinyCheckpoints.Exactly(head.Weight, embed.Weight).Should().BeTrue();
+            TensorChecks.Exactly(head.Weight, embed.Weight).Should().BeTrue();
             string untiedDir = TinyCheckpoints.CopyWithEdits(TinyCheckpoints.Folder(), t => t.Remove("lm_head.weight"));
             try
             {
