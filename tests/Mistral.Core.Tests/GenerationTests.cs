@@ -24,13 +24,13 @@ public class GenerationTests
         cache.IsRolling.Should().Be(window is not null);
         using (var first = model.forward(new CausalLMInput(full.narrow(1, 0, 4)) { Cache = cache }))
         {
-            Diff(first.Logits, reference.Logits.narrow(1, 0, 4)).Should().BeLessThan(1e-5f);
+            TensorChecks.MaxAbsDiff(first.Logits, reference.Logits.narrow(1, 0, 4)).Should().BeLessThan(1e-5f);
         }
 
         for (int t = 4; t < sequence.Length; t++)
         {
             using var step = model.forward(new CausalLMInput(full.narrow(1, t, 1)) { Cache = cache });
-            Diff(step.Logits, reference.Logits.narrow(1, t, 1)).Should().BeLessThan(1e-5f, $"step {t}");
+            TensorChecks.MaxAbsDiff(step.Logits, reference.Logits.narrow(1, t, 1)).Should().BeLessThan(1e-5f, $"step {t}");
         }
     }
 
@@ -48,7 +48,7 @@ public class GenerationTests
         foreach (int n in chunks)
         {
             using var output = model.forward(new CausalLMInput(ids.narrow(1, start, n)) { Cache = cache });
-            Diff(output.Logits, reference.Logits.narrow(1, start, n)).Should().BeLessThan(1e-5f, $"chunk at {start}");
+            TensorChecks.MaxAbsDiff(output.Logits, reference.Logits.narrow(1, start, n)).Should().BeLessThan(1e-5f, $"chunk at {start}");
             start += n;
         }
     }
@@ -130,11 +130,5 @@ public class GenerationTests
         act.Should().Throw<ArgumentOutOfRangeException>().Which.ParamName.Should().Be("TopP");
         GenerationOptions.StudyClassification.MaxNewTokens.Should().Be(20);
         GenerationOptions.StudySummarizationFineTuned.TopP.Should().Be(0.9);
-    }
-
-    private static float Diff(Tensor a, Tensor b)
-    {
-        using var d = (a - b).abs().max();
-        return d.item<float>();
     }
 }

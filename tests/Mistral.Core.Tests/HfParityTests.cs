@@ -37,7 +37,7 @@ public class HfParityTests(ITestOutputHelper output)
             using var ids = reference.Load("plain.input_ids");
             using var plain = model.forward(new CausalLMInput(ids) { Labels = ids });
             using var expected = reference.Load("plain.logits");
-            float dLogits = MaxAbs(plain.Logits - expected);
+            float dLogits = TensorChecks.MaxAbsDiff(plain.Logits, expected);
             float dLoss = Math.Abs(plain.Loss!.item<float>() - reference.Load("plain.loss").item<float>());
             output.WriteLine($"{name} plain: max|Δlogits| {dLogits:E2}, |Δloss| {dLoss:E2}");
             dLogits.Should().BeLessThanOrEqualTo(1e-4f);
@@ -61,12 +61,12 @@ public class HfParityTests(ITestOutputHelper output)
             // Position ids derived from the mask (cumsum − 1) equal those HF was given.
             using var derived = model.forward(new CausalLMInput(ids) { AttentionMask = mask, Labels = labels });
             using var given = model.forward(new CausalLMInput(ids) { AttentionMask = mask, PositionIds = reference.Load("padded.position_ids"), Labels = labels });
-            float dLogits = MaxAbs(derived.Logits - expected);
+            float dLogits = TensorChecks.MaxAbsDiff(derived.Logits, expected);
             float dLoss = Math.Abs(derived.Loss!.item<float>() - reference.Load("padded.loss").item<float>());
             output.WriteLine($"{name} left-padded: max|Δlogits| {dLogits:E2} (every position, padding included), |Δloss| {dLoss:E2}");
             dLogits.Should().BeLessThanOrEqualTo(1e-4f);
             dLoss.Should().BeLessThanOrEqualTo(1e-5f);
-            MaxAbs(given.Logits - derived.Logits).Should().Be(0f);
+            TensorChecks.MaxAbsDiff(given.Logits, derived.Logits).Should().Be(0f);
         }
     }
 
@@ -157,15 +157,6 @@ public class HfParityTests(ITestOutputHelper output)
                 result.Sequences[r].TokenIds.Select(x => (long)x).Should()
                     .Equal(flatExpected.Skip((r * (int)expected.shape[1]) + width).Take(newTokens), $"row {r}");
             }
-        }
-    }
-
-    private static float MaxAbs(Tensor t)
-    {
-        using (t)
-        {
-            using var m = t.abs().max();
-            return m.item<float>();
         }
     }
 }
