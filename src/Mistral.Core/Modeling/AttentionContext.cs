@@ -2,10 +2,34 @@ using static TorchSharp.torch;
 
 namespace Mistral.Core.Modeling;
 
-/// <summary>What every attention layer of one forward step shares: rotary tables, the mask and the cache step.</summary>
-/// <param name="Cos">[B, T, head_dim] in the activations' dtype.</param>
-/// <param name="Sin">[B, T, head_dim] in the activations' dtype.</param>
-/// <param name="Mask">bool [B or 1, 1, T, S]; True = attend.</param>
-/// <param name="Cache">The cache, or null for a plain forward.</param>
-/// <param name="CacheStep">How the cache is used in this step (set when <paramref name="Cache"/> is).</param>
-internal sealed record AttentionContext(Tensor Cos, Tensor Sin, Tensor Mask, KvCache? Cache, KvCacheStep? CacheStep);
+/// <summary>
+/// The per-call state every attention layer of one forward step shares — rotary tables, the attention mask and the
+/// KV-cache step. <see cref="MistralModel"/> builds it and passes it down as an argument, so one model can run forwards
+/// on several threads at once (each with its own cache). Opaque to users.
+/// </summary>
+public sealed class AttentionContext
+{
+    internal AttentionContext(Tensor cos, Tensor sin, Tensor mask, KvCache? cache, KvCacheStep? cacheStep)
+    {
+        Cos = cos;
+        Sin = sin;
+        Mask = mask;
+        Cache = cache;
+        CacheStep = cacheStep;
+    }
+
+    /// <summary>[B, T, head_dim] in the activations' dtype.</summary>
+    internal Tensor Cos { get; }
+
+    /// <summary>[B, T, head_dim] in the activations' dtype.</summary>
+    internal Tensor Sin { get; }
+
+    /// <summary>bool [B or 1, 1, T, S]; True = attend.</summary>
+    internal Tensor Mask { get; }
+
+    /// <summary>The cache, or null for a plain forward.</summary>
+    internal KvCache? Cache { get; }
+
+    /// <summary>How the cache is used in this step (set when <see cref="Cache"/> is).</summary>
+    internal KvCacheStep? CacheStep { get; }
+}

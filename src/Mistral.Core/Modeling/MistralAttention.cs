@@ -10,7 +10,7 @@ namespace Mistral.Core.Modeling;
 /// Grouped-query self-attention with rotary embeddings and a sliding window, computed by
 /// <c>scaled_dot_product_attention</c> (key/value heads repeated to the query heads first).
 /// </summary>
-public sealed class MistralAttention : nn.Module<Tensor, Tensor>, IReplaceableChildren
+public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tensor>, IReplaceableChildren
 {
     [ComponentName(Name = "q_proj")]
     private nn.Module<Tensor, Tensor> qProj;
@@ -41,12 +41,10 @@ public sealed class MistralAttention : nn.Module<Tensor, Tensor>, IReplaceableCh
         RegisterComponents();
     }
 
-    internal AttentionContext? Context { get; set; }
-
-    /// <inheritdoc />
-    public override Tensor forward(Tensor hidden)
+    /// <summary>Attends over <paramref name="hidden"/> [B, T, hidden] with the step's shared state.</summary>
+    public override Tensor forward(Tensor hidden, AttentionContext ctx)
     {
-        AttentionContext ctx = Context ?? throw new InvalidOperationException("MistralAttention must be called through MistralModel.");
+        ArgumentNullException.ThrowIfNull(ctx);
         using var scope = NewDisposeScope();
         long b = hidden.shape[0];
         long t = hidden.shape[1];

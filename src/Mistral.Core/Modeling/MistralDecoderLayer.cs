@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Mistral.Core.Modeling;
 
 /// <summary>A pre-norm decoder block: <c>h = x + attn(norm₁(x)); y = h + mlp(norm₂(h))</c>.</summary>
-public sealed class MistralDecoderLayer : nn.Module<Tensor, Tensor>, IReplaceableChildren
+public sealed class MistralDecoderLayer : nn.Module<Tensor, AttentionContext, Tensor>, IReplaceableChildren
 {
     [ComponentName(Name = "self_attn")]
     private MistralAttention selfAttn;
@@ -34,11 +34,11 @@ public sealed class MistralDecoderLayer : nn.Module<Tensor, Tensor>, IReplaceabl
     /// <summary>The MLP block.</summary>
     public MistralMlp Mlp => mlp;
 
-    /// <inheritdoc />
-    public override Tensor forward(Tensor x)
+    /// <summary>Runs the block on <paramref name="x"/> [B, T, hidden] with the step's shared attention state.</summary>
+    public override Tensor forward(Tensor x, AttentionContext context)
     {
         using var scope = NewDisposeScope();
-        Tensor h = x + selfAttn.forward(inputLayernorm.forward(x));
+        Tensor h = x + selfAttn.forward(inputLayernorm.forward(x), context);
         Tensor y = h + mlp.forward(postAttentionLayernorm.forward(h));
         return y.MoveToOuterDisposeScope();
     }

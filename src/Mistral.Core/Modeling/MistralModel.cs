@@ -57,11 +57,17 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
         }
 
         using var scope = NewDisposeScope();
+        Device device = EmbeddingDevice();
+        if (ids.device != device)
+        {
+            ids = ids.to(device);
+        }
+
         Tensor hidden = embedTokens.forward(ids);
-        Device device = hidden.device;
         Tensor valid = input.AttentionMask is Tensor m ? m.to(device).to_type(ScalarType.Bool) : ones([b, t], ScalarType.Bool, device);
 
         Tensor positions;
+        long? positionBound;
         Tensor mask;
         KvCacheStep? step = null;
         KvCache? cache = input.Cache;
@@ -75,28 +81,23 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
             step = cache.BeginStep((int)t, valid);
             positions = input.PositionIds?.to(device)
                 ?? (cache.NextPosition.unsqueeze(1) + valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
+            // A real token's position never exceeds its sequence index.
+            positionBound = input.PositionIds is null ? cache.Length + t : null;
             mask = AttentionMasks.Build(step.QueryIndex, step.KeyIndex, step.KeyValid, config.SlidingWindow);
         }
         else
         {
             positions = input.PositionIds?.to(device) ?? DefaultPositions(input.AttentionMask is null ? null : valid, b, t, device);
+            positionBound = input.PositionIds is null ? t : null;
             Tensor index = arange(0, t, 1, ScalarType.Int64, device);
             mask = AttentionMasks.Build(index, index, input.AttentionMask is null ? null : valid, config.SlidingWindow);
         }
 
-        (Tensor cos, Tensor sin) = rotary.Compute(positions, hidden.dtype);
+        (Tensor cos, Tensor sin) = rotary.Compute(positions, hidden.dtype, positionBound);
         var context = new AttentionContext(cos, sin, mask, cache, step);
         foreach (MistralDecoderLayer layer in layers)
         {
-            layer.SelfAttention.Context = context;
-            try
-            {
-                hidden = layer.forward(hidden);
-            }
-            finally
-            {
-                layer.SelfAttention.Context = null;
-            }
+            hidden = layer.forward(hidden, context);
         }
 
         if (cache is not null && step is not null)
@@ -105,6 +106,20 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
         }
 
         return norm.forward(hidden).MoveToOuterDisposeScope();
+    }
+
+    private Device EmbeddingDevice() =>
+        embedTokens is TokenEmbedding table ? table.Weight.device : embedTokens.parameters().First().device;
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            rotary.Dispose();
+        }
+
+        base.Dispose(disposing);
     }
 
     /// <summary>Rotary positions for a padded batch: <c>cumsum(mask) − 1</c>, padding set to 1 (as HF's generate does).</summary>
