@@ -10,30 +10,33 @@ public class ElfVersionPatcherTests
         return found ?? throw new FileNotFoundException("libLibTorchSharp.so is not in the test output folder.");
     }
 
+    // The package's own copy, which the build never touches (the patch only edits copies in output folders).
+    private static string PackageLibrary()
+    {
+        string root = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
+            ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+        string path = Path.Combine(root, "torchsharp", "0.107.0", "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+        return File.Exists(path) ? path : throw new FileNotFoundException($"TorchSharp's package copy is not at {path}.");
+    }
+
     [Fact]
     public void PatchSetsOnlyTheWeakFlagAndIsIdempotent()
     {
         string copy = Path.Combine(TestPaths.TempDir(), "libLibTorchSharp.so");
-        File.Copy(NativeLibrary(), copy);
-        // Start from an unpatched file: clear the weak flag if the build already set it.
+        File.Copy(PackageLibrary(), copy);
         var requirement = ElfVersionPatcher.ReadRequirements(copy).Single(r => r.Version == "GLIBCXX_3.4.32");
         requirement.File.Should().Be("libstdc++.so.6");
+        requirement.Weak.Should().BeFalse("TorchSharp 0.107 ships the requirement strong");
         byte[] original = File.ReadAllBytes(copy);
+        DateTime stamp = File.GetLastWriteTimeUtc(copy);
 
-        ElfPatchResult first = ElfVersionPatcher.MarkVersionWeak(copy, "GLIBCXX_3.4.32");
-        first.Should().Be(requirement.Weak ? ElfPatchResult.AlreadyWeak : ElfPatchResult.Patched);
+        ElfVersionPatcher.MarkVersionWeak(copy, "GLIBCXX_3.4.32").Should().Be(ElfPatchResult.Patched);
         byte[] patched = File.ReadAllBytes(copy);
         patched.Length.Should().Be(original.Length);
         int[] changed = Enumerable.Range(0, original.Length).Where(i => original[i] != patched[i]).ToArray();
-        if (first == ElfPatchResult.Patched)
-        {
-            changed.Should().ContainSingle("only the low byte of vna_flags changes");
-            (patched[changed[0]] ^ original[changed[0]]).Should().Be(0x2);
-        }
-        else
-        {
-            changed.Should().BeEmpty();
-        }
+        changed.Should().ContainSingle("only the low byte of vna_flags changes");
+        (patched[changed[0]] ^ original[changed[0]]).Should().Be(0x2, "VER_FLG_WEAK is bit 1");
+        File.GetLastWriteTimeUtc(copy).Should().Be(stamp, "the timestamp is kept so MSBuild does not copy the file again");
 
         ElfVersionPatcher.ReadRequirements(copy).Single(r => r.Version == "GLIBCXX_3.4.32").Weak.Should().BeTrue();
         ElfVersionPatcher.ReadRequirements(copy).Where(r => r.Version != "GLIBCXX_3.4.32").Should().OnlyContain(r => !r.Weak);
@@ -41,6 +44,16 @@ public class ElfVersionPatcherTests
         ElfVersionPatcher.MarkVersionWeak(copy, "GLIBCXX_3.4.32").Should().Be(ElfPatchResult.AlreadyWeak);
         File.ReadAllBytes(copy).Should().Equal(patched, "a second run writes nothing");
         Directory.GetFiles(Path.GetDirectoryName(copy)!).Should().ContainSingle("no temporary file is left behind");
+    }
+
+    [Fact]
+    public void TheBuildPatchedTheOutputCopyOnlyWhenThisHostNeedsIt()
+    {
+        bool hostHasIt = ElfVersionPatcher.HostLibStdCxxHas("GLIBCXX_3.4.32", out _);
+        bool weak = ElfVersionPatcher.ReadRequirements(NativeLibrary()).Single(r => r.Version == "GLIBCXX_3.4.32").Weak;
+        weak.Should().Be(!hostHasIt);
+        ElfVersionPatcher.HostLibStdCxxHas("GLIBCXX_3.4.1", out string? lib).Should().BeTrue("every libstdc++.so.6 defines the oldest version");
+        lib.Should().EndWith("libstdc++.so.6");
     }
 
     [Fact]

@@ -71,6 +71,7 @@ public class GenerationTests
 
         batched.Timing.GeneratedTokens.Should().Be(45);
         batched.Timing.DecodeSteps.Should().Be(14);
+        batched.Timing.DecodeTokens.Should().Be(42, "the first token of each row comes from the prefill");
     }
 
     [Fact]
@@ -100,6 +101,13 @@ public class GenerationTests
         var a = generator.Generate([[3, 4, 5]], sampling);
         var b = generator.Generate([[3, 4, 5]], sampling);
         a.Sequences[0].TokenIds.Should().Equal(b.Sequences[0].TokenIds);
+        // And sampling really samples: a hot distribution with another seed, and greedy, give other sequences.
+        var hot = sampling with { Temperature = 3.0, TopK = 0, TopP = 1.0 };
+        var h1 = generator.Generate([[3, 4, 5]], hot with { Seed = 1 }).Sequences[0].TokenIds;
+        var h2 = generator.Generate([[3, 4, 5]], hot with { Seed = 2 }).Sequences[0].TokenIds;
+        var greedy = generator.Generate([[3, 4, 5]], GenerationOptions.Greedy with { MaxNewTokens = 10 }).Sequences[0].TokenIds;
+        h1.Should().NotEqual(h2);
+        h1.Should().NotEqual(greedy);
 
         int firstGreedy = generator.Generate([[3, 4, 5]], GenerationOptions.Greedy with { MaxNewTokens = 1 }).Sequences[0].TokenIds[0];
         var stopped = generator.Generate([[3, 4, 5]], GenerationOptions.Greedy with { MaxNewTokens = 10, EosTokenIds = [firstGreedy] });

@@ -50,6 +50,9 @@ public class MistralConfigTests
     [InlineData("\"hidden_size\": 4096", "\"hidden_size\": \"big\"", "hidden_size")]
     [InlineData("\"sliding_window\": 4096", "\"sliding_window\": 0", "sliding_window")]
     [InlineData("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", "hidden_act")]
+    [InlineData("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true", "tie_word_embeddings")]
+    [InlineData("\"rope_theta\": 10000.0", "\"rope_parameters\": {\"rope_theta\": 1e6, \"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_parameters.rope_type")]
+    [InlineData("\"rope_theta\": 10000.0", "\"rope_theta\": 10000.0, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling")]
     public void BadConfigNamesTheField(string find, string replace, string field)
     {
         string json = Mistral7BJson.Replace(find, replace);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Mistral.Core.Configuration;
 using Mistral.Core.Modeling;
 using TorchSharp;
@@ -11,7 +10,6 @@ public class ModelShapeTests
     [Fact]
     public void Mistral7BOnMetaHasHuggingFaceNamesAndShapes()
     {
-        var clock = Stopwatch.StartNew();
         using var model = new MistralForCausalLM(MistralConfig.Mistral7B, ScalarType.BFloat16, META);
         var actual = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.shape);
 
@@ -44,7 +42,6 @@ public class ModelShapeTests
         actual.Values.Sum(s => s.Aggregate(1L, (a, b) => a * b)).Should().Be(7_241_732_096L);
         model.named_buffers().Should().BeEmpty("rotary tables are not part of HF's state dict");
         model.parameters().Should().OnlyContain(p => p.device.type == DeviceType.META && p.dtype == ScalarType.BFloat16);
-        clock.Elapsed.Should().BeLessThan(TimeSpan.FromSeconds(20), "building on meta allocates nothing");
     }
 
     [Fact]

@@ -97,6 +97,18 @@ public class SafeTensorsTests
         act.Should().Throw<InvalidDataException>().WithMessage("*'w'*8 data bytes do not match shape [3]*");
     }
 
+    [Theory]
+    [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}", 6, "overlap")]
+    [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[6,8]}}", 8, "belong to no tensor")]
+    [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 9, "cover 4 data bytes but the file holds 9")]
+    [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}", 8, "appears twice")]
+    public void DataSectionMustBeTiledExactlyByUniqueTensors(string header, int dataBytes, string message)
+    {
+        string path = WriteFile(Build(header, dataBytes));
+        Action act = () => SafeTensorsFile.Open(path);
+        act.Should().Throw<InvalidDataException>().Which.Message.Should().Contain(path).And.Contain(message);
+    }
+
     [Fact]
     public void MalformedJsonIsRejected()
     {

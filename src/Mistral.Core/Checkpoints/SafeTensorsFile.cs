@@ -195,8 +195,32 @@ public sealed class SafeTensorsFile : IDisposable
                     continue;
                 }
 
+                if (tensors.ContainsKey(p.Name))
+                {
+                    throw new InvalidDataException($"{path}: tensor '{p.Name}' appears twice in the header.");
+                }
+
                 tensors[p.Name] = ParseEntry(path, p, dataLength);
             }
+        }
+
+        // Like the reference implementation: the tensors tile the data section exactly (no overlap, no gap, no tail).
+        long expected = 0;
+        foreach (SafeTensorInfo info in tensors.Values.OrderBy(t => t.Begin).ThenBy(t => t.End))
+        {
+            if (info.Begin != expected)
+            {
+                throw new InvalidDataException(info.Begin < expected
+                    ? $"{path}: tensor '{info.Name}' data_offsets [{info.Begin}, {info.End}] overlap another tensor's data."
+                    : $"{path}: {info.Begin - expected} data bytes at offset {expected} belong to no tensor (before '{info.Name}').");
+            }
+
+            expected = info.End;
+        }
+
+        if (expected != dataLength)
+        {
+            throw new InvalidDataException($"{path}: the tensors cover {expected} data bytes but the file holds {dataLength}.");
         }
 
         return (tensors, metadata);

@@ -108,6 +108,7 @@ public sealed record MistralConfig
             ?? (root["rope_parameters"] is JsonObject rp ? OptionalDouble(rp, "rope_theta", source, "rope_parameters.") : null)
             ?? throw new InvalidDataException($"{source}: missing field 'rope_theta' (neither top-level nor inside 'rope_parameters').");
 
+        CheckRopeType(root, source);
         var config = new MistralConfig
         {
             VocabSize = RequiredInt(root, "vocab_size", source),
@@ -172,6 +173,12 @@ public sealed record MistralConfig
             throw new InvalidDataException($"{source}: 'sliding_window' must be positive or null, got {SlidingWindow}.");
         }
 
+        if (TieWordEmbeddings)
+        {
+            throw new InvalidDataException(
+                $"{source}: 'tie_word_embeddings' = true is not supported: Mistral models keep a separate lm_head (expected false).");
+        }
+
         if (!string.Equals(HiddenAct, "silu", StringComparison.Ordinal))
         {
             throw new InvalidDataException($"{source}: 'hidden_act' '{HiddenAct}' is not supported (expected 'silu').");
@@ -223,6 +230,24 @@ public sealed record MistralConfig
         }
 
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    // Only plain RoPE is implemented: a scaled variant (linear, dynamic, YaRN, …) must fail loudly, not run with wrong positions.
+    private static void CheckRopeType(JsonObject root, string source)
+    {
+        if (root["rope_parameters"] is JsonObject rp && OptionalString(rp, "rope_type", source) is string type && type != "default")
+        {
+            throw new InvalidDataException($"{source}: 'rope_parameters.rope_type' = '{type}' is not supported (only 'default' RoPE is implemented).");
+        }
+
+        if (root["rope_scaling"] is JsonObject scaling)
+        {
+            string? kind = OptionalString(scaling, "rope_type", source) ?? OptionalString(scaling, "type", source);
+            if (kind != "default")
+            {
+                throw new InvalidDataException($"{source}: 'rope_scaling' ({scaling.ToJsonString()}) is not supported (only unscaled RoPE is implemented).");
+            }
+        }
     }
 
     private static JsonNode? Field(JsonObject o, string name) => o.TryGetPropertyValue(name, out JsonNode? n) ? n : null;

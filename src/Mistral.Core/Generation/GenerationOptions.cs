@@ -24,7 +24,7 @@ public sealed record GenerationOptions
     /// <summary>Seed of the sampling generator (null: nondeterministic).</summary>
     public ulong? Seed { get; init; }
 
-    /// <summary>Token ids that end a sequence (the EOS id of the tokenizer is added by the generator when it has one).</summary>
+    /// <summary>Token ids that end a sequence. <see cref="TextGenerator"/> adds its tokenizer's EOS id; <see cref="TokenGenerator"/> uses exactly this list (empty: never stops early).</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
 
     /// <summary>Stop when the generated text contains one of these (the text is cut before it). Needs a tokenizer.</summary>

@@ -24,11 +24,12 @@ public sealed record GeneratedSequence(IReadOnlyList<int> PromptTokenIds, IReadO
 /// <param name="PrefillMilliseconds">Time to process the prompts and produce the first logits.</param>
 /// <param name="DecodeMilliseconds">Time of the incremental steps.</param>
 /// <param name="DecodeSteps">Number of incremental steps.</param>
-/// <param name="GeneratedTokens">New real tokens over all sequences.</param>
-public sealed record GenerationTiming(double PrefillMilliseconds, double DecodeMilliseconds, int DecodeSteps, int GeneratedTokens)
+/// <param name="GeneratedTokens">New real tokens over all sequences (the first of each row comes from the prefill's logits).</param>
+/// <param name="DecodeTokens">New real tokens chosen from the logits of the incremental steps (what the decode time paid for).</param>
+public sealed record GenerationTiming(double PrefillMilliseconds, double DecodeMilliseconds, int DecodeSteps, int GeneratedTokens, int DecodeTokens)
 {
-    /// <summary>Generated tokens per second during decoding (all sequences together).</summary>
-    public double DecodeTokensPerSecond => DecodeMilliseconds > 0 ? GeneratedTokens / (DecodeMilliseconds / 1000.0) : 0;
+    /// <summary>Tokens per second of the incremental steps (all sequences together): <see cref="DecodeTokens"/> / decode time.</summary>
+    public double DecodeTokensPerSecond => DecodeMilliseconds > 0 ? DecodeTokens / (DecodeMilliseconds / 1000.0) : 0;
 }
 
 /// <summary>The result of a (batched) generation.</summary>

@@ -63,7 +63,8 @@ public sealed class TextGenerator
         int[] ids = tokenizer.Encode(prompt);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         CancellationToken token = stop.Token;
-        Task producer = Task.Run(() =>
+        // Generation is synchronous tensor work: give it its own thread rather than holding a pool thread for minutes.
+        Task producer = Task.Factory.StartNew(() =>
         {
             try
             {
@@ -89,11 +90,11 @@ public sealed class TextGenerator
             {
                 channel.Writer.TryComplete(e);
             }
-        }, CancellationToken.None);
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         try
         {
-            while (await channel.Reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+            while (await channel.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 while (channel.Reader.TryRead(out string? piece))
                 {

@@ -24,7 +24,10 @@ public sealed class TokenGenerator
         this.logger = (ILogger?)logger ?? NullLogger.Instance;
     }
 
-    /// <summary>Called after every decoding step with the new token of each row (−1 for rows already finished); return true to stop a row.</summary>
+    /// <summary>
+    /// Called with each new token of a row that is still running (not for padding after a row finished, and not for an
+    /// EOS token, which ends the row anyway); return true to stop that row (how stop strings are implemented).
+    /// </summary>
     public delegate bool StepCallback(int row, int token);
 
     /// <summary>Generates for each prompt; <paramref name="onToken"/> sees every new real token and may stop its row (stop strings).</summary>
@@ -53,6 +56,11 @@ public sealed class TokenGenerator
                     throw new ArgumentException($"Prompt {i} holds token id {id}, outside the vocabulary [0, {model.Config.VocabSize}).", nameof(prompts));
                 }
             }
+        }
+
+        if (options.PadTokenId < 0 || options.PadTokenId >= model.Config.VocabSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.PadTokenId, $"GenerationOptions.PadTokenId must be a token id in [0, {model.Config.VocabSize}).");
         }
 
         int batch = prompts.Count;
@@ -88,6 +96,7 @@ public sealed class TokenGenerator
         double prefillMs;
         double decodeMs = 0;
         int steps = 0;
+        int decodeTokens = 0;
 
         using Tensor allIds = tensor(ids, [batch, promptLength], ScalarType.Int64, device);
         using Tensor allMask = tensor(mask, [batch, promptLength], ScalarType.Int64, device);
@@ -117,6 +126,11 @@ public sealed class TokenGenerator
 
                     int token = (int)next[r];
                     generated[r].Add(token);
+                    if (step > 0)
+                    {
+                        decodeTokens++;
+                    }
+
                     seenLists[r].Add(token);
                     if (eos.Contains(token))
                     {
@@ -143,7 +157,8 @@ public sealed class TokenGenerator
                 using (Tensor stepMask = ones([batch, 1], ScalarType.Int64, device))
                 using (CausalLMOutput output = model.forward(new CausalLMInput(stepIds) { AttentionMask = stepMask, Cache = cache, LastPositionLogitsOnly = true }))
                 {
-                    logits = output.Logits.select(1, 0).clone();
+                    using Tensor lastPosition = output.Logits.select(1, 0);
+                    logits = lastPosition.clone();
                 }
 
                 Synchronize(device);
@@ -162,7 +177,7 @@ public sealed class TokenGenerator
         }
 
         int newTokens = generated.Sum(g => g.Count);
-        var timing = new GenerationTiming(prefillMs, decodeMs, steps, newTokens);
+        var timing = new GenerationTiming(prefillMs, decodeMs, steps, newTokens, decodeTokens);
         logger.LogInformation("Generated {Tokens} tokens for {Batch} prompt(s): prefill {Prefill:F1} ms, {Rate:F1} tokens/s decoding.",
             newTokens, batch, prefillMs, timing.DecodeTokensPerSecond);
         var sequences = new GeneratedSequence[batch];
@@ -187,7 +202,8 @@ public sealed class TokenGenerator
             using Tensor chunkMask = mask.narrow(1, start, n);
             using CausalLMOutput output = model.forward(new CausalLMInput(chunkIds) { AttentionMask = chunkMask, Cache = cache, LastPositionLogitsOnly = true });
             last?.Dispose();
-            last = output.Logits.select(1, 0).clone();
+            using Tensor lastPosition = output.Logits.select(1, 0);
+            last = lastPosition.clone();
         }
 
         return last!;

@@ -58,10 +58,14 @@ namespace Mistral.Core.Build
             }
 
             string temp = path + ".mistral-patch.tmp";
+            DateTime stamp = File.GetLastWriteTimeUtc(path);
             try
             {
                 File.WriteAllBytes(temp, bytes);
                 File.Replace(temp, path, null);
+                // Keep the copy's timestamp: MSBuild then sees it as up to date with the package's file and does not
+                // copy (and patch) it again on the next build.
+                File.SetLastWriteTimeUtc(path, stamp);
             }
             finally
             {
