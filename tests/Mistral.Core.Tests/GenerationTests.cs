@@ -72,6 +72,7 @@ public class GenerationTests
         batched.Timing.GeneratedTokens.Should().Be(45);
         batched.Timing.DecodeSteps.Should().Be(14);
         batched.Timing.DecodeTokens.Should().Be(42, "the first token of each row comes from the prefill");
+        batched.Timing.StepMilliseconds.Should().HaveCount(14).And.OnlyContain(ms => ms > 0);
     }
 
     [Fact]
@@ -138,5 +139,9 @@ public class GenerationTests
         act.Should().Throw<ArgumentOutOfRangeException>().Which.ParamName.Should().Be("TopP");
         GenerationOptions.StudyClassification.MaxNewTokens.Should().Be(20);
         GenerationOptions.StudySummarizationFineTuned.TopP.Should().Be(0.9);
+        GenerationOptions.Preset("Study-Classification").Should().BeSameAs(GenerationOptions.StudyClassification);
+        GenerationOptions.StudyClassification.TopK.Should().Be(50, "HF's GenerationConfig default the study did not override");
+        Action unknown = () => GenerationOptions.Preset("creative");
+        unknown.Should().Throw<ArgumentException>().WithMessage("*'creative'*study-classification*");
     }
 }

@@ -36,17 +36,36 @@ public sealed record GenerationOptions
     /// <summary>Greedy decoding.</summary>
     public static GenerationOptions Greedy { get; } = new();
 
-    /// <summary>The study's classification setting: 20 new tokens, top_p 0.95, temperature 1e-3 (≈ greedy).</summary>
-    public static GenerationOptions StudyClassification { get; } = new() { MaxNewTokens = 20, DoSample = true, TopP = 0.95, Temperature = 1e-3 };
+    /// <summary>
+    /// The study's classification setting: 20 new tokens, sampling with top_p 0.95 and temperature 1e-3 (≈ greedy), plus
+    /// HF's implicit <c>top_k = 50</c> (the default of <c>GenerationConfig</c>, which the study did not override).
+    /// </summary>
+    public static GenerationOptions StudyClassification { get; } = new() { MaxNewTokens = 20, DoSample = true, TopP = 0.95, Temperature = 1e-3, TopK = 50 };
 
-    /// <summary>The study's zero/few-shot summarization setting: 100 new tokens, top_p 0.95, temperature 1e-3.</summary>
-    public static GenerationOptions StudySummarization { get; } = new() { MaxNewTokens = 100, DoSample = true, TopP = 0.95, Temperature = 1e-3 };
+    /// <summary>The study's zero/few-shot summarization setting: 100 new tokens, top_p 0.95, temperature 1e-3 (and HF's top_k 50).</summary>
+    public static GenerationOptions StudySummarization { get; } = new() { MaxNewTokens = 100, DoSample = true, TopP = 0.95, Temperature = 1e-3, TopK = 50 };
 
     /// <summary>The study's baseline summarization setting: 50 new tokens, top_p 0.95, temperature 1e-3.</summary>
     public static GenerationOptions StudySummarizationBaseline { get; } = StudySummarization with { MaxNewTokens = 50 };
 
-    /// <summary>The study's fine-tuned summarization setting: 100 new tokens, top_p 0.9, temperature 1e-2.</summary>
-    public static GenerationOptions StudySummarizationFineTuned { get; } = new() { MaxNewTokens = 100, DoSample = true, TopP = 0.9, Temperature = 1e-2 };
+    /// <summary>The study's fine-tuned summarization setting: 100 new tokens, top_p 0.9, temperature 1e-2 (and HF's top_k 50).</summary>
+    public static GenerationOptions StudySummarizationFineTuned { get; } = new() { MaxNewTokens = 100, DoSample = true, TopP = 0.9, Temperature = 1e-2, TopK = 50 };
+
+    /// <summary>The preset names <see cref="Preset"/> accepts.</summary>
+    public static IReadOnlyList<string> PresetNames { get; } =
+        ["greedy", "study-classification", "study-summarization", "study-summarization-baseline", "study-summarization-fine-tuned"];
+
+    /// <summary>A preset by name (see <see cref="PresetNames"/>; case-insensitive).</summary>
+    /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
+    public static GenerationOptions Preset(string name) => name?.ToLowerInvariant() switch
+    {
+        "greedy" => Greedy,
+        "study-classification" => StudyClassification,
+        "study-summarization" => StudySummarization,
+        "study-summarization-baseline" => StudySummarizationBaseline,
+        "study-summarization-fine-tuned" => StudySummarizationFineTuned,
+        _ => throw new ArgumentException($"Unknown generation preset '{name}'; known: {string.Join(", ", PresetNames)}.", nameof(name)),
+    };
 
     /// <summary>Checks every option.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Names the offending option.</exception>

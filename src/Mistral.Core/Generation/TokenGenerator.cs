@@ -97,6 +97,7 @@ public sealed class TokenGenerator
         double decodeMs = 0;
         int steps = 0;
         int decodeTokens = 0;
+        var stepTimes = new List<double>(options.MaxNewTokens);
 
         using Tensor allIds = tensor(ids, [batch, promptLength], ScalarType.Int64, device);
         using Tensor allMask = tensor(mask, [batch, promptLength], ScalarType.Int64, device);
@@ -162,7 +163,9 @@ public sealed class TokenGenerator
                 }
 
                 Synchronize(device);
-                decodeMs += stepClock.Elapsed.TotalMilliseconds;
+                double stepMs = stepClock.Elapsed.TotalMilliseconds;
+                stepTimes.Add(stepMs);
+                decodeMs += stepMs;
                 steps++;
             }
         }
@@ -177,7 +180,7 @@ public sealed class TokenGenerator
         }
 
         int newTokens = generated.Sum(g => g.Count);
-        var timing = new GenerationTiming(prefillMs, decodeMs, steps, newTokens, decodeTokens);
+        var timing = new GenerationTiming(prefillMs, decodeMs, steps, newTokens, decodeTokens, stepTimes);
         logger.LogInformation("Generated {Tokens} tokens for {Batch} prompt(s): prefill {Prefill:F1} ms, {Rate:F1} tokens/s decoding.",
             newTokens, batch, prefillMs, timing.DecodeTokensPerSecond);
         var sequences = new GeneratedSequence[batch];
