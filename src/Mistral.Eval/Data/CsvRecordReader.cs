@@ -13,22 +13,35 @@ internal sealed record CsvRecord(IReadOnlyList<string> Fields, long Line, string
 /// with a double quote may contain delimiters, line breaks and doubled quotes (<c>""</c>). A quote inside an
 /// unquoted field is kept as text (as Python's csv module does). A closing quote followed by anything but a
 /// delimiter or line end, or a quoted field never closed, makes the record malformed (reported, not guessed at).
+/// Characters come one physical line at a time from a <see cref="Utf8LineReader"/> (so invalid UTF-8 is found on
+/// its exact line, <see cref="PhysicalLine"/>, inside the record that starts on <see cref="RecordStartLine"/>);
+/// a line's break is always complete in the characters given, so a CR never needs the next line to be read.
 /// </summary>
 internal sealed class CsvRecordReader
 {
-    private readonly TextReader _reader;
+    private readonly Utf8LineReader _lines;
     private readonly char _delimiter;
-    private readonly char[] _buffer = new char[1 << 16];
+    private char[] _buffer = [];
     private int _length;
     private int _pos;
     private bool _eof;
     private long _line = 1;
 
-    public CsvRecordReader(TextReader reader, char delimiter)
+    public CsvRecordReader(Utf8LineReader lines, char delimiter)
     {
-        _reader = reader;
+        _lines = lines;
         _delimiter = delimiter;
     }
+
+    /// <summary>The 1-based line on which the record being read (or last read) starts.</summary>
+    public long RecordStartLine { get; private set; }
+
+    /// <summary>The 1-based physical line last read from the file (the one that failed to decode, after an error).</summary>
+    public long PhysicalLine => _lines.LineNumber;
+
+    /// <summary>Describes invalid UTF-8 found on <see cref="PhysicalLine"/>, naming the record's first line when it differs.</summary>
+    public string DescribeInvalidUtf8(DecoderFallbackException e) =>
+        _lines.Describe(e, RecordStartLine != PhysicalLine ? $", in the record that starts on line {RecordStartLine}" : string.Empty);
 
     private enum State
     {
@@ -44,6 +57,7 @@ internal sealed class CsvRecordReader
         var fields = new List<string>();
         var field = new StringBuilder();
         long start = _line;
+        RecordStartLine = start;
         long quoteLine = _line;
         string? error = null;
         bool any = false;
@@ -73,7 +87,7 @@ internal sealed class CsvRecordReader
             // (the delimiter is never a quote or a line break: ReadOptions rejects those).
             if (state != State.Quoted && (c is '\n' or '\r'))
             {
-                await EndLineAsync(c, ct).ConfigureAwait(false);
+                EndLine(c);
                 fields.Add(field.ToString());
                 return new CsvRecord(fields, start, error);
             }
@@ -104,7 +118,7 @@ internal sealed class CsvRecordReader
                     }
                     else
                     {
-                        if (c == '\n' || (c == '\r' && !await PeekIsAsync('\n', ct).ConfigureAwait(false)))
+                        if (c == '\n' || (c == '\r' && !PeekIs('\n')))
                         {
                             _line++;
                         }
@@ -132,9 +146,9 @@ internal sealed class CsvRecordReader
         }
     }
 
-    private async ValueTask EndLineAsync(char c, CancellationToken ct)
+    private void EndLine(char c)
     {
-        if (c == '\r' && await PeekIsAsync('\n', ct).ConfigureAwait(false))
+        if (c == '\r' && PeekIs('\n'))
         {
             _pos++;
         }
@@ -142,8 +156,8 @@ internal sealed class CsvRecordReader
         _line++;
     }
 
-    private async ValueTask<bool> PeekIsAsync(char expected, CancellationToken ct) =>
-        await FillAsync(ct).ConfigureAwait(false) && _buffer[_pos] == expected;
+    // Within the current line only: a CRLF is never split across two lines' characters.
+    private bool PeekIs(char expected) => _pos < _length && _buffer[_pos] == expected;
 
     private async ValueTask<bool> FillAsync(CancellationToken ct)
     {
@@ -157,13 +171,20 @@ internal sealed class CsvRecordReader
             return false;
         }
 
-        _length = await _reader.ReadAsync(_buffer.AsMemory(), ct).ConfigureAwait(false);
         _pos = 0;
-        if (_length == 0)
+        do
         {
-            _eof = true;
-            return false;
+            if (!await _lines.ReadLineAsync(ct).ConfigureAwait(false))
+            {
+                _length = 0;
+                _eof = true;
+                return false;
+            }
+
+            _buffer = _lines.Chars;
+            _length = _lines.Length; // 0 only for a last line that is nothing but a byte order mark
         }
+        while (_length == 0);
 
         return true;
     }

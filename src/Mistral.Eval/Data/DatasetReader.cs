@@ -45,6 +45,8 @@ public sealed class DatasetReader
 
     /// <summary>
     /// Reads JSON Lines: one JSON object per line; blank lines are ignored. Rows are numbered by their 1-based line.
+    /// Lines end with LF, CRLF or a lone CR; the file must be UTF-8 (a leading byte order mark is allowed), and
+    /// invalid UTF-8 is an error naming the exact line whatever the policy.
     /// </summary>
     /// <param name="path">The file.</param>
     /// <param name="mapping">Which keys hold input and target.</param>
@@ -58,27 +60,25 @@ public sealed class DatasetReader
         options = Prepare(path, mapping, options);
         var rows = new RowCollector(path, mapping, options, "line");
         bool sawInput = false, sawTarget = false;
-        using var reader = new StreamReader(path, new UTF8Encoding(false, true), detectEncodingFromByteOrderMarks: true);
-        long line = 0;
+        await using var stream = OpenSequential(path);
+        var lines = new Utf8LineReader(stream);
         while (true)
         {
-            string? text;
             try
             {
-                text = await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false);
+                if (!await lines.ReadLineAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    break;
+                }
             }
             catch (DecoderFallbackException e)
             {
-                throw new DatasetException(path, rows.Location(line + 1), line + 1, null, "the file is not valid UTF-8.", e);
+                throw new DatasetException(path, rows.Location(lines.LineNumber), lines.LineNumber, null, $"invalid UTF-8: {lines.Describe(e)}.", e);
             }
 
-            if (text is null)
-            {
-                break;
-            }
-
-            line++;
-            if (string.IsNullOrWhiteSpace(text))
+            long line = lines.LineNumber;
+            var text = lines.Content;
+            if (text.Span.IsWhiteSpace())
             {
                 continue;
             }
@@ -122,7 +122,8 @@ public sealed class DatasetReader
 
     /// <summary>
     /// Reads CSV with a header row (RFC 4180 quoting; quoted fields may span lines). Fully empty lines are ignored.
-    /// Rows are numbered by the 1-based line on which the record starts.
+    /// Rows are numbered by the 1-based line on which the record starts. The file must be UTF-8 (a leading byte
+    /// order mark is allowed); invalid UTF-8 is an error naming its physical line and the line its record starts on.
     /// </summary>
     /// <param name="path">The file.</param>
     /// <param name="mapping">Which header names hold input and target.</param>
@@ -135,8 +136,8 @@ public sealed class DatasetReader
     {
         options = Prepare(path, mapping, options);
         var rows = new RowCollector(path, mapping, options, "line");
-        using var reader = new StreamReader(path, new UTF8Encoding(false, true), detectEncodingFromByteOrderMarks: true);
-        var csv = new CsvRecordReader(reader, options.CsvDelimiter);
+        await using var stream = OpenSequential(path);
+        var csv = new CsvRecordReader(new Utf8LineReader(stream), options.CsvDelimiter);
         CsvRecord? header;
         do
         {
@@ -225,8 +226,8 @@ public sealed class DatasetReader
             {
                 using var group = reader.OpenRowGroupReader(g);
                 int n = checked((int)group.RowCount);
-                var inputs = await ReadParquetColumnAsync(group, inputField, n, options, path, offset, cancellationToken).ConfigureAwait(false);
-                var targets = await ReadParquetColumnAsync(group, targetField, n, options, path, offset, cancellationToken).ConfigureAwait(false);
+                var inputs = await ReadParquetColumnAsync(group, inputField, n, cancellationToken).ConfigureAwait(false);
+                var targets = await ReadParquetColumnAsync(group, targetField, n, cancellationToken).ConfigureAwait(false);
                 for (int i = 0; i < n; i++)
                 {
                     rows.Add(offset + i, inputs[i], targets[i]);
@@ -239,8 +240,9 @@ public sealed class DatasetReader
         return Finish(rows.Result());
     }
 
-    private static async Task<RawValue[]> ReadParquetColumnAsync(
-        ParquetRowGroupReader group, DataField field, int n, ReadOptions options, string path, long offset, CancellationToken ct)
+    // Values of every row are read and then checked row by row (input before target) by the RowCollector, so under
+    // a strict policy the error names the first offending row and column, as for JSONL and CSV.
+    private static async Task<RawValue[]> ReadParquetColumnAsync(ParquetRowGroupReader group, DataField field, int n, CancellationToken ct)
     {
         var type = field.ClrType;
 
@@ -250,12 +252,6 @@ public sealed class DatasetReader
             var values = new string?[n];
             await group.ReadAsync(field, values.AsMemory()!, null, ct).ConfigureAwait(false);
             return values.Select(v => v is null ? RawValue.Null : RawValue.Of(v)).ToArray();
-        }
-
-        if (!options.ConvertScalarsToString && options.InvalidValues == RowErrorPolicy.Fail && n > 0)
-        {
-            var hint = IsScalar(type) ? " (set ReadOptions.ConvertScalarsToString to read it as text)" : string.Empty;
-            throw new DatasetException(path, $"row {offset}", offset, field.Name, $"the column has Parquet type {type.Name}; expected strings{hint}.");
         }
 
         if (type == typeof(long))
@@ -292,15 +288,12 @@ public sealed class DatasetReader
         return Enumerable.Repeat(other, n).ToArray();
     }
 
-    private static bool IsScalar(Type t) =>
-        t == typeof(long) || t == typeof(int) || t == typeof(short) || t == typeof(double) || t == typeof(float) || t == typeof(bool);
-
     private static async Task<RawValue[]> ScalarsAsync<T>(ParquetRowGroupReader group, DataField field, int n, Func<T, string> format, CancellationToken ct)
         where T : struct
     {
         var values = new T?[n];
         await group.ReadAsync(field, values.AsMemory(), null, ct).ConfigureAwait(false);
-        return values.Select(v => v is { } x ? RawValue.Scalar(format(x), $"a {typeof(T).Name} ({format(x)})") : RawValue.Null).ToArray();
+        return values.Select(v => v is { } x ? RawValue.Scalar(format(x), $"a Parquet {typeof(T).Name} ({format(x)})") : RawValue.Null).ToArray();
     }
 
     private static DataField ParquetField(string path, DataField[] fields, string name)
@@ -342,9 +335,13 @@ public sealed class DatasetReader
         }
         catch (DecoderFallbackException e)
         {
-            throw new DatasetException(path, null, null, null, "the file is not valid UTF-8.", e);
+            throw new DatasetException(path, $"line {csv.PhysicalLine}", csv.PhysicalLine, null, $"invalid UTF-8: {csv.DescribeInvalidUtf8(e)}.", e);
         }
     }
+
+    // Unbuffered: Utf8LineReader reads in its own blocks.
+    private static FileStream OpenSequential(string path) =>
+        new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.Asynchronous | FileOptions.SequentialScan);
 
     private static RawValue CsvValue(string field, ReadOptions options) =>
         field.Length == 0 && options.CsvEmptyFieldIsNull ? RawValue.Null : RawValue.Of(field);

@@ -76,6 +76,52 @@ public class CsvReaderTests
     }
 
     [Fact]
+    public async Task Invalid_utf8_inside_a_multiline_record_names_the_physical_line_and_the_record_start()
+    {
+        using var dir = new TempDir();
+        var path = Path.Combine(dir.Path, "bad-utf8.csv");
+        byte[] content = [.. "text,label\r\na,x\r\n\"first\r\nsecond "u8, 0xC3, 0x28, .. " third\r\n\",y\r\nc,z\r\n"u8];
+        await File.WriteAllBytesAsync(path, content);
+        var act = () => _reader.ReadCsvAsync(path, ColumnMapping.Classification);
+        var ex = (await act.Should().ThrowAsync<DatasetException>()).Which;
+        ex.Message.Should().Be($"'{path}', line 4: invalid UTF-8: cannot decode 0xC3 at byte 8 of the line, in the record that starts on line 3; the file must be UTF-8 encoded.");
+        ex.Row.Should().Be(4);
+    }
+
+    [Fact]
+    public async Task Invalid_utf8_far_into_the_file_names_the_exact_line()
+    {
+        using var dir = new TempDir();
+        var bytes = new List<byte>("text,label\n"u8.ToArray());
+        for (int i = 0; i < 6000; i++)
+        {
+            bytes.AddRange(System.Text.Encoding.UTF8.GetBytes(i % 10 == 0 ? $"\"quoted\nrow {i} é\",l\n" : $"row {i} 😀,l\n"));
+        }
+
+        // 1 header line + 600 two-line records + 5400 one-line records = 6601 lines before the bad one.
+        bytes.AddRange("bad "u8.ToArray());
+        bytes.Add(0xFE);
+        bytes.AddRange(",x\nok,y\n"u8.ToArray());
+        var path = Path.Combine(dir.Path, "big-bad.csv");
+        await File.WriteAllBytesAsync(path, bytes.ToArray());
+        var act = () => _reader.ReadCsvAsync(path, ColumnMapping.Classification, ReadOptions.StudyCleaning);
+        var ex = (await act.Should().ThrowAsync<DatasetException>()).Which;
+        ex.Message.Should().Be($"'{path}', line 6602: invalid UTF-8: cannot decode 0xFE at byte 5 of the line; the file must be UTF-8 encoded.");
+        ex.Row.Should().Be(6602);
+    }
+
+    [Fact]
+    public async Task Invalid_utf8_in_the_header_names_line_one()
+    {
+        using var dir = new TempDir();
+        var path = Path.Combine(dir.Path, "bad-header.csv");
+        await File.WriteAllBytesAsync(path, [.. "\r\ntext,lab"u8, 0x80, .. "el\r\na,b\r\n"u8]);
+        var act = () => _reader.ReadCsvAsync(path, ColumnMapping.Classification);
+        (await act.Should().ThrowAsync<DatasetException>()).Which.Message.Should()
+            .Be($"'{path}', line 2: invalid UTF-8: cannot decode 0x80 at byte 9 of the line; the file must be UTF-8 encoded.");
+    }
+
+    [Fact]
     public async Task Large_file_spanning_many_buffers_reads_every_record()
     {
         using var dir = new TempDir();

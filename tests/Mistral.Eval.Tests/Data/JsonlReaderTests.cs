@@ -106,6 +106,62 @@ public class JsonlReaderTests
     }
 
     [Fact]
+    public async Task Invalid_utf8_names_the_exact_line_far_into_the_file()
+    {
+        // 5000 valid lines (mixed LF/CRLF, multi-byte text, one line longer than a read block) put the bad byte
+        // well past the first buffers; the error must name line 5001, not the line the decoder buffer had reached.
+        using var dir = new TempDir();
+        var bytes = new List<byte>();
+        for (int i = 1; i <= 5000; i++)
+        {
+            var text = i == 1234 ? new string('x', 200_000) : $"row {i} é 😀";
+            bytes.AddRange(System.Text.Encoding.UTF8.GetBytes($"{{\"text\":\"{text}\",\"label\":\"l{i % 3}\"}}" + (i % 2 == 0 ? "\r\n" : "\n")));
+        }
+
+        bytes.AddRange("{\"text\":\"bad "u8.ToArray());
+        bytes.Add(0xFF);
+        bytes.AddRange(" byte\",\"label\":\"x\"}\n{\"text\":\"after\",\"label\":\"y\"}\n"u8.ToArray());
+        var path = Path.Combine(dir.Path, "bad-utf8.jsonl");
+        await File.WriteAllBytesAsync(path, bytes.ToArray());
+
+        foreach (var options in new[] { ReadOptions.Strict, new ReadOptions { MalformedRecords = RowErrorPolicy.Skip, InvalidValues = RowErrorPolicy.Skip } })
+        {
+            var act = () => _reader.ReadJsonlAsync(path, ColumnMapping.Classification, options);
+            var ex = (await act.Should().ThrowAsync<DatasetException>()).Which;
+            ex.Message.Should().Be($"'{path}', line 5001: invalid UTF-8: cannot decode 0xFF at byte 14 of the line; the file must be UTF-8 encoded.");
+            ex.Row.Should().Be(5001);
+            ex.InnerException.Should().BeOfType<System.Text.DecoderFallbackException>();
+        }
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0xEF, 0xBB, 0xBF, 0x7B, 0xC3, 0x28, 0x7D, 0x0A }, 1, "cannot decode 0xC3 at byte 5 of the line; the file must be UTF-8 encoded.")]
+    [InlineData(new byte[] { 0x0A, 0x0D, 0x0A, 0x0D, 0x7B, 0x22, 0xE2, 0x82, 0x22, 0x7D }, 4, "cannot decode 0xE2 0x82 at byte 3 of the line; the file must be UTF-8 encoded.")]
+    [InlineData(new byte[] { 0xFF, 0xFE, 0x7B, 0x00, 0x7D, 0x00 }, 1, "cannot decode 0xFF at byte 1 of the line; the file must be UTF-8 encoded (it starts with a UTF-16 or UTF-32 byte order mark).")]
+    public async Task Invalid_utf8_line_counts_blank_lines_lone_cr_and_the_bom(byte[] content, long line, string detail)
+    {
+        using var dir = new TempDir();
+        var path = Path.Combine(dir.Path, "enc.jsonl");
+        await File.WriteAllBytesAsync(path, content);
+        var act = () => _reader.ReadJsonlAsync(path, ColumnMapping.Classification);
+        var ex = (await act.Should().ThrowAsync<DatasetException>()).Which;
+        ex.Message.Should().Be($"'{path}', line {line}: invalid UTF-8: {detail}");
+        ex.Row.Should().Be(line);
+    }
+
+    [Fact]
+    public async Task Line_ends_lf_crlf_and_lone_cr_bom_and_a_last_line_without_newline_are_read()
+    {
+        using var dir = new TempDir();
+        var path = Path.Combine(dir.Path, "ends.jsonl");
+        await File.WriteAllBytesAsync(path, System.Text.Encoding.UTF8.GetBytes(
+            "\uFEFF{\"text\":\"a\",\"label\":\"x\"}\r\n\r\n{\"text\":\"b\",\"label\":\"y\"}\r{\"text\":\"ü😀\",\"label\":\"z\"}\n  \n{\"text\":\"d\",\"label\":\"w\"}"));
+        var r = await _reader.ReadJsonlAsync(path, ColumnMapping.Classification);
+        r.Examples.Select(e => (e.Input, e.Target, e.SourceRow)).Should().Equal(
+            ("a", "x", (long?)1), ("b", "y", (long?)3), ("ü😀", "z", (long?)4), ("d", "w", (long?)6));
+    }
+
+    [Fact]
     public async Task Reading_honours_cancellation()
     {
         using var cts = new CancellationTokenSource();

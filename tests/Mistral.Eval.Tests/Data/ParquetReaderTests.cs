@@ -67,7 +67,7 @@ public class ParquetReaderTests
 
         var strict = () => _reader.ReadParquetAsync(path, ColumnMapping.Classification);
         (await strict.Should().ThrowAsync<DatasetException>()).Which.Message.Should()
-            .Be($"'{path}', row 0, column 'label': the column has Parquet type Int64; expected strings (set ReadOptions.ConvertScalarsToString to read it as text).");
+            .Be($"'{path}', row 0, column 'label': the value is a Parquet Int64 (3); expected a string (set ReadOptions.ConvertScalarsToString to read it as text)");
 
         var study = await _reader.ReadParquetAsync(path, ColumnMapping.Classification, ReadOptions.StudyCleaning);
         study.Examples.Should().BeEmpty();
@@ -76,6 +76,32 @@ public class ParquetReaderTests
 
         var converted = await _reader.ReadParquetAsync(path, ColumnMapping.Classification, ReadOptions.StudyCleaning with { ConvertScalarsToString = true });
         converted.Examples.Select(e => (e.Input, e.Target)).Should().Equal(("x", "3"), ("z", "17"));
+    }
+
+    [Fact]
+    public async Task Strict_reading_reports_the_first_offending_row_and_column_in_row_order()
+    {
+        // Rows are checked in order, input before target, exactly as for JSONL and CSV: the first failure wins,
+        // whether it is a null, a non-string value or the other column.
+        using var dir = new TempDir();
+        var textNullFirst = Path.Combine(dir.Path, "a.parquet");
+        await WriteAsync(textNullFirst, ([null, "b"], new long?[] { 3, 4 }));
+        var act = () => _reader.ReadParquetAsync(textNullFirst, ColumnMapping.Classification);
+        var ex = (await act.Should().ThrowAsync<DatasetException>()).Which;
+        ex.Message.Should().Be($"'{textNullFirst}', row 0, column 'text': the value is null; expected a string");
+        (ex.Row, ex.Column).Should().Be(((long?)0, "text"));
+
+        var labelNullFirst = Path.Combine(dir.Path, "b.parquet");
+        await WriteAsync(labelNullFirst, (["a", "b"], new long?[] { null, 4 }), (["c"], new long?[] { 5 }));
+        var act2 = () => _reader.ReadParquetAsync(labelNullFirst, ColumnMapping.Classification);
+        (await act2.Should().ThrowAsync<DatasetException>()).Which.Message.Should()
+            .Be($"'{labelNullFirst}', row 0, column 'label': the value is null; expected a string");
+
+        // Under the study rule the same file is read row by row: every row is a counted skip with its own row index.
+        var study = await _reader.ReadParquetAsync(labelNullFirst, ColumnMapping.Classification, ReadOptions.StudyCleaning);
+        study.SkippedRows.Select(s => (s.Row, s.Reason)).Should().Equal((0L, SkipReason.NullValue), (1L, SkipReason.NonStringValue), (2L, SkipReason.NonStringValue));
+        study.SkippedRows[2].Message.Should().Be(
+            $"'{labelNullFirst}', row 2, column 'label': the value is a Parquet Int64 (5); expected a string (set ReadOptions.ConvertScalarsToString to read it as text)");
     }
 
     [Fact]
