@@ -30,10 +30,17 @@ internal static class Nf4LoadBenchmark
             double seconds = clock.Elapsed.TotalSeconds;
             Thread.Sleep(200);
             long after = GpuMemory.CurrentMiB();
-            Print(rows, $"nf4 load (double quant) of {folder}: {seconds:F1} s, {result.QuantizedLayers} Linear4bit layers, model tensors {result.TotalBytes / 1e9:F3} GB " +
+            Print(rows, $"nf4 load ({(result.Prequantized ? "pre-quantized bitsandbytes format" : "quantized while loading, double quant")}) of {folder}: {seconds:F1} s, {result.QuantizedLayers} Linear4bit layers, model tensors {result.TotalBytes / 1e9:F3} GB " +
                      $"(4-bit {result.QuantizedBytes / 1e9:F3} GB + 16-bit {result.DenseBytes / 1e9:F3} GB); device memory of the process: before {baseline} MiB, " +
                      $"peak {mem.PeakMiB} MiB, after {after} MiB; host peak RSS {GpuMemory.HostPeakMiB()} MiB; largest transient tensor {result.LargestTransientBytes / 1e6:F0} MB");
             using MistralForCausalLM model = result.Model;
+            if (opts.Get("save", "") is { Length: > 0 } saveTo)
+            {
+                var saveClock = Stopwatch.StartNew();
+                QuantizedCheckpoint.Save(model, saveTo);
+                Print(rows, $"saved bitsandbytes-format 4-bit checkpoint to {saveTo} in {saveClock.Elapsed.TotalSeconds:F1} s ({Directory.GetFiles(saveTo).Sum(f => new FileInfo(f).Length) / 1e9:F3} GB on disk)");
+            }
+
             var generator = new TokenGenerator(model);
             var rng = new Random(7);
             foreach (int batch in new[] { 1, 8 })

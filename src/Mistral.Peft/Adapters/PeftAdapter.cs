@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Mistral.Core.Checkpoints;
 using Mistral.Core.Modeling;
+using Mistral.Peft.IO;
 using Mistral.Peft.Lora;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -23,29 +24,40 @@ public static class PeftAdapter
     public const string WeightsFileName = "adapter_model.safetensors";
 
     /// <summary>
-    /// Writes <paramref name="lora"/>'s adapter into <paramref name="folder"/> (created if needed). Each file is written to a
-    /// temporary file and renamed, weights first, so a failure never leaves a partial file.
+    /// Writes <paramref name="lora"/>'s adapter into <paramref name="folder"/> (created if needed) as one unit: both files
+    /// are written completely into a temporary sibling folder first and only then moved into place, weights first and
+    /// the config last, each replacing its previous version atomically; if a move fails the previous files are restored.
+    /// A failure or cancellation therefore leaves the folder's previous adapter as it was, and no temporary folder behind.
     /// </summary>
     /// <param name="lora">The adapted model.</param>
     /// <param name="folder">The output folder.</param>
     /// <param name="baseModelNameOrPath">Recorded as <c>base_model_name_or_path</c> (e.g. <c>mistralai/Mistral-7B-v0.1</c>); may be null.</param>
-    /// <param name="cancellationToken">Cancels between tensors.</param>
-    public static void Save(LoraModel lora, string folder, string? baseModelNameOrPath = null, CancellationToken cancellationToken = default)
+    /// <param name="cancellationToken">Cancels between tensors and between the two files, up to the moment the files are moved into place.</param>
+    public static void Save(LoraModel lora, string folder, string? baseModelNameOrPath = null, CancellationToken cancellationToken = default) =>
+        Save(lora, folder, baseModelNameOrPath, cancellationToken, fileStaged: null);
+
+    /// <summary><see cref="Save(LoraModel, string, string?, CancellationToken)"/>; <paramref name="fileStaged"/> is told each file name once it is fully written to the staging folder (tests inject failures there).</summary>
+    internal static void Save(LoraModel lora, string folder, string? baseModelNameOrPath, CancellationToken cancellationToken, Action<string>? fileStaged)
     {
         ArgumentNullException.ThrowIfNull(lora);
         ArgumentException.ThrowIfNullOrEmpty(folder);
-        Directory.CreateDirectory(folder);
+        var config = PeftAdapterConfig.FromOptions(lora.Options, lora.ConfigTargetModules ?? [], baseModelNameOrPath);
+        using var staged = StagedFolder.Create(folder);
         using (var scope = NewDisposeScope())
         {
             var tensors = lora.NamedAdapterParameters()
                 .Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu()))
                 .ToList();
-            SafeTensorsWriter.Write(Path.Combine(folder, WeightsFileName), tensors,
+            SafeTensorsWriter.Write(staged.PathFor(WeightsFileName), tensors,
                 new Dictionary<string, string> { ["format"] = "pt" }, cancellationToken);
         }
 
-        var config = PeftAdapterConfig.FromOptions(lora.Options, lora.TargetModuleNames, baseModelNameOrPath);
-        WriteTextAtomically(Path.Combine(folder, ConfigFileName), config.ToJson());
+        fileStaged?.Invoke(WeightsFileName);
+        cancellationToken.ThrowIfCancellationRequested();
+        WriteText(staged.PathFor(ConfigFileName), config.ToJson());
+        fileStaged?.Invoke(ConfigFileName);
+        cancellationToken.ThrowIfCancellationRequested();
+        staged.Commit([WeightsFileName, ConfigFileName]);
     }
 
     /// <summary>Reads <c>adapter_config.json</c> from <paramref name="folder"/>.</summary>
@@ -69,15 +81,17 @@ public static class PeftAdapter
 
     /// <summary>
     /// Adds the adapter saved in <paramref name="folder"/> to <paramref name="model"/>: reads the config, checks every
-    /// tensor's key and shape against the model <em>before</em> changing it, injects the LoRA layers and copies the weights
-    /// (converted to the adapter dtype, float32). The model's base parameters end up frozen.
+    /// tensor's key, shape and dtype against the model and reads every tensor <em>before</em> changing the model, then
+    /// injects the LoRA layers and copies the weights (converted to the adapter dtype, float32). A failure or
+    /// cancellation leaves the model as it was. The model's base parameters end up frozen.
     /// </summary>
     /// <param name="model">The base model (without LoRA layers).</param>
     /// <param name="folder">The adapter folder.</param>
     /// <param name="logger">Receives warnings (ignored config keys, lossy 4-bit merges later); null logs nothing.</param>
-    /// <param name="cancellationToken">Cancels between tensors.</param>
+    /// <param name="cancellationToken">Cancels between tensors while reading (the model is not changed until all are read).</param>
     /// <returns>The adapted model's handle.</returns>
     /// <exception cref="AdapterMismatchException">Missing or unexpected keys, or a shape that differs (key and both shapes named).</exception>
+    /// <exception cref="InvalidDataException">The weights file is malformed, or a tensor is not a floating type (file and key named).</exception>
     public static LoraModel Load(MistralForCausalLM model, string folder, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -96,17 +110,30 @@ public static class PeftAdapter
         }
 
         Check(weightsPath, file, expected);
-        LoraModel lora = LoraInjector.Inject(model, options, logger);
-        Copy(lora, file, cancellationToken);
-        logger.LogInformation("Loaded LoRA adapter {Folder}: r={R}, alpha={Alpha}, {Count} layers.", folder, options.R, options.Alpha, lora.Layers.Count);
-        return lora;
+        Dictionary<string, Tensor> weights = ReadAll(weightsPath, file, cancellationToken);
+        try
+        {
+            // Nothing below can fail on input that passed the checks above: the model changes only from here on.
+            LoraModel lora = LoraInjector.Inject(model, options, logger);
+            Copy(lora, weights);
+            logger.LogInformation("Loaded LoRA adapter {Folder}: r={R}, alpha={Alpha}, {Count} layers.", folder, options.R, options.Alpha, lora.Layers.Count);
+            return lora;
+        }
+        finally
+        {
+            DisposeAll(weights);
+        }
     }
 
-    /// <summary>Copies the weights saved in <paramref name="folder"/> into an already adapted model (same targets and rank).</summary>
+    /// <summary>
+    /// Copies the weights saved in <paramref name="folder"/> into an already adapted model (same targets and rank). Every
+    /// tensor is checked and read before the first copy, so a failure or cancellation leaves the adapter unchanged.
+    /// </summary>
     /// <param name="lora">The adapted model.</param>
     /// <param name="folder">The adapter folder (only <c>adapter_model.safetensors</c> is read).</param>
-    /// <param name="cancellationToken">Cancels between tensors.</param>
+    /// <param name="cancellationToken">Cancels between tensors while reading.</param>
     /// <exception cref="AdapterMismatchException">Missing or unexpected keys, or a shape that differs.</exception>
+    /// <exception cref="InvalidDataException">The weights file is malformed, or a tensor is not a floating type (file and key named).</exception>
     public static void LoadWeights(LoraModel lora, string folder, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(lora);
@@ -114,7 +141,15 @@ public static class PeftAdapter
         using SafeTensorsFile file = SafeTensorsFile.Open(weightsPath);
         var expected = lora.NamedAdapterParameters().ToDictionary(kv => kv.Key, kv => kv.Value.shape, StringComparer.Ordinal);
         Check(weightsPath, file, expected);
-        Copy(lora, file, cancellationToken);
+        Dictionary<string, Tensor> weights = ReadAll(weightsPath, file, cancellationToken);
+        try
+        {
+            Copy(lora, weights);
+        }
+        finally
+        {
+            DisposeAll(weights);
+        }
     }
 
     private static string WeightsPath(string folder)
@@ -148,37 +183,55 @@ public static class PeftAdapter
         }
     }
 
-    private static void Copy(LoraModel lora, SafeTensorsFile file, CancellationToken cancellationToken)
+    // Reads every tensor of the (already checked) file onto the CPU in its stored dtype, rejecting non-floating ones.
+    private static Dictionary<string, Tensor> ReadAll(string path, SafeTensorsFile file, CancellationToken cancellationToken)
+    {
+        var notFloating = file.Tensors.Values.Where(t => !is_floating_point(t.DType)).OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        if (notFloating.Count > 0)
+        {
+            throw new InvalidDataException(
+                $"{path}: LoRA weights must be floating point (F32, F16, BF16 or F64); {string.Join(", ", notFloating.Select(t => $"'{t.Name}' is {t.DTypeName}"))}.");
+        }
+
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (string key in file.Tensors.Keys.Order(StringComparer.Ordinal))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                weights[key] = file.Load(key);
+            }
+
+            return weights;
+        }
+        catch
+        {
+            DisposeAll(weights);
+            throw;
+        }
+    }
+
+    private static void Copy(LoraModel lora, Dictionary<string, Tensor> weights)
     {
         using var guard = no_grad();
         foreach (var (key, parameter) in lora.NamedAdapterParameters())
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            using Tensor source = file.Load(key, parameter.dtype, parameter.device);
-            parameter.copy_(source);
+            parameter.copy_(weights[key]);
         }
     }
 
-    private static void WriteTextAtomically(string path, string text)
+    private static void DisposeAll(Dictionary<string, Tensor> tensors)
     {
-        string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
+        foreach (var t in tensors.Values)
         {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                fs.Write(new UTF8Encoding(false).GetBytes(text));
-                fs.Flush(flushToDisk: true);
-            }
+            t.Dispose();
+        }
+    }
 
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
-            {
-                File.Delete(temp);
-            }
-        }
+    private static void WriteText(string path, string text)
+    {
+        using var fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+        fs.Write(new UTF8Encoding(false).GetBytes(text));
+        fs.Flush(flushToDisk: true);
     }
 }

@@ -73,9 +73,18 @@ public sealed record PeftAdapterConfig
     /// <summary><c>init_lora_weights</c> (true → <see cref="LoraInit.KaimingUniform"/>, "gaussian", false → <see cref="LoraInit.LinearDefault"/>).</summary>
     public LoraInit InitLoraWeights { get; init; } = LoraInit.KaimingUniform;
 
-    /// <summary>The config of an adapter made with <paramref name="options"/> on the modules named <paramref name="targetModules"/>.</summary>
+    /// <summary>
+    /// The config of an adapter made with <paramref name="options"/>. <c>target_modules</c> is
+    /// <paramref name="targetModules"/> (ignored when <see cref="LoraOptions.TargetModulesPattern"/> is set: the pattern is
+    /// written); <c>exclude_modules</c> is <see cref="LoraOptions.ExcludeModules"/> as given (distinct, ordinal order, as
+    /// PEFT stores both lists as sets), or null when empty.
+    /// </summary>
     /// <param name="options">The LoRA options.</param>
-    /// <param name="targetModules">The target list to record (PEFT records the matched last name segments, e.g. q_proj, v_proj).</param>
+    /// <param name="targetModules">
+    /// The target list to record: what PEFT records is <see cref="LoraModel.ConfigTargetModules"/> (the user's entries as given,
+    /// or the expansion of <c>all-linear</c>). Each entry is matched on load as PEFT matches it: a module whose full name
+    /// equals it or ends with "." + it.
+    /// </param>
     /// <param name="baseModelNameOrPath">The base model's id or folder, recorded for users; may be null.</param>
     /// <returns>The config.</returns>
     public static PeftAdapterConfig FromOptions(LoraOptions options, IReadOnlyList<string> targetModules, string? baseModelNameOrPath)
@@ -89,7 +98,7 @@ public sealed record PeftAdapterConfig
             LoraDropout = options.Dropout,
             TargetModules = options.TargetModulesPattern is null ? targetModules : null,
             TargetModulesPattern = options.TargetModulesPattern,
-            ExcludeModules = options.ExcludeModules.Count > 0 ? options.ExcludeModules : null,
+            ExcludeModules = options.ExcludeModules.Count > 0 ? options.ExcludeModules.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList() : null,
             Bias = options.Bias,
             UseRsLora = options.UseRsLora,
             BaseModelNameOrPath = baseModelNameOrPath,

@@ -19,7 +19,7 @@ public static class LoraInjector
     /// <param name="options">The LoRA options (validated).</param>
     /// <param name="logger">Logs what was adapted and lossy 4-bit merges; null logs nothing.</param>
     /// <returns>The adapted model's LoRA handle.</returns>
-    /// <exception cref="ArgumentException">An option is invalid, or a target entry matches no linear layer (the message names it).</exception>
+    /// <exception cref="ArgumentException">An option is invalid, a target entry matches no linear layer (the message names it), or the exclusions remove every target.</exception>
     /// <exception cref="InvalidOperationException">The model already contains LoRA layers.</exception>
     public static LoraModel Inject(MistralForCausalLM model, LoraOptions options, ILogger? logger = null)
     {
@@ -50,7 +50,7 @@ public static class LoraInjector
             layers[name] = lora;
         }
 
-        var result = new LoraModel(model, options, layers, logger);
+        var result = new LoraModel(model, options, layers, ConfigTargetModules(all, options), logger);
         logger.LogInformation("LoRA r={R} alpha={Alpha} on {Count} layers; {Report}", options.R, options.Alpha, layers.Count, result.TrainableParameters());
         return result;
     }
@@ -67,39 +67,71 @@ public static class LoraInjector
         return SelectTargets(ModuleTree.NamedModules(model).ToList(), options);
     }
 
+    // PEFT's selection: a module is a target when it matches target_modules (list entry equal to its name or a dotted
+    // suffix of it, or the pattern matching the whole name) and no exclude_modules entry (same list rule). Every list
+    // entry must match some linear layer before exclusions are applied (so a saved list still loads when an exclusion
+    // removes all of an entry's modules, as PEFT loads it), and exclusions must leave at least one target.
     private static IReadOnlyList<string> SelectTargets(List<(string Name, nn.Module Module)> modules, LoraOptions options)
     {
-        var linears = modules
-            .Where(m => m.Name.Length > 0 && m.Module is ILinearLayer && m.Module is nn.Module<Tensor, Tensor>)
-            .Select(m => m.Name)
-            .Where(n => TargetModuleMatcher.MatchingEntry(n, options.ExcludeModules) is null)
-            .ToList();
+        var linears = LinearNames(modules);
+        bool Kept(string name) => TargetModuleMatcher.MatchingEntry(name, options.ExcludeModules) is null;
         IReadOnlyList<string>? list = options.EffectiveTargetModules;
+        List<string> matched;
         if (list is null)
         {
-            var byPattern = linears.Where(n => TargetModuleMatcher.FullMatch(n, options.TargetModulesPattern!)).ToList();
-            if (byPattern.Count == 0)
+            matched = linears.Where(n => TargetModuleMatcher.FullMatch(n, options.TargetModulesPattern!)).ToList();
+            if (matched.Count == 0)
             {
                 throw new ArgumentException($"LoraOptions.TargetModulesPattern '{options.TargetModulesPattern}' matches no linear layer of the model.", nameof(options));
             }
-
-            return byPattern;
         }
-
-        if (list.Count == 1 && list[0] == LoraOptions.AllLinear)
+        else if (list.Count == 1 && list[0] == LoraOptions.AllLinear)
         {
             // PEFT's "all-linear" leaves out the output layer.
-            return linears.Where(n => n != "lm_head").ToList();
+            matched = linears.Where(n => n != "lm_head").ToList();
+        }
+        else
+        {
+            var unmatched = list.Where(t => !linears.Any(n => TargetModuleMatcher.MatchingEntry(n, [t]) is not null)).ToList();
+            if (unmatched.Count > 0)
+            {
+                throw new ArgumentException(
+                    $"LoraOptions.TargetModules: no linear layer of the model matches [{string.Join(", ", unmatched)}] (known projections: {string.Join(", ", LoraOptions.AllProjections)}, lm_head).",
+                    nameof(options));
+            }
+
+            matched = linears.Where(n => TargetModuleMatcher.MatchingEntry(n, list) is not null).ToList();
         }
 
-        var unmatched = list.Where(t => !linears.Any(n => TargetModuleMatcher.MatchingEntry(n, [t]) is not null)).ToList();
-        if (unmatched.Count > 0)
+        var kept = matched.Where(Kept).ToList();
+        if (kept.Count == 0)
         {
             throw new ArgumentException(
-                $"LoraOptions.TargetModules: no linear layer of the model matches [{string.Join(", ", unmatched)}] (known projections: {string.Join(", ", LoraOptions.AllProjections)}, lm_head).",
+                $"LoraOptions.ExcludeModules [{string.Join(", ", options.ExcludeModules)}] excludes every one of the {matched.Count} targeted linear layer(s).",
                 nameof(options));
         }
 
-        return linears.Where(n => TargetModuleMatcher.MatchingEntry(n, list) is not null).ToList();
+        return kept;
+    }
+
+    private static List<string> LinearNames(List<(string Name, nn.Module Module)> modules) => modules
+        .Where(m => m.Name.Length > 0 && m.Module is ILinearLayer && m.Module is nn.Module<Tensor, Tensor>)
+        .Select(m => m.Name)
+        .ToList();
+
+    // What PEFT records as target_modules (see LoraModel.ConfigTargetModules); PEFT turns the list into a set, written
+    // here in ordinal order so the file is deterministic.
+    private static IReadOnlyList<string>? ConfigTargetModules(List<(string Name, nn.Module Module)> modules, LoraOptions options)
+    {
+        IReadOnlyList<string>? list = options.EffectiveTargetModules;
+        if (list is null)
+        {
+            return null;
+        }
+
+        IEnumerable<string> entries = list.Count == 1 && list[0] == LoraOptions.AllLinear
+            ? LinearNames(modules).Where(n => n != "lm_head").Select(n => n[(n.LastIndexOf('.') + 1)..])
+            : list;
+        return entries.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
     }
 }

@@ -265,7 +265,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer
             };
             using var requantized = Nf4Tensor.Quantize(updated, options);
             Tensor? bias = layer.named_parameters(recurse: false).Where(p => p.name == "bias").Select(p => (Tensor)p.parameter).FirstOrDefault();
-            replacement = Linear4bit.FromNf4(requantized, bias, layer.ComputeDtype);
+            replacement = Linear4bit.AdoptNf4(requantized, bias, layer.ComputeDtype);
 
             // The new layer's tensors were created inside this scope (or a caller's): they belong to the module now.
             foreach (var t in replacement.buffers())

@@ -18,11 +18,13 @@ public sealed class LoraModel
 
     private readonly ILogger _logger;
 
-    internal LoraModel(MistralForCausalLM model, LoraOptions options, IReadOnlyDictionary<string, LoraLinear> layers, ILogger logger)
+    internal LoraModel(MistralForCausalLM model, LoraOptions options, IReadOnlyDictionary<string, LoraLinear> layers,
+        IReadOnlyList<string>? configTargetModules, ILogger logger)
     {
         Model = model;
         Options = options;
         Layers = layers;
+        ConfigTargetModules = configTargetModules;
         _logger = logger;
     }
 
@@ -35,9 +37,20 @@ public sealed class LoraModel
     /// <summary>The LoRA layers by module name (e.g. <c>model.layers.0.self_attn.q_proj</c>), in ordinal name order.</summary>
     public IReadOnlyDictionary<string, LoraLinear> Layers { get; }
 
-    /// <summary>The last name segments of the adapted modules, sorted (what PEFT saves as <c>target_modules</c>).</summary>
+    /// <summary>The last name segments of the adapted modules, distinct and sorted (e.g. <c>q_proj</c>, <c>v_proj</c>).</summary>
+    /// <remarks>Not what an adapter config records: see <see cref="ConfigTargetModules"/>.</remarks>
     public IReadOnlyList<string> TargetModuleNames =>
         Layers.Keys.Select(n => n[(n.LastIndexOf('.') + 1)..]).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// The <c>target_modules</c> list PEFT records for this adapter, in ordinal order without duplicates: the entries of
+    /// <see cref="LoraOptions.TargetModules"/> as given (a dotted entry such as <c>model.layers.0.self_attn.q_proj</c>
+    /// stays dotted, so it selects that one module again when loaded), PEFT's default <c>q_proj</c>/<c>v_proj</c> when none
+    /// were given, and for <see cref="LoraOptions.AllLinear"/> what PEFT writes for it: the last name segments of every
+    /// linear layer except <c>lm_head</c> (exclusions are recorded separately in <c>exclude_modules</c>). Null when
+    /// <see cref="LoraOptions.TargetModulesPattern"/> is used.
+    /// </summary>
+    public IReadOnlyList<string>? ConfigTargetModules { get; }
 
     /// <summary>Whether every LoRA layer is merged into its base.</summary>
     public bool IsMerged => Layers.Count > 0 && Layers.Values.All(l => l.Merged);
@@ -105,11 +118,20 @@ public sealed class LoraModel
         return new TrainableParameterCount(trainable, all);
     }
 
-    /// <summary>Merges every LoRA layer into its base (exact up to float rounding for 16/32-bit bases; lossy, with a warning, for 4-bit ones).</summary>
-    public void Merge()
+    /// <summary>
+    /// Merges every LoRA layer into its base (exact up to float rounding for 16/32-bit bases; lossy, with a warning, for
+    /// 4-bit ones, each of which is dequantized and re-quantized).
+    /// </summary>
+    /// <param name="cancellationToken">
+    /// Checked before each layer. Layers merged before the cancellation stay merged (<see cref="IsMerged"/> stays false
+    /// until all are): call <see cref="Merge"/> again to finish (merged layers are skipped) or <see cref="Unmerge"/> to undo.
+    /// </param>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public void Merge(CancellationToken cancellationToken = default)
     {
         foreach (var layer in Layers.Values)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             if (!layer.Merged)
             {
                 layer.Merge();
@@ -153,22 +175,34 @@ public sealed class LoraModel
         }
     }
 
-    /// <summary>Disables the adapters until the returned scope is disposed (PEFT's <c>with model.disable_adapter():</c>).</summary>
-    /// <returns>A scope that re-enables them.</returns>
+    /// <summary>
+    /// Disables the adapters until the returned scope is disposed (PEFT's <c>with model.disable_adapter():</c>). Disposing
+    /// the scope gives each layer back the enabled state it had when the scope was opened, so scopes nest and a layer
+    /// that was already off stays off. Layers that were merged are unmerged (see <see cref="DisableAdapters"/>) and stay
+    /// unmerged.
+    /// </summary>
+    /// <returns>A scope that restores each layer's previous state.</returns>
     public IDisposable AdaptersDisabled()
     {
+        var previous = Layers.Values.Select(l => (Layer: l, Enabled: l.AdapterEnabled)).ToList();
         DisableAdapters();
-        return new ReEnable(this);
+        return new Restore(previous);
     }
 
     /// <summary>
     /// Merges every LoRA layer and puts the base layers back in place of the LoRA wrappers (PEFT's
     /// <c>merge_and_unload</c>). This handle is unusable afterwards.
     /// </summary>
+    /// <param name="cancellationToken">
+    /// Checked before each layer is merged (4-bit layers are re-quantized, the slow part). A cancellation leaves every
+    /// LoRA wrapper in place, with the layers merged so far merged (see <see cref="Merge"/>); the base layers are put
+    /// back only once all are merged.
+    /// </param>
     /// <returns>The model, now without LoRA layers (its parameters stay frozen).</returns>
-    public MistralForCausalLM MergeAndUnload()
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public MistralForCausalLM MergeAndUnload(CancellationToken cancellationToken = default)
     {
-        Merge();
+        Merge(cancellationToken);
         foreach (var (name, layer) in Layers)
         {
             ModuleTree.Replace(Model, name, layer.BaseLayer);
@@ -177,16 +211,21 @@ public sealed class LoraModel
         return Model;
     }
 
-    private sealed class ReEnable(LoraModel owner) : IDisposable
+    private sealed class Restore(List<(LoraLinear Layer, bool Enabled)> previous) : IDisposable
     {
         private bool _done;
 
         public void Dispose()
         {
-            if (!_done)
+            if (_done)
             {
-                owner.EnableAdapters();
-                _done = true;
+                return;
+            }
+
+            _done = true;
+            foreach (var (layer, enabled) in previous)
+            {
+                layer.AdapterEnabled = enabled;
             }
         }
     }

@@ -33,7 +33,8 @@ public sealed record LoraOptions
     /// Module names to adapt, matched as PEFT matches a list: a module named <c>N</c> is adapted when <c>N</c> equals an
     /// entry or ends with <c>"." + entry</c> (so <c>q_proj</c> selects every layer's <c>self_attn.q_proj</c>). The single
     /// entry <see cref="AllLinear"/> selects every linear layer except <c>lm_head</c>. Null (default) means
-    /// <see cref="DefaultTargetModules"/> unless <see cref="TargetModulesPattern"/> is set. Every entry must match at least one module.
+    /// <see cref="DefaultTargetModules"/> unless <see cref="TargetModulesPattern"/> is set. Every entry must match at least one
+    /// linear layer (before <see cref="ExcludeModules"/> is applied, as PEFT loads a saved list), and the exclusions must leave at least one.
     /// </summary>
     public IReadOnlyList<string>? TargetModules { get; init; }
 

@@ -28,7 +28,9 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     // Deliberately not a buffer: it is a constant, not state.
     private Tensor? _codebook;
 
-    private Linear4bit(Nf4Tensor weight, Tensor? bias, ScalarType computeDtype, string name)
+    // adoptWeight: the layer takes over weight's tensors as its buffers (no copy) and weight stops owning them; the
+    // caller hands over an owning Nf4Tensor it will not use again. Otherwise the tensors are copied.
+    private Linear4bit(Nf4Tensor weight, Tensor? bias, ScalarType computeDtype, string name, bool adoptWeight)
         : base(name)
     {
         if (weight.Shape.Count != 2)
@@ -48,24 +50,39 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         _doubleQuant = weight.IsDoubleQuantized;
         _nestedOffset = weight.NestedOffset;
         ComputeDtype = computeDtype;
-        register_buffer("weight", Copy(weight.Packed));
-        register_buffer("weight_absmax", Copy(weight.Absmax));
+        if (bias is not null && bias.numel() != _shape[0])
+        {
+            throw new ArgumentException($"bias must have {_shape[0]} elements (out features); got {bias.numel()}.", nameof(bias));
+        }
+
+        // Device moves start from the weight's device (TorchSharp's field defaults to CPU, which would turn a later
+        // .to(CPU) of a layer built on CUDA into a no-op).
+        Device device = weight.Device;
+        _deviceType = device.type;
+        _deviceIndex = device.type == DeviceType.CUDA ? device.index : -1;
+        if (adoptWeight)
+        {
+            weight.ReleaseOwnership();
+        }
+
+        // Every tensor the layer holds is detached from any dispose scope the caller has open: the module owns it, and
+        // a layer built inside a scope must not lose its state when that scope ends.
+        Tensor Take(Tensor t) => (adoptWeight ? t : Copy(t)).DetachFromDisposeScope();
+        register_buffer("weight", Take(weight.Packed));
+        register_buffer("weight_absmax", Take(weight.Absmax));
         if (weight.IsDoubleQuantized)
         {
-            register_buffer("weight_nested_absmax", Copy(weight.NestedAbsmax!));
-            register_buffer("weight_nested_quant_map", Copy(weight.NestedQuantMap!));
-            register_buffer("weight_nested_offset", tensor(weight.NestedOffset, ScalarType.Float32, weight.Device));
+            register_buffer("weight_nested_absmax", Take(weight.NestedAbsmax!));
+            register_buffer("weight_nested_quant_map", Take(weight.NestedQuantMap!));
+            register_buffer("weight_nested_offset", tensor(weight.NestedOffset, ScalarType.Float32, device).DetachFromDisposeScope());
         }
 
         if (bias is not null)
         {
-            if (bias.numel() != _shape[0])
-            {
-                throw new ArgumentException($"bias must have {_shape[0]} elements (out features); got {bias.numel()}.", nameof(bias));
-            }
-
             using Tensor flatBias = bias.reshape(-1);
-            register_parameter("bias", new Parameter(Copy(flatBias), requires_grad: false));
+            var parameter = new Parameter(Copy(flatBias), requires_grad: false);
+            parameter.DetachFromDisposeScope();
+            register_parameter("bias", parameter);
         }
     }
 
@@ -129,10 +146,10 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         ArgumentNullException.ThrowIfNull(weight);
         options = (options ?? new Nf4Options()).Validate();
         using var nf4 = Nf4Tensor.Quantize(weight, options);
-        return new Linear4bit(nf4, bias, options.ComputeDtype, "Linear4bit");
+        return new Linear4bit(nf4, bias, options.ComputeDtype, "Linear4bit", adoptWeight: true);
     }
 
-    /// <summary>Builds a layer from an already quantized weight (e.g. read with <see cref="Nf4Tensor.FromBitsAndBytesState"/>); the tensors are copied.</summary>
+    /// <summary>Builds a layer from an already quantized weight (e.g. read with <see cref="Nf4Tensor.FromBitsAndBytesState(IReadOnlyDictionary{string, Tensor}, string)"/>); the tensors are copied.</summary>
     /// <param name="weight">The NF4 weight <c>[out, in]</c>.</param>
     /// <param name="bias">Optional bias.</param>
     /// <param name="computeDtype">Compute dtype (BFloat16 by default).</param>
@@ -140,7 +157,18 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     public static Linear4bit FromNf4(Nf4Tensor weight, Tensor? bias = null, ScalarType computeDtype = ScalarType.BFloat16)
     {
         ArgumentNullException.ThrowIfNull(weight);
-        return new Linear4bit(weight, bias, computeDtype, "Linear4bit");
+        return new Linear4bit(weight, bias, computeDtype, "Linear4bit", adoptWeight: false);
+    }
+
+    /// <summary>
+    /// Builds a layer that takes over <paramref name="weight"/>'s tensors as its buffers without copying them;
+    /// <paramref name="weight"/> must own its tensors and no longer owns them afterwards (disposing it frees nothing).
+    /// The bias is copied.
+    /// </summary>
+    internal static Linear4bit AdoptNf4(Nf4Tensor weight, Tensor? bias, ScalarType computeDtype)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        return new Linear4bit(weight, bias, computeDtype, "Linear4bit", adoptWeight: true);
     }
 
     /// <summary>A non-owning view of the current quantized weight buffers (valid until the module is moved or disposed).</summary>
@@ -196,6 +224,55 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         }
 
         base.Dispose(disposing);
+    }
+
+    /// <summary>
+    /// A dtype change (<c>.to(dtype)</c>, <c>.half()</c>, <c>.bfloat16()</c>, or one applied to a parent module) converts
+    /// only the bias, as bitsandbytes' <c>Params4bit</c> does: the packed codes and every scale buffer keep their
+    /// uint8/float32 storage bit for bit and <see cref="ComputeDtype"/> stays.
+    /// </summary>
+    /// <param name="dtype">The new dtype of the bias (floating or complex, as TorchSharp requires).</param>
+    /// <param name="non_blocking">Passed on to the conversion.</param>
+    /// <returns>This layer.</returns>
+    protected override nn.Module _to(ScalarType dtype, bool non_blocking)
+    {
+        ThrowIfNotFloating(dtype);
+        CastBias(dtype);
+        return this;
+    }
+
+    /// <summary>Moves every tensor to <paramref name="device"/> (no dtype change) and converts only the bias to <paramref name="dtype"/>.</summary>
+    /// <param name="device">The target device.</param>
+    /// <param name="dtype">The new dtype of the bias.</param>
+    /// <param name="non_blocking">Passed on to the move.</param>
+    /// <returns>This layer.</returns>
+    protected override nn.Module _to(Device device, ScalarType dtype, bool non_blocking)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ThrowIfNotFloating(dtype);
+        _to(device.type, device.index, non_blocking);
+        CastBias(dtype);
+        return this;
+    }
+
+    private static void ThrowIfNotFloating(ScalarType dtype)
+    {
+        if (!is_floating_point(dtype) && !is_complex(dtype))
+        {
+            throw new ArgumentException($"nn.Module.to accepts only floating point or complex types; got {dtype}.", nameof(dtype));
+        }
+    }
+
+    private void CastBias(ScalarType dtype)
+    {
+        foreach (var (name, p) in named_parameters(recurse: false).ToList())
+        {
+            if (name == "bias" && ReplaceParameter(dtype, null, p, out Parameter? cast))
+            {
+                p.Dispose();
+                ConditionallyRegisterParameter(name, cast);
+            }
+        }
     }
 
     private Tensor Codebook(Device device)

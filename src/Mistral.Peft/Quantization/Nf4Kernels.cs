@@ -9,26 +9,63 @@ namespace Mistral.Peft.Quantization;
 /// </summary>
 internal static class Nf4Kernels
 {
+    /// <summary>Elements quantized at a time by <see cref="QuantizeNf4"/> (4 Mi: 16 MiB of float32 per temporary).</summary>
+    public const long DefaultChunkElements = 4L << 20;
+
     /// <summary>
     /// NF4 quantization as bitsandbytes' <c>kQuantizeBlockwise</c>/<c>dQuantizeNF4</c>: float32 absmax per block of the
     /// row-major flattened tensor, values scaled by the float32 reciprocal of the absmax, code = number of
     /// thresholds strictly below the scaled value (NaN from an all-zero block → code 0), two codes per byte with the
     /// first element in the high nibble; an odd count is padded with the code of a 0.0 element.
+    /// The work runs in chunks of whole blocks (<paramref name="chunkElements"/> rounded down to a multiple of the block
+    /// size, at least one block), each in its own dispose scope and written into the preallocated outputs, so the
+    /// float32 temporaries never exceed a few chunks whatever the weight's size. Every value depends only on its own
+    /// block, so the result is the same bit for bit for any chunk size.
     /// </summary>
     /// <returns>Packed codes uint8 [ceil(n/2), 1] and absmax float32 [ceil(n/blockSize)].</returns>
-    public static (Tensor Packed, Tensor Absmax) QuantizeNf4(Tensor weight, int blockSize)
+    public static (Tensor Packed, Tensor Absmax) QuantizeNf4(Tensor weight, int blockSize, long chunkElements = DefaultChunkElements)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkElements);
         using var scope = NewDisposeScope();
-        var (blocks, n, _) = ToBlocks(weight, blockSize);
+        var flat = weight.reshape(-1);
+        long n = flat.shape[0];
+        if (n == 0)
+        {
+            throw new ArgumentException("Cannot quantize an empty tensor.", nameof(weight));
+        }
+
+        long nb = (n + blockSize - 1) / blockSize;
+        // Whole blocks per chunk; the block size is even (a power of two of at least 32), so every chunk but the
+        // last starts and ends on a byte boundary of the packed output.
+        long chunk = Math.Max(1, chunkElements / blockSize) * blockSize;
+        var packed = empty([(n + 1) / 2, 1], ScalarType.Byte, weight.device);
+        var absmax = empty([nb], ScalarType.Float32, weight.device);
+        using var thresholds = tensor(Nf4Codebook.ThresholdsArray(), device: weight.device);
+        for (long start = 0; start < n; start += chunk)
+        {
+            using var chunkScope = NewDisposeScope();
+            long length = Math.Min(chunk, n - start);
+            var (chunkPacked, chunkAbsmax) = QuantizeNf4Chunk(flat.slice(0, start, start + length, 1), blockSize, thresholds);
+            packed.slice(0, start / 2, (start + length + 1) / 2, 1).copy_(chunkPacked);
+            absmax.slice(0, start / blockSize, (start + length + blockSize - 1) / blockSize, 1).copy_(chunkAbsmax);
+        }
+
+        return (packed.MoveToOuterDisposeScope(), absmax.MoveToOuterDisposeScope());
+    }
+
+    // One chunk (a whole number of blocks, or the tail): the unchunked algorithm on that slice.
+    private static (Tensor Packed, Tensor Absmax) QuantizeNf4Chunk(Tensor values, int blockSize, Tensor thresholds)
+    {
+        var (blocks, n, _) = ToBlocks(values, blockSize);
         var absmax = blocks.abs().amax([1L]);
         var scaled = (blocks * absmax.reciprocal().unsqueeze(1)).reshape(-1);
-        using var thresholds = tensor(Nf4Codebook.ThresholdsArray(), device: weight.device);
         long keep = n + (n % 2);
         var kept = scaled.slice(0, 0, keep, 1);
         var codes = searchsorted(thresholds, kept, out_int32: true, right: false).masked_fill(kept.isnan(), 0);
         var pairs = codes.view(-1, 2);
         var packed = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to(ScalarType.Byte).unsqueeze(1);
-        return (packed.MoveToOuterDisposeScope(), absmax.MoveToOuterDisposeScope());
+        return (packed, absmax);
     }
 
     /// <summary>

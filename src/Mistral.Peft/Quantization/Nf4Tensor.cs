@@ -14,7 +14,7 @@ namespace Mistral.Peft.Quantization;
 /// </summary>
 public sealed class Nf4Tensor : IDisposable
 {
-    private readonly bool _ownsTensors;
+    private bool _ownsTensors;
 
     // The NF4 pair table on this tensor's device, when the owner keeps it there (Linear4bit does), so that
     // dequantizing does not copy them from the host on every call.
@@ -94,7 +94,11 @@ public sealed class Nf4Tensor : IDisposable
     /// <param name="options">Quantization options (validated); null means the defaults.</param>
     /// <returns>A new owning <see cref="Nf4Tensor"/>.</returns>
     /// <exception cref="ArgumentException">The weight is not a floating tensor or is empty, or an option is invalid.</exception>
-    public static Nf4Tensor Quantize(Tensor weight, Nf4Options? options = null)
+    public static Nf4Tensor Quantize(Tensor weight, Nf4Options? options = null) =>
+        Quantize(weight, options, Nf4Kernels.DefaultChunkElements);
+
+    /// <summary><see cref="Quantize(Tensor, Nf4Options?)"/> with the number of elements quantized at a time (rounded down to whole blocks).</summary>
+    internal static Nf4Tensor Quantize(Tensor weight, Nf4Options? options, long chunkElements)
     {
         ArgumentNullException.ThrowIfNull(weight);
         options = (options ?? new Nf4Options()).Validate();
@@ -110,7 +114,7 @@ public sealed class Nf4Tensor : IDisposable
             Tensor packed, absmax;
             using (Tensor source = weight.detach())
             {
-                (packed, absmax) = Nf4Kernels.QuantizeNf4(source, options.BlockSize);
+                (packed, absmax) = Nf4Kernels.QuantizeNf4(source, options.BlockSize, chunkElements);
             }
 
             var dtype = options.WeightDtype ?? weight.dtype;
@@ -206,21 +210,32 @@ public sealed class Nf4Tensor : IDisposable
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(prefix);
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal)
-        {
-            [BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Weight)] = Packed.cpu().clone(),
-            [BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Absmax)] = Absmax.cpu().clone(),
-            [BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantMap)] = tensor(Nf4Codebook.ValuesArray()),
-        };
-        if (IsDoubleQuantized)
-        {
-            result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedAbsmax)] = NestedAbsmax!.cpu().clone();
-            result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedQuantMap)] = NestedQuantMap!.cpu().clone();
-        }
-
         byte[] json = Encoding.UTF8.GetBytes(QuantStateJson());
-        result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantState)] = tensor(json, ScalarType.Byte);
-        return result;
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            // One new CPU tensor per key (to(CPU, copy: true) copies whatever the device, with no intermediate handle).
+            result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Weight)] = Packed.to(CPU, copy: true);
+            result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Absmax)] = Absmax.to(CPU, copy: true);
+            result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantMap)] = tensor(Nf4Codebook.ValuesArray());
+            if (IsDoubleQuantized)
+            {
+                result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedAbsmax)] = NestedAbsmax!.to(CPU, copy: true);
+                result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedQuantMap)] = NestedQuantMap!.to(CPU, copy: true);
+            }
+
+            result[BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantState)] = tensor(json, ScalarType.Byte);
+            return result;
+        }
+        catch
+        {
+            foreach (var t in result.Values)
+            {
+                t.Dispose();
+            }
+
+            throw;
+        }
     }
 
     /// <summary>The JSON text of the non-tensor quant state, byte for byte as bitsandbytes writes it.</summary>
@@ -249,7 +264,15 @@ public sealed class Nf4Tensor : IDisposable
     /// <returns>A new owning <see cref="Nf4Tensor"/>.</returns>
     /// <exception cref="KeyNotFoundException">A required key is missing; the message names it.</exception>
     /// <exception cref="InvalidDataException">A tensor or the JSON does not have the expected dtype, shape or value; the message names the key.</exception>
-    public static Nf4Tensor FromBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix)
+    public static Nf4Tensor FromBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix) =>
+        FromBitsAndBytesState(state, prefix, copy: true);
+
+    /// <summary>
+    /// <see cref="FromBitsAndBytesState(IReadOnlyDictionary{string, Tensor}, string)"/>; with <paramref name="copy"/> false the
+    /// result's tensors are new handles over the same storage as <paramref name="state"/>'s (when already on the device of
+    /// <c>P.weight</c>), so a caller that disposes its state handles afterwards leaves exactly one copy alive.
+    /// </summary>
+    internal static Nf4Tensor FromBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix, bool copy)
     {
         ArgumentNullException.ThrowIfNull(state);
         ArgumentNullException.ThrowIfNull(prefix);
@@ -268,7 +291,12 @@ public sealed class Nf4Tensor : IDisposable
             throw new InvalidDataException($"'{stateKey}' must be uint8 JSON bytes; got {qs.dtype}.");
         }
 
-        var json = Encoding.UTF8.GetString(qs.cpu().data<byte>().ToArray());
+        string json;
+        using (Tensor qsCpu = qs.cpu())
+        {
+            json = Encoding.UTF8.GetString(qsCpu.data<byte>().ToArray());
+        }
+
         var meta = QuantStateMetadata.Parse(json, stateKey);
         var packed = Get(BitsAndBytesKeys.Weight);
         string weightKey = BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.Weight);
@@ -281,7 +309,7 @@ public sealed class Nf4Tensor : IDisposable
         var device = packed.device;
         var quantMap = Get(BitsAndBytesKeys.QuantMap);
         string mapKey = BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.QuantMap);
-        if (quantMap.numel() != 16 || !quantMap.cpu().to(ScalarType.Float32).data<float>().ToArray().SequenceEqual(Nf4Codebook.Values))
+        if (quantMap.numel() != 16 || !Float32Values(quantMap).SequenceEqual(Nf4Codebook.Values))
         {
             throw new InvalidDataException($"'{mapKey}' must hold the 16 NF4 code values.");
         }
@@ -301,8 +329,17 @@ public sealed class Nf4Tensor : IDisposable
                 throw new InvalidDataException($"'{absmaxKey}' must be float32 without double quantization; got {absmax.dtype}.");
             }
 
-            return new Nf4Tensor(packed.to(device, copy: true).reshape(-1, 1), absmax.to(device, copy: true).reshape(-1), null, null, 0f,
-                meta.Shape, meta.DType, meta.BlockSize, 256);
+            Tensor? plainPacked = null;
+            try
+            {
+                plainPacked = OnDevice(packed, device, copy, -1, 1);
+                return new Nf4Tensor(plainPacked, OnDevice(absmax, device, copy, -1), null, null, 0f, meta.Shape, meta.DType, meta.BlockSize, 256);
+            }
+            catch
+            {
+                plainPacked?.Dispose();
+                throw;
+            }
         }
 
         if (absmax.dtype != ScalarType.Byte)
@@ -324,16 +361,51 @@ public sealed class Nf4Tensor : IDisposable
             throw new InvalidDataException($"'{BitsAndBytesKeys.Key(prefix, BitsAndBytesKeys.NestedQuantMap)}' must be float32 with 256 elements; got {nestedMap.dtype} with {nestedMap.numel()}.");
         }
 
-        return new Nf4Tensor(
-            packed.to(device, copy: true).reshape(-1, 1),
-            absmax.to(device, copy: true).reshape(-1),
-            nestedAbsmax.to(device, copy: true).reshape(-1),
-            nestedMap.to(device, copy: true).reshape(-1),
-            meta.NestedOffset,
-            meta.Shape,
-            meta.DType,
-            meta.BlockSize,
-            nestedBlock);
+        var made = new List<Tensor>(4);
+        try
+        {
+            made.Add(OnDevice(packed, device, copy, -1, 1));
+            made.Add(OnDevice(absmax, device, copy, -1));
+            made.Add(OnDevice(nestedAbsmax, device, copy, -1));
+            made.Add(OnDevice(nestedMap, device, copy, -1));
+            return new Nf4Tensor(made[0], made[1], made[2], made[3], meta.NestedOffset, meta.Shape, meta.DType, meta.BlockSize, nestedBlock);
+        }
+        catch
+        {
+            foreach (var t in made)
+            {
+                t.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    // One new handle of the given shape on the device: a copy with copy true, else a view of the same storage when the
+    // tensor is already there. The intermediate handle of .to() is disposed at once.
+    private static Tensor OnDevice(Tensor t, Device device, bool copy, params long[] shape)
+    {
+        using Tensor moved = t.to(device, copy: copy);
+        return moved.reshape(shape);
+    }
+
+    private static float[] Float32Values(Tensor t)
+    {
+        using Tensor cpu = t.cpu();
+        using Tensor f32 = cpu.to(ScalarType.Float32);
+        return f32.data<float>().ToArray();
+    }
+
+    /// <summary>Stops owning the tensors (a <see cref="Linear4bit"/> adopted them): disposing this instance frees nothing.</summary>
+    internal void ReleaseOwnership()
+    {
+        ThrowIfDisposed();
+        if (!_ownsTensors)
+        {
+            throw new InvalidOperationException("This Nf4Tensor does not own its tensors, so they cannot be handed over.");
+        }
+
+        _ownsTensors = false;
     }
 
     /// <summary>

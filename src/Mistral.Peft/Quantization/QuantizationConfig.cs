@@ -46,55 +46,89 @@ public sealed record QuantizationConfig
         };
     }
 
-    /// <summary>Reads a <c>quantization_config</c> object; absent optional keys take transformers' defaults.</summary>
+    /// <summary>Reads a <c>quantization_config</c> object; absent (or null) optional keys take transformers' defaults.</summary>
     /// <param name="json">The object.</param>
     /// <returns>The config.</returns>
-    /// <exception cref="InvalidDataException">Not a bitsandbytes 4-bit NF4 config; the message names the key.</exception>
+    /// <exception cref="InvalidDataException">Not a bitsandbytes 4-bit NF4 config, or a key holds the wrong JSON type; the message names the key and what was expected.</exception>
     public static QuantizationConfig FromJson(JsonElement json)
     {
         if (json.ValueKind != JsonValueKind.Object)
         {
-            throw new InvalidDataException("quantization_config must be a JSON object.");
+            throw new InvalidDataException($"quantization_config must be a JSON object; got {json.ValueKind}.");
         }
 
-        string? method = json.TryGetProperty("quant_method", out var m) ? m.GetString() : null;
+        string? method = OptionalString(json, "quant_method");
         if (method != "bitsandbytes")
         {
-            throw new InvalidDataException($"quantization_config.quant_method must be \"bitsandbytes\"; got \"{method}\".");
+            throw new InvalidDataException($"quantization_config.quant_method must be \"bitsandbytes\"; got {(method is null ? "nothing" : $"\"{method}\"")}.");
         }
 
-        bool load4 = (json.TryGetProperty("load_in_4bit", out var l4) && l4.ValueKind == JsonValueKind.True)
-            || (json.TryGetProperty("_load_in_4bit", out var l4b) && l4b.ValueKind == JsonValueKind.True);
-        if (!load4)
+        bool? load4Public = OptionalBool(json, "load_in_4bit");
+        bool? load4Private = OptionalBool(json, "_load_in_4bit");
+        if (load4Public != true && load4Private != true)
         {
             throw new InvalidDataException("quantization_config.load_in_4bit must be true (only 4-bit models are supported).");
         }
 
-        string quantType = json.TryGetProperty("bnb_4bit_quant_type", out var qt) ? qt.GetString() ?? "fp4" : "fp4";
+        string quantType = OptionalString(json, "bnb_4bit_quant_type") ?? "fp4";
         if (quantType != "nf4")
         {
             throw new InvalidDataException($"quantization_config.bnb_4bit_quant_type must be \"nf4\"; got \"{quantType}\".");
         }
 
-        string storage = json.TryGetProperty("bnb_4bit_quant_storage", out var qs) ? qs.GetString() ?? "uint8" : "uint8";
+        string storage = OptionalString(json, "bnb_4bit_quant_storage") ?? "uint8";
         if (storage != "uint8")
         {
             throw new InvalidDataException($"quantization_config.bnb_4bit_quant_storage must be \"uint8\"; got \"{storage}\".");
         }
 
-        bool dq = json.TryGetProperty("bnb_4bit_use_double_quant", out var d) && d.ValueKind == JsonValueKind.True;
+        bool dq = OptionalBool(json, "bnb_4bit_use_double_quant") ?? false;
         var compute = torch.ScalarType.Float32;
-        if (json.TryGetProperty("bnb_4bit_compute_dtype", out var c) && c.ValueKind == JsonValueKind.String)
+        string? computeName = OptionalString(json, "bnb_4bit_compute_dtype");
+        if (computeName is not null)
         {
-            compute = Nf4Tensor.ParseDtype(c.GetString()!, "quantization_config.bnb_4bit_compute_dtype");
+            compute = Nf4Tensor.ParseDtype(computeName, "quantization_config.bnb_4bit_compute_dtype");
         }
 
         List<string>? skip = null;
-        if (json.TryGetProperty("llm_int8_skip_modules", out var s) && s.ValueKind == JsonValueKind.Array)
+        if (json.TryGetProperty("llm_int8_skip_modules", out var s) && s.ValueKind != JsonValueKind.Null)
         {
-            skip = [.. s.EnumerateArray().Select(e => e.GetString() ?? throw new InvalidDataException("quantization_config.llm_int8_skip_modules must hold strings."))];
+            if (s.ValueKind != JsonValueKind.Array)
+            {
+                throw WrongType("llm_int8_skip_modules", "a list of strings or null", s);
+            }
+
+            skip = [.. s.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String ? e.GetString()! : throw WrongType("llm_int8_skip_modules", "a list of strings or null", s))];
         }
 
         return new QuantizationConfig { UseDoubleQuant = dq, ComputeDtype = compute, SkipModules = skip };
+    }
+
+    private static InvalidDataException WrongType(string key, string expected, JsonElement value) =>
+        new($"quantization_config.{key} must be {expected}; got {value.GetRawText()}.");
+
+    private static string? OptionalString(JsonElement json, string key)
+    {
+        if (!json.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw WrongType(key, "a string", v);
+    }
+
+    private static bool? OptionalBool(JsonElement json, string key)
+    {
+        if (!json.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw WrongType(key, "true or false", v),
+        };
     }
 }

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Mistral.Core.Checkpoints;
 using Mistral.Core.Modeling;
+using Mistral.Peft.IO;
 using TorchSharp;
 using static TorchSharp.torch;
 using DenseLinear = Mistral.Core.Modeling.Linear;
@@ -20,14 +21,21 @@ public static class QuantizedCheckpoint
 {
     /// <summary>
     /// Saves <paramref name="model"/> to <paramref name="folder"/> as <c>model.safetensors</c> (metadata
-    /// <c>{"format":"pt"}</c>) and <c>config.json</c>, each written to a temporary file and renamed.
+    /// <c>{"format":"pt"}</c>) and <c>config.json</c>, as one unit: both are written completely into a temporary sibling
+    /// folder, then moved into place (the tensors first, the config last), each replacing its previous version atomically,
+    /// with the previous files restored if a move fails. A failure or cancellation leaves the folder as it was (other
+    /// files in it are never touched) and no temporary folder behind.
     /// </summary>
     /// <param name="model">A model with at least one <see cref="Linear4bit"/>, all with the same double quantization and compute dtype.</param>
     /// <param name="folder">Destination folder (created when absent).</param>
-    /// <param name="cancellationToken">Checked between tensors.</param>
+    /// <param name="cancellationToken">Checked between tensors and between the two files, up to the moment the files are moved into place.</param>
     /// <exception cref="InvalidOperationException">The model has no 4-bit layer, or its 4-bit layers disagree on double quantization or compute dtype.</exception>
     /// <exception cref="IOException">The folder holds a sharded index (<c>model.safetensors.index.json</c>) that would shadow the new file.</exception>
-    public static void Save(MistralForCausalLM model, string folder, CancellationToken cancellationToken = default)
+    public static void Save(MistralForCausalLM model, string folder, CancellationToken cancellationToken = default) =>
+        Save(model, folder, cancellationToken, fileStaged: null);
+
+    /// <summary><see cref="Save(MistralForCausalLM, string, CancellationToken)"/>; <paramref name="fileStaged"/> is told each file name once it is fully written to the staging folder (tests inject failures there).</summary>
+    internal static void Save(MistralForCausalLM model, string folder, CancellationToken cancellationToken, Action<string>? fileStaged)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
@@ -86,9 +94,11 @@ public static class QuantizedCheckpoint
                 }
             }
 
-            Directory.CreateDirectory(folder);
-            SafeTensorsWriter.Write(Path.Combine(folder, CheckpointReader.SingleFileName), tensors,
+            using var staged = StagedFolder.Create(folder);
+            SafeTensorsWriter.Write(staged.PathFor(CheckpointReader.SingleFileName), tensors,
                 new Dictionary<string, string> { ["format"] = "pt" }, cancellationToken);
+            fileStaged?.Invoke(CheckpointReader.SingleFileName);
+            cancellationToken.ThrowIfCancellationRequested();
 
             var skipped = modules.Where(m => m.Module is DenseLinear && m.Name != "lm_head").Select(m => m.Name).ToList();
             var quantConfig = new QuantizationConfig
@@ -100,8 +110,10 @@ public static class QuantizedCheckpoint
             var config = model.Config with { TorchDtype = Nf4Tensor.DtypeName(denseDtype ?? model.DType) };
             var json = JsonNode.Parse(config.ToJson())!.AsObject();
             json[QuantizedModelLoader.QuantizationConfigField] = quantConfig.ToJson();
-            WriteTextAtomically(Path.Combine(folder, QuantizedModelLoader.ConfigFileName),
-                json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            WriteText(staged.PathFor(QuantizedModelLoader.ConfigFileName), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            fileStaged?.Invoke(QuantizedModelLoader.ConfigFileName);
+            cancellationToken.ThrowIfCancellationRequested();
+            staged.Commit([CheckpointReader.SingleFileName, QuantizedModelLoader.ConfigFileName]);
         }
         finally
         {
@@ -120,28 +132,10 @@ public static class QuantizedCheckpoint
 
     private static string Join(string prefix, string local) => prefix.Length == 0 ? local : prefix + "." + local;
 
-    private static void WriteTextAtomically(string path, string text)
+    private static void WriteText(string path, string text)
     {
-        string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            using (var writer = new StreamWriter(fs, new System.Text.UTF8Encoding(false)))
-            {
-                writer.Write(text);
-                writer.Flush();
-                fs.Flush(flushToDisk: true);
-            }
-
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
-            {
-                File.Delete(temp);
-            }
-        }
+        using var fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+        fs.Write(new System.Text.UTF8Encoding(false).GetBytes(text));
+        fs.Flush(flushToDisk: true);
     }
 }

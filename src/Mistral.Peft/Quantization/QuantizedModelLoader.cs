@@ -52,7 +52,7 @@ public static class QuantizedModelLoader
 
     /// <summary>
     /// Loads a bitsandbytes 4-bit checkpoint (what transformers' <c>save_pretrained</c> writes for a 4-bit model, or
-    /// <see cref="QuantizedCheckpoint.Save"/>): every Linear with <c>P.weight.quant_state.bitsandbytes__nf4</c> becomes a
+    /// <see cref="QuantizedCheckpoint.Save(MistralForCausalLM, string, CancellationToken)"/>): every Linear with <c>P.weight.quant_state.bitsandbytes__nf4</c> becomes a
     /// <see cref="Linear4bit"/> holding the stored codes bit for bit; the other tensors are loaded in
     /// <see cref="QuantizedLoadOptions.DType"/>.
     /// </summary>
@@ -224,8 +224,6 @@ public static class QuantizedModelLoader
 
     private static List<ModuleLoadStep> Plan(MistralForCausalLM model, CheckpointReader reader, bool prequantized, QuantizedLoadOptions options)
     {
-        bool tied = model.Config.TieWordEmbeddings && !reader.Contains("lm_head.weight");
-        string Source(string key) => tied && key == "lm_head.weight" ? "model.embed_tokens.weight" : key;
         var steps = new List<ModuleLoadStep>();
         foreach (var (name, module) in ModuleTree.NamedModules(model).ToList())
         {
@@ -253,7 +251,7 @@ public static class QuantizedModelLoader
                 }
             }
 
-            steps.Add(new ModuleLoadStep(name, module, ModuleLoadKind.Dense, [.. locals.Select(l => KeyValuePair.Create(l, Source(Full(l))))]));
+            steps.Add(new ModuleLoadStep(name, module, ModuleLoadKind.Dense, [.. locals.Select(l => KeyValuePair.Create(l, Full(l)))]));
         }
 
         return steps;
@@ -273,7 +271,7 @@ public static class QuantizedModelLoader
             json = Encoding.UTF8.GetString(qs.data<byte>().ToArray());
         }
 
-        var meta = QuantStateMetadata.Parse(json, stateKey);
+        var meta = QuantStateMetadata.Parse(json, stateKey, reader.Folder);
         var suffixes = new List<string> { BitsAndBytesKeys.Weight, BitsAndBytesKeys.Absmax, BitsAndBytesKeys.QuantMap };
         if (meta.NestedBlockSize is not null)
         {
@@ -347,7 +345,7 @@ public static class QuantizedModelLoader
         var linear = (DenseLinear)step.Module;
         string stateKey = BitsAndBytesKeys.Key(step.Name, BitsAndBytesKeys.QuantState);
         using var qs = reader.Load(stateKey);
-        var meta = QuantStateMetadata.Parse(Encoding.UTF8.GetString(qs.data<byte>().ToArray()), stateKey);
+        var meta = QuantStateMetadata.Parse(Encoding.UTF8.GetString(qs.data<byte>().ToArray()), stateKey, reader.Folder);
         long[] modelShape = [linear.OutFeatures, linear.InFeatures];
         if (!meta.Shape.SequenceEqual(modelShape))
         {
@@ -387,9 +385,11 @@ public static class QuantizedModelLoader
                 state[key] = reader.Load(key, null, key.EndsWith(BitsAndBytesKeys.QuantState, StringComparison.Ordinal) ? CPU : device);
             }
 
-            using var nf4 = Nf4Tensor.FromBitsAndBytesState(state, step.Name);
+            // One copy per layer: the tensors read from the checkpoint. The Nf4Tensor holds new handles over their
+            // storage (no copy), the layer adopts those handles as its buffers, and the state's handles are disposed below.
+            using var nf4 = Nf4Tensor.FromBitsAndBytesState(state, step.Name, copy: false);
             state.TryGetValue(BitsAndBytesKeys.Key(step.Name, "bias"), out Tensor? bias);
-            return Linear4bit.FromNf4(nf4, bias, computeDtype);
+            return Linear4bit.AdoptNf4(nf4, bias, computeDtype);
         }
         finally
         {

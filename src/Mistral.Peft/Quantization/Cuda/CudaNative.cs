@@ -25,11 +25,11 @@ internal static partial class CudaNative
     [LibraryImport("libcuda.so.1")]
     internal static partial int cuDevicePrimaryCtxRetain(out IntPtr context, int device);
 
-    [LibraryImport("libcuda.so.1")]
-    internal static partial int cuCtxGetCurrent(out IntPtr context);
+    [LibraryImport("libcuda.so.1", EntryPoint = "cuCtxPushCurrent_v2")]
+    internal static partial int cuCtxPushCurrent(IntPtr context);
 
-    [LibraryImport("libcuda.so.1")]
-    internal static partial int cuCtxSetCurrent(IntPtr context);
+    [LibraryImport("libcuda.so.1", EntryPoint = "cuCtxPopCurrent_v2")]
+    internal static partial int cuCtxPopCurrent(out IntPtr context);
 
     [LibraryImport("libcuda.so.1")]
     internal static partial int cuModuleLoadData(out IntPtr module, IntPtr image);

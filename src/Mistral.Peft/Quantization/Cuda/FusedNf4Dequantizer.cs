@@ -40,10 +40,11 @@ internal static class FusedNf4Dequantizer
         }
         """;
 
+    // Process-wide cache of compiled kernels (one per device, in that device's primary context, which libtorch uses).
     private static readonly object Gate = new();
-    private static readonly Dictionary<int, IntPtr> Functions = new();
+    private static readonly Dictionary<int, (IntPtr Context, IntPtr Function)> Kernels = new();
     private static string status = "not used yet";
-    private static bool unavailable;
+    private static string? nvrtcMissing;
 
     /// <summary>Why the fused kernel is or is not in use (for logs and benchmarks).</summary>
     public static string Status
@@ -68,7 +69,7 @@ internal static class FusedNf4Dequantizer
             return null;
         }
 
-        IntPtr function = GetFunction(packed.device.index < 0 ? 0 : packed.device.index);
+        var (context, function) = GetKernel(packed.device.index < 0 ? 0 : packed.device.index);
         if (function == IntPtr.Zero)
         {
             return null;
@@ -79,7 +80,16 @@ internal static class FusedNf4Dequantizer
         Tensor s = scales.to(ScalarType.Float32).contiguous();
         Tensor c = pairCodebook.to(ScalarType.Float32).contiguous();
         Tensor output = empty(shape, dtype, packed.device);
-        Launch(function, p, s, c, output, n, blockSize, dtype == ScalarType.BFloat16);
+        Check(CudaNative.cuCtxPushCurrent(context), "cuCtxPushCurrent");
+        try
+        {
+            Launch(function, p, s, c, output, n, blockSize, dtype == ScalarType.BFloat16);
+        }
+        finally
+        {
+            CudaNative.cuCtxPopCurrent(out _);
+        }
+
         return output.MoveToOuterDisposeScope();
     }
 
@@ -110,56 +120,64 @@ internal static class FusedNf4Dequantizer
         }
     }
 
-    private static IntPtr GetFunction(int deviceIndex)
+    private static (IntPtr Context, IntPtr Function) GetKernel(int deviceIndex)
     {
         lock (Gate)
         {
-            if (unavailable)
-            {
-                return IntPtr.Zero;
-            }
-
-            if (Functions.TryGetValue(deviceIndex, out IntPtr cached))
+            if (Kernels.TryGetValue(deviceIndex, out var cached))
             {
                 return cached;
             }
 
+            (IntPtr, IntPtr) kernel = (IntPtr.Zero, IntPtr.Zero);
+            if (nvrtcMissing is not null)
+            {
+                Kernels[deviceIndex] = kernel;
+                return kernel;
+            }
+
             try
             {
-                IntPtr function = Compile(deviceIndex);
-                Functions[deviceIndex] = function;
-                status = $"fused NVRTC kernel in use on cuda:{deviceIndex}";
-                return function;
+                kernel = Compile(deviceIndex);
+                status = $"fused NVRTC kernel in use ({string.Join(", ", Kernels.Where(k => k.Value.Function != IntPtr.Zero).Select(k => $"cuda:{k.Key}").Append($"cuda:{deviceIndex}"))})";
             }
-            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or InvalidOperationException)
+            catch (DllNotFoundException e)
             {
-                unavailable = true;
+                nvrtcMissing = e.Message;
                 status = "libtorch ops (fused kernel unavailable: " + e.Message + ")";
-                return IntPtr.Zero;
             }
+            catch (Exception e) when (e is EntryPointNotFoundException or InvalidOperationException)
+            {
+                status = $"libtorch ops on cuda:{deviceIndex} (fused kernel unavailable: {e.Message})";
+            }
+
+            Kernels[deviceIndex] = kernel;
+            return kernel;
         }
     }
 
-    private static unsafe IntPtr Compile(int deviceIndex)
+    private static unsafe (IntPtr Context, IntPtr Function) Compile(int deviceIndex)
     {
         Check(CudaNative.cuInit(0), "cuInit");
         Check(CudaNative.cuDeviceGet(out int device, deviceIndex), "cuDeviceGet");
-        Check(CudaNative.cuCtxGetCurrent(out IntPtr current), "cuCtxGetCurrent");
-        if (current == IntPtr.Zero)
-        {
-            // libtorch works in the device's primary context; make it current on this thread.
-            Check(CudaNative.cuDevicePrimaryCtxRetain(out IntPtr primary, device), "cuDevicePrimaryCtxRetain");
-            Check(CudaNative.cuCtxSetCurrent(primary), "cuCtxSetCurrent");
-        }
-
+        // libtorch works in each device's primary context: retain it (kept for the process) and make it current here.
+        Check(CudaNative.cuDevicePrimaryCtxRetain(out IntPtr context, device), "cuDevicePrimaryCtxRetain");
         Check(CudaNative.cuDeviceGetAttribute(out int major, CudaNative.AttributeComputeCapabilityMajor, device), "cuDeviceGetAttribute");
         Check(CudaNative.cuDeviceGetAttribute(out int minor, CudaNative.AttributeComputeCapabilityMinor, device), "cuDeviceGetAttribute");
         byte[] ptx = CompileToPtx($"--gpu-architecture=compute_{major}{minor}");
-        fixed (byte* image = ptx)
+        Check(CudaNative.cuCtxPushCurrent(context), "cuCtxPushCurrent");
+        try
         {
-            Check(CudaNative.cuModuleLoadData(out IntPtr module, (IntPtr)image), "cuModuleLoadData");
-            Check(CudaNative.cuModuleGetFunction(out IntPtr function, module, "nf4_dequantize"), "cuModuleGetFunction");
-            return function;
+            fixed (byte* image = ptx)
+            {
+                Check(CudaNative.cuModuleLoadData(out IntPtr module, (IntPtr)image), "cuModuleLoadData");
+                Check(CudaNative.cuModuleGetFunction(out IntPtr function, module, "nf4_dequantize"), "cuModuleGetFunction");
+                return (context, function);
+            }
+        }
+        finally
+        {
+            CudaNative.cuCtxPopCurrent(out _);
         }
     }
 
@@ -230,18 +248,21 @@ internal static class FusedNf4Dequantizer
             }
         }
 
-        // pip-installed CUDA (what PyTorch wheels use): <site-packages>/nvidia/**/lib/libnvrtc.so.*, next to torch/lib.
-        var roots = (Environment.GetEnvironmentVariable("LD_LIBRARY_PATH") ?? string.Empty)
-            .Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .SelectMany(dir => new[] { dir, Path.Combine(dir, "..", "..", "nvidia") })
+        // Next to the application (TorchSharp-cuda-* packages ship libtorch's own, hash-named libnvrtc-<hash>.so.NN),
+        // pip-installed CUDA (PyTorch wheels: <site-packages>/nvidia/**/lib, next to torch/lib), and the CUDA toolkit.
+        var roots = new[] { AppContext.BaseDirectory }
+            .Concat((Environment.GetEnvironmentVariable("LD_LIBRARY_PATH") ?? string.Empty)
+                .Split(':', StringSplitOptions.RemoveEmptyEntries)
+                .SelectMany(dir => new[] { dir, Path.Combine(dir, "..", "..", "nvidia") }))
             .Append("/usr/local/cuda/lib64");
         foreach (string root in roots.Where(Directory.Exists))
         {
             IEnumerable<string> candidates;
             try
             {
-                candidates = Directory.EnumerateFiles(root, "libnvrtc.so*", new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 3 })
-                    .Where(f => !Path.GetFileName(f).Contains("builtins", StringComparison.Ordinal))
+                candidates = Directory.EnumerateFiles(root, "libnvrtc*.so*", new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 4 })
+                    .Where(f => !Path.GetFileName(f).Contains("builtins", StringComparison.Ordinal)
+                        && !f.Contains("/stubs/", StringComparison.Ordinal))
                     .OrderByDescending(f => f, StringComparer.Ordinal)
                     .ToList();
             }
@@ -259,7 +280,7 @@ internal static class FusedNf4Dequantizer
             }
         }
 
-        throw new DllNotFoundException("libnvrtc was not found (looked for libnvrtc.so* on the loader path, under LD_LIBRARY_PATH/../../nvidia and /usr/local/cuda/lib64).");
+        throw new DllNotFoundException("libnvrtc was not found (looked for libnvrtc*.so* on the loader path, next to the application, under LD_LIBRARY_PATH and its ../../nvidia, and in /usr/local/cuda/lib64).");
     }
 
     private static void Check(int result, string call)
