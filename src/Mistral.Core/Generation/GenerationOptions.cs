@@ -18,7 +18,10 @@ public sealed record GenerationOptions
     /// <summary>Nucleus sampling: keep the smallest set of tokens whose probability reaches p; 1 disables.</summary>
     public double TopP { get; init; } = 1.0;
 
-    /// <summary>HF's repetition penalty (&gt; 1 discourages tokens already in the sequence); 1 disables.</summary>
+    /// <summary>
+    /// HF's repetition penalty (&gt; 1 discourages tokens already in the sequence); 1 disables. It applies to the row's
+    /// prompt and generated tokens; unlike HF, left padding of a batch is not counted (HF also penalises the pad id).
+    /// </summary>
     public double RepetitionPenalty { get; init; } = 1.0;
 
     /// <summary>Seed of the sampling generator (null: nondeterministic).</summary>

@@ -61,6 +61,12 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
     public override CausalLMOutput forward(CausalLMInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        if (input.Labels is Tensor l && !l.shape.SequenceEqual(input.InputIds.shape))
+        {
+            throw new ArgumentException(
+                $"Labels must have the shape of InputIds [{string.Join(", ", input.InputIds.shape)}]; got [{string.Join(", ", l.shape)}].", nameof(input));
+        }
+
         using var scope = NewDisposeScope();
         Tensor hidden = model.forward(input);
         if (input.LastPositionLogitsOnly && input.Labels is null)

@@ -103,7 +103,7 @@ public static class ModuleTree
 
         field.SetValue(owner, replacement);
         var children = owner.named_children().ToList();
-        var registry = (OrderedDict<string, nn.Module>)SubmoduleField.GetValue(owner)!;
+        var registry = (OrderedDict<string, nn.Module>)SubmoduleField.Value.GetValue(owner)!;
         registry.clear();
         foreach ((string childName, nn.Module child) in children)
         {
@@ -111,7 +111,9 @@ public static class ModuleTree
         }
     }
 
-    private static readonly FieldInfo SubmoduleField =
+    // TorchSharp keeps a module's children in this protected field; only replacing a child needs it, so a TorchSharp
+    // that renamed it breaks Replace with a clear message, not every ModuleTree call.
+    private static readonly Lazy<FieldInfo> SubmoduleField = new(() =>
         typeof(nn.Module).GetField("_internal_submodules", BindingFlags.Instance | BindingFlags.NonPublic)
-        ?? throw new MissingFieldException("TorchSharp's Module no longer has '_internal_submodules'.");
+        ?? throw new MissingFieldException("TorchSharp's Module no longer has the '_internal_submodules' field ModuleTree.Replace needs; this TorchSharp version is not supported."));
 }

@@ -251,6 +251,9 @@ namespace Mistral.Core.Build
         /// <summary>The version requirement to mark weak.</summary>
         public string Version { get; set; } = "GLIBCXX_3.4.32";
 
+        /// <summary>Patch even when this host's libstdc++ has the version (for output that will run on an older system).</summary>
+        public bool Always { get; set; }
+
         /// <inheritdoc />
         public override bool Execute()
         {
@@ -260,7 +263,7 @@ namespace Mistral.Core.Build
                 return true;
             }
 
-            if (ElfVersionPatcher.HostLibStdCxxHas(Version, out _))
+            if (!Always && ElfVersionPatcher.HostLibStdCxxHas(Version, out _))
             {
                 return true;
             }
@@ -284,7 +287,9 @@ namespace Mistral.Core.Build
             if (patched.Count > 0)
             {
                 Log.LogMessage(Microsoft.Build.Framework.MessageImportance.High,
-                    $"Mistral.Core: this host's libstdc++ lacks {Version}; marked it weak in {string.Join(", ", patched)}");
+                    Always
+                        ? $"Mistral.Core: marked {Version} weak (MistralPatchTorchSharpNative=always) in {string.Join(", ", patched)}"
+                        : $"Mistral.Core: this host's libstdc++ lacks {Version}; marked it weak in {string.Join(", ", patched)}");
             }
 
             return true;
