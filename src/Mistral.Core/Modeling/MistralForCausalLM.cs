@@ -54,6 +54,17 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
     /// <summary>The output projection.</summary>
     public nn.Module<Tensor, Tensor> LmHead => lmHead;
 
+    /// <summary>
+    /// Activation (gradient) checkpointing of the decoder layers (see <see cref="MistralModel.GradientCheckpointing"/>):
+    /// trades a second forward per layer in backward for not keeping the layers' activations. Off by default; effective
+    /// only in training mode with grad enabled.
+    /// </summary>
+    public bool GradientCheckpointing
+    {
+        get => model.GradientCheckpointing;
+        set => model.GradientCheckpointing = value;
+    }
+
     /// <summary>The device of the embedding table.</summary>
     public Device Device => parameters().First().device;
 

@@ -39,6 +39,27 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
     /// <summary>The token embedding module.</summary>
     public nn.Module<Tensor, Tensor> EmbedTokens => embedTokens;
 
+    /// <summary>
+    /// Activation (gradient) checkpointing of the decoder layers, as Hugging Face's
+    /// <c>gradient_checkpointing_enable()</c> with PyTorch's reentrant checkpoint: off by default.
+    /// </summary>
+    /// <remarks>
+    /// <para>Effective only in training mode with grad enabled; eval mode, <c>no_grad</c> and <c>inference_mode</c>
+    /// forwards are unchanged. While effective, each layer's forward keeps only its input (and shares the call's rotary
+    /// tables and mask); backward re-runs the layer with grad and back-propagates through it, so parameter gradients
+    /// (LoRA or full) are those of an ordinary backward at the cost of a second forward per layer.</para>
+    /// <para>Random state is preserved as PyTorch does: on CPU the recomputation draws the same dropout masks as the
+    /// forward and the results equal a run without checkpointing bit for bit. TorchSharp cannot read a CUDA
+    /// generator's state, so on CUDA each layer's forward and recomputation reseed the CUDA generators with the same
+    /// seed (drawn from the CPU generator): gradients are consistent with the forward's masks, but dropout masks differ
+    /// from a run without checkpointing. Other devices are refused.</para>
+    /// <para>A KV cache cannot be combined with it (an <see cref="InvalidOperationException"/> is thrown).</para>
+    /// </remarks>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>True when a forward now would checkpoint: <see cref="GradientCheckpointing"/>, training mode and grad enabled.</summary>
+    public bool IsCheckpointingActive => GradientCheckpointing && is_grad_enabled() && training;
+
     /// <summary>Runs the stack; returns the final-normed hidden states [batch, seq, hidden].</summary>
     public override Tensor forward(CausalLMInput input)
     {
@@ -54,6 +75,14 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
         if (input.AttentionMask is Tensor am && (am.dim() != 2 || am.shape[0] != b || am.shape[1] != t))
         {
             throw new ArgumentException($"AttentionMask must be [{b}, {t}]; got [{string.Join(", ", am.shape)}].", nameof(input));
+        }
+
+        bool checkpoint = IsCheckpointingActive;
+        if (checkpoint && input.Cache is not null)
+        {
+            throw new InvalidOperationException(
+                "Gradient checkpointing cannot be used with a KV cache (CausalLMInput.Cache): the cache would be written again " +
+                "when layers are recomputed in backward. Generate in eval mode or under no_grad, or set GradientCheckpointing = false.");
         }
 
         using var scope = NewDisposeScope();
@@ -95,9 +124,10 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
 
         (Tensor cos, Tensor sin) = rotary.Compute(positions, hidden.dtype, positionBound);
         var context = new AttentionContext(cos, sin, mask, cache, step);
+        CheckpointRun? run = checkpoint ? new CheckpointRun() : null;
         foreach (MistralDecoderLayer layer in layers)
         {
-            hidden = layer.forward(hidden, context);
+            hidden = run is null ? layer.forward(hidden, context) : CheckpointedLayerFunction.Apply(layer, hidden, context, run);
         }
 
         if (cache is not null && step is not null)

@@ -293,7 +293,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer
                 LoraB.zero_();
                 break;
             case LoraInit.Gaussian:
-                LoraA.normal_(0.0, 1.0 / Rank, generator);
+                DrawOnCpu(LoraA, generator, t => t.normal_(0.0, 1.0 / Rank, generator));
                 LoraB.zero_();
                 break;
             case LoraInit.LinearDefault:
@@ -311,7 +311,22 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer
         const double a = 2.23606797749979; // √5
         double gain = Math.Sqrt(2.0 / (1.0 + (a * a)));
         double bound = gain * Math.Sqrt(3.0 / weight.shape[1]);
-        weight.uniform_(-bound, bound, generator);
+        DrawOnCpu(weight, generator, t => t.uniform_(-bound, bound, generator));
+    }
+
+    // A seeded generator is a CPU generator: draw on the CPU and copy, so the same seed gives the same adapter on any
+    // device (and a CUDA weight never meets a CPU generator, which libtorch rejects).
+    private static void DrawOnCpu(Tensor weight, Generator? generator, Action<Tensor> draw)
+    {
+        if (generator is null || weight.device.type == DeviceType.CPU)
+        {
+            draw(weight);
+            return;
+        }
+
+        using Tensor host = empty(weight.shape, weight.dtype, CPU);
+        draw(host);
+        weight.copy_(host);
     }
 
     private static Tensor? DenseWeightOrNull(nn.Module module)
