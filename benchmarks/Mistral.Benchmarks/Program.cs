@@ -7,6 +7,7 @@ using static TorchSharp.torch;
 // Mistral.NET benchmarks and device checks. Usage:
 //   parity   --fixtures DIR [--device cuda]            HF fixture parity on a device (the CPU run is the test suite)
 //   generate [--device cuda] [--model 7b|tiny] [--batch 1,8] [--prompt 128] [--new 128] [--runs 3]
+//   train    [--device cuda] [--mode qlora|lora] [--r 16] [--targets all|qv] [--seq 512] [--batch 4] [--steps 5]
 //   nf4check [--fixtures DIR] [--device cuda]             NF4 outputs vs tools/nf4/nf4_reference.py fixtures, bit for bit
 //   nf4ops   [--device cuda]                               NF4 quantize/dequantize and Linear4bit step cost
 //   nf4load  --checkpoint DIR [--device cuda] [--bf16 false]   bf16 HF checkpoint -> NF4, memory and decode speed
@@ -22,6 +23,8 @@ switch (mode)
         return ParityCheck.Run(opts.Get("fixtures", "tests/fixtures/hf"), device);
     case "generate":
         return GenerateBenchmark.Run(opts, device);
+    case "train":
+        return TrainStepBenchmark.Run(opts, device);
     case "nf4check":
         return Nf4FixtureCheck.Run(opts.Get("fixtures", "tests/fixtures/nf4"), device);
     case "nf4ops":

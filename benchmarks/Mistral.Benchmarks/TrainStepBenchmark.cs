@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using Mistral.Core.Configuration;
+using Mistral.Core.Modeling;
+using Mistral.Peft.Lora;
+using Mistral.Peft.Quantization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mistral.Benchmarks;
+
+/// <summary>
+/// One LoRA/QLoRA training step as the study runs it — random Mistral weights (bf16 base, or NF4 with double quant),
+/// LoRA adapters in float32, gradient checkpointing, AdamW on the adapters, gradient clipping 0.3 — timed after warm-up
+/// (median of the steps, CUDA-synchronised), with the process's peak device memory from nvidia-smi.
+/// Same measurement as tools/hf_bench_train.py (HF + PEFT) in the same device call.
+/// </summary>
+internal static class TrainStepBenchmark
+{
+    public static int Run(Args opts, Device device)
+    {
+        string which = opts.Get("model", device.type == DeviceType.CUDA ? "7b" : "tiny");
+        MistralConfig config = which == "7b"
+            ? MistralConfig.Mistral7B
+            : new MistralConfig { VocabSize = 1000, HiddenSize = 128, IntermediateSize = 256, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 32, SlidingWindow = 4096 };
+        bool qlora = opts.Get("mode", "qlora") == "qlora";
+        int r = opts.GetInt("r", 16);
+        string targets = opts.Get("targets", "all");
+        int seq = opts.GetInt("seq", 512);
+        int batch = opts.GetInt("batch", 4);
+        int steps = opts.GetInt("steps", 5);
+        bool checkpointing = opts.Get("checkpointing", "true") == "true";
+        ScalarType dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
+
+        using var mem = new GpuMemory();
+        manual_seed(1234); // a benchmark program may set the process-wide seed; the library never does
+        var model = new MistralForCausalLM(config, dtype, device);
+        using (no_grad())
+        {
+            foreach (var (name, p) in model.named_parameters())
+            {
+                if (name.Contains("norm"))
+                {
+                    p.fill_(1.0);
+                }
+                else
+                {
+                    p.normal_(0, 0.02);
+                }
+            }
+        }
+
+        if (qlora)
+        {
+            var names = ModuleTree.NamedModules(model).Where(m => m.Module is Linear && m.Name != "lm_head").Select(m => m.Name).ToList();
+            foreach (string name in names)
+            {
+                var linear = (Linear)ModuleTree.Get(model, name);
+                var q = Linear4bit.FromLinear(linear, new Nf4Options { ComputeDtype = dtype });
+                ModuleTree.Replace(model, name, q).Dispose();
+            }
+        }
+
+        var lora = LoraInjector.Inject(model, new LoraOptions
+        {
+            R = r,
+            Alpha = 16,
+            Dropout = 0.1,
+            TargetModules = targets == "all" ? [LoraOptions.AllLinear] : ["q_proj", "v_proj"],
+        });
+        model.GradientCheckpointing = checkpointing;
+        model.train();
+        var parameters = lora.AdapterParameters();
+        var optimizer = optim.AdamW(parameters, lr: 2e-4);
+        Console.WriteLine($"{(qlora ? "qlora nf4" : "lora bf16")} {which} r {r} targets {targets}: {lora.TrainableParameters()}; device memory after setup {GpuMemory.CurrentMiB()} MiB");
+        mem.ResetPeak();
+
+        using var ids = randint(3, config.VocabSize, [batch, seq], ScalarType.Int64, device);
+        var times = new List<double>();
+        var losses = new List<float>();
+        for (int step = 0; step < steps + 2; step++)
+        {
+            Sync(device);
+            var sw = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope())
+            {
+                var output = model.forward(new CausalLMInput(ids) { Labels = ids });
+                output.Loss!.backward();
+                nn.utils.clip_grad_norm_(parameters, 0.3);
+                optimizer.step();
+                optimizer.zero_grad();
+                losses.Add(output.Loss.item<float>());
+            }
+
+            Sync(device);
+            if (step >= 2)
+            {
+                times.Add(sw.Elapsed.TotalSeconds);
+            }
+        }
+
+        times.Sort();
+        double median = times[times.Count / 2];
+        Console.WriteLine("== train step ==");
+        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
+        model.Dispose();
+        return 0;
+    }
+
+    private static void Sync(Device device)
+    {
+        if (device.type == DeviceType.CUDA)
+        {
+            cuda.synchronize(device);
+        }
+    }
+}
