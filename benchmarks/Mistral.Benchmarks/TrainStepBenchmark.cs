@@ -33,31 +33,18 @@ internal static class TrainStepBenchmark
 
         using var mem = new GpuMemory();
         manual_seed(1234); // a benchmark program may set the process-wide seed; the library never does
-        var model = new MistralForCausalLM(config, dtype, device);
-        using (no_grad())
+        string checkpoint = opts.Get("checkpoint", "");
+        MistralForCausalLM model;
+        if (qlora && checkpoint.Length > 0)
         {
-            foreach (var (name, p) in model.named_parameters())
-            {
-                if (name.Contains("norm"))
-                {
-                    p.fill_(1.0);
-                }
-                else
-                {
-                    p.normal_(0, 0.02);
-                }
-            }
+            // Straight from a bf16 checkpoint into NF4, layer by layer: no bf16 copy of the model ever sits on the device.
+            model = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device }).Model;
+            config = model.Config;
+            which = Path.GetFileName(checkpoint.TrimEnd('/'));
         }
-
-        if (qlora)
+        else
         {
-            var names = ModuleTree.NamedModules(model).Where(m => m.Module is Linear && m.Name != "lm_head").Select(m => m.Name).ToList();
-            foreach (string name in names)
-            {
-                var linear = (Linear)ModuleTree.Get(model, name);
-                var q = Linear4bit.FromLinear(linear, new Nf4Options { ComputeDtype = dtype });
-                ModuleTree.Replace(model, name, q).Dispose();
-            }
+            model = RandomModel(config, dtype, device, qlora);
         }
 
         var lora = LoraInjector.Inject(model, new LoraOptions
@@ -104,6 +91,38 @@ internal static class TrainStepBenchmark
         Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
         model.Dispose();
         return 0;
+    }
+
+    private static MistralForCausalLM RandomModel(MistralConfig config, ScalarType dtype, Device device, bool qlora)
+    {
+        var model = new MistralForCausalLM(config, dtype, device);
+        using (no_grad())
+        {
+            foreach (var (name, p) in model.named_parameters())
+            {
+                if (name.Contains("norm"))
+                {
+                    p.fill_(1.0);
+                }
+                else
+                {
+                    p.normal_(0, 0.02);
+                }
+            }
+        }
+
+        if (qlora)
+        {
+            var names = ModuleTree.NamedModules(model).Where(m => m.Module is Linear && m.Name != "lm_head").Select(m => m.Name).ToList();
+            foreach (string name in names)
+            {
+                var linear = (Linear)ModuleTree.Get(model, name);
+                var q = Linear4bit.FromLinear(linear, new Nf4Options { ComputeDtype = dtype });
+                ModuleTree.Replace(model, name, q).Dispose();
+            }
+        }
+
+        return model;
     }
 
     private static void Sync(Device device)
