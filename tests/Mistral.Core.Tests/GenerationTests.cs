@@ -117,6 +117,19 @@ public class GenerationTests
     }
 
     [Fact]
+    public void SamplingFromNaNLogitsIsAClearError()
+    {
+        using var model = TinyModels.RandomModel(TinyModels.Tiny(window: 6), seed: 16);
+        using (no_grad())
+        {
+            model.parameters().First().fill_(float.NaN);
+        }
+
+        Action act = () => new TokenGenerator(model).Generate([[3, 4]], new GenerationOptions { DoSample = true, MaxNewTokens = 2, Seed = 1 });
+        act.Should().Throw<InvalidOperationException>().WithMessage("*NaN logits*");
+    }
+
+    [Fact]
     public void TopPKeepsTheSmallestNucleusLikeHuggingFace()
     {
         // probabilities 0.5, 0.3, 0.15, 0.05: top_p 0.7 keeps {0.5, 0.3}; top_p 0.95 keeps three.

@@ -243,7 +243,14 @@ public sealed class TokenGenerator
             scores = scores / options.Temperature;
             scores = LogitsProcessing.TopK(scores, options.TopK);
             scores = LogitsProcessing.TopP(scores, options.TopP);
-            chosen = scores.softmax(-1).to(ScalarType.Float32).cpu().multinomial(1, generator: rng).squeeze(-1);
+            Tensor probabilities = scores.softmax(-1).to(ScalarType.Float32).cpu();
+            if (probabilities.isnan().any().item<bool>())
+            {
+                throw new InvalidOperationException(
+                    "The model produced NaN logits, so no token can be sampled (are the weights loaded, and finite?).");
+            }
+
+            chosen = probabilities.multinomial(1, generator: rng).squeeze(-1);
         }
 
         return chosen.cpu().data<long>().ToArray();
