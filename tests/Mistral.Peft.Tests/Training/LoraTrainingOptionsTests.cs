@@ -1,0 +1,70 @@
+using Mistral.Peft.Training;
+
+namespace Mistral.Peft.Tests.Training;
+
+public class LoraTrainingOptionsTests
+{
+    [Fact]
+    public void DefaultsAreTheStudysAndHuggingFacesAdamWDefaults()
+    {
+        var o = new LoraTrainingOptions();
+        o.PerDeviceBatchSize.Should().Be(4);
+        o.GradientAccumulationSteps.Should().Be(2);
+        o.LearningRate.Should().Be(2e-4);
+        o.Schedule.Should().Be(LearningRateSchedule.Constant);
+        o.MaxGradNorm.Should().Be(0.3);
+        o.GradientCheckpointing.Should().BeTrue();
+        (o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay).Should().Be((0.9, 0.999, 1e-8, 0.0));
+        o.Seed.Should().Be(42);
+        LoraTrainingOptions.Study.Epochs.Should().Be(5);
+        LoraTrainingOptions.Study.WarmupRatio.Should().Be(0.03);
+        LoraTrainingOptions.StudySummarization.Epochs.Should().Be(1);
+        LoraTrainingOptions.Study.Validate().Should().BeSameAs(LoraTrainingOptions.Study);
+    }
+
+    [Theory]
+    [InlineData(0, 4, 2, "Epochs")]
+    [InlineData(1, 0, 2, "PerDeviceBatchSize")]
+    [InlineData(1, 4, 0, "GradientAccumulationSteps")]
+    public void CountsMustBePositive(int epochs, int batch, int accumulation, string name)
+    {
+        var o = new LoraTrainingOptions { Epochs = epochs, PerDeviceBatchSize = batch, GradientAccumulationSteps = accumulation };
+        FluentActions.Invoking(() => o.Validate()).Should().Throw<ArgumentException>()
+            .WithMessage($"LoraTrainingOptions.{name} must be at least 1; got 0.*").Which.ParamName.Should().Be(name);
+    }
+
+    [Fact]
+    public void EveryOtherOptionIsCheckedByName()
+    {
+        var cases = new (LoraTrainingOptions Options, string Name)[]
+        {
+            (new() { LearningRate = 0 }, "LearningRate"),
+            (new() { LearningRate = double.NaN }, "LearningRate"),
+            (new() { WarmupRatio = 1.5 }, "WarmupRatio"),
+            (new() { MaxGradNorm = 0 }, "MaxGradNorm"),
+            (new() { MaxGradNorm = double.PositiveInfinity }, "MaxGradNorm"),
+            (new() { AdamBeta1 = 1 }, "AdamBeta1"),
+            (new() { AdamBeta2 = -0.1 }, "AdamBeta2"),
+            (new() { AdamEpsilon = 0 }, "AdamEpsilon"),
+            (new() { WeightDecay = -1 }, "WeightDecay"),
+            (new() { LogEverySteps = 0 }, "LogEverySteps"),
+            (new() { CheckpointFolder = " " }, "CheckpointFolder"),
+            (new() { Schedule = (LearningRateSchedule)7 }, "Schedule"),
+        };
+        foreach (var (options, name) in cases)
+        {
+            FluentActions.Invoking(() => options.Validate()).Should().Throw<ArgumentException>()
+                .WithMessage($"LoraTrainingOptions.{name} *").Which.ParamName.Should().Be(name);
+        }
+
+        new LoraTrainingOptions { MaxGradNorm = null }.Validate().MaxGradNorm.Should().BeNull();
+    }
+
+    [Theory]
+    [InlineData(8, 4, 2, 1)]
+    [InlineData(9, 4, 2, 2)] // micro-batches 4+4+1: the third alone is a trailing partial accumulation, stepped
+    [InlineData(5, 2, 2, 2)]
+    [InlineData(1, 4, 2, 1)]
+    public void StepsPerEpochCountsATrailingPartialAccumulation(int blocks, int batch, int accumulation, int expected) =>
+        new LoraTrainingOptions { PerDeviceBatchSize = batch, GradientAccumulationSteps = accumulation }.StepsPerEpoch(blocks).Should().Be(expected);
+}
