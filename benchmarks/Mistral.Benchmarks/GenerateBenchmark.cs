@@ -21,23 +21,7 @@ internal static class GenerateBenchmark
         int newTokens = opts.GetInt("new", 128);
         int runs = opts.GetInt("runs", 3);
         var clock = Stopwatch.StartNew();
-        using var model = new MistralForCausalLM(config, dtype, device);
-        using (no_grad())
-        {
-            manual_seed(1234); // a benchmark program may set the process-wide seed; the library never does
-            foreach (var (name, p) in model.named_parameters())
-            {
-                if (name.Contains("norm"))
-                {
-                    p.fill_(1.0);
-                }
-                else
-                {
-                    p.normal_(0, 0.02);
-                }
-            }
-        }
-
+        using var model = RandomWeights.Model(config, dtype, device);
         model.eval();
         Console.WriteLine($"model {which} {dtype} built and initialised in {clock.Elapsed.TotalSeconds:F1} s");
         var generator = new TokenGenerator(model);

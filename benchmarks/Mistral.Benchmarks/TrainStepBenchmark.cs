@@ -32,7 +32,6 @@ internal static class TrainStepBenchmark
         ScalarType dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
 
         using var mem = new GpuMemory();
-        manual_seed(1234); // a benchmark program may set the process-wide seed; the library never does
         string checkpoint = opts.Get("checkpoint", "");
         MistralForCausalLM model;
         if (qlora && checkpoint.Length > 0)
@@ -95,22 +94,7 @@ internal static class TrainStepBenchmark
 
     private static MistralForCausalLM RandomModel(MistralConfig config, ScalarType dtype, Device device, bool qlora)
     {
-        var model = new MistralForCausalLM(config, dtype, device);
-        using (no_grad())
-        {
-            foreach (var (name, p) in model.named_parameters())
-            {
-                if (name.Contains("norm"))
-                {
-                    p.fill_(1.0);
-                }
-                else
-                {
-                    p.normal_(0, 0.02);
-                }
-            }
-        }
-
+        var model = RandomWeights.Model(config, dtype, device);
         if (qlora)
         {
             var names = ModuleTree.NamedModules(model).Where(m => m.Module is Linear && m.Name != "lm_head").Select(m => m.Name).ToList();
