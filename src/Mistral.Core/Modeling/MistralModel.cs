@@ -87,7 +87,7 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
 
         using var scope = NewDisposeScope();
         Device device = EmbeddingDevice();
-        if (ids.device != device)
+        if (!ids.device.IsSameDevice(device))
         {
             ids = ids.to(device);
         }

@@ -277,7 +277,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
 
     private Tensor Codebook(Device device)
     {
-        if (_codebook is null || _codebook.device != device)
+        if (_codebook is null || !Mistral.Core.Modeling.DeviceComparison.IsSameDevice(_codebook.device, device))
         {
             _codebook?.Dispose();
             _codebook = Nf4Kernels.PairCodebook(device).DetachFromDisposeScope();

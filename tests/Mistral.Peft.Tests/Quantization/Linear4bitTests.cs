@@ -77,4 +77,16 @@ public class Linear4bitTests
         var x = randn(2, 64, generator: new Generator(9));
         (layer.forward(x) - again.forward(x)).abs().max().item<float>().Should().Be(0f);
     }
+
+    [Fact]
+    public void TheCodebookIsBuiltOncePerDeviceNotPerCall()
+    {
+        using var scope = NewDisposeScope();
+        using var layer = Linear4bit.FromLinear(randn(16, 64), null, new Nf4Options { ComputeDtype = ScalarType.Float32 });
+        var field = typeof(Linear4bit).GetField("_codebook", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!;
+        layer.forward(randn(2, 64));
+        var first = (Tensor)field.GetValue(layer)!;
+        layer.forward(randn(2, 64));
+        field.GetValue(layer).Should().BeSameAs(first);
+    }
 }
