@@ -11,12 +11,10 @@ public class Nf4ChunkedQuantizationTests
     [MemberData(nameof(Nf4ReferenceFixtureTests.CaseNames), MemberType = typeof(Nf4ReferenceFixtureTests))]
     public void ChunksOfTwoBlocksReproduceTheReferenceBitForBit(string name)
     {
-        using var index = Nf4Fixtures.Index();
-        var c = index.RootElement.GetProperty("cases").EnumerateArray().Single(e => e.GetProperty("name").GetString() == name);
-        var files = c.GetProperty("files");
-        string F(string key) => files.GetProperty(key).GetProperty("file").GetString()!;
-        long[] shape = [.. c.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64())];
-        int bs = c.GetProperty("blocksize").GetInt32();
+        Nf4Case c = Nf4Fixtures.Case(name);
+        string F(string key) => c.File(key);
+        long[] shape = c.Shape;
+        int bs = c.BlockSize;
         using var scope = NewDisposeScope();
         var input = tensor(Nf4Fixtures.Floats(F("input"))).reshape(shape);
         long chunk = 2L * bs;
@@ -31,7 +29,7 @@ public class Nf4ChunkedQuantizationTests
         BitAssert.ToBytes(dq.Packed).Should().Equal(Nf4Fixtures.Bytes(F("packed")));
         BitAssert.ToBytes(dq.Absmax).Should().Equal(Nf4Fixtures.Bytes(F("absmax_u8")), "double-quantized absmax codes");
         BitAssert.Float32Equal(BitAssert.ToFloats(dq.NestedAbsmax!), Nf4Fixtures.Floats(F("nested_absmax")), "nested_absmax");
-        BitConverter.SingleToUInt32Bits(dq.NestedOffset).Should().Be(c.GetProperty("offset_f32_bits").GetUInt32(), "offset");
+        BitConverter.SingleToUInt32Bits(dq.NestedOffset).Should().Be(c.OffsetBits, "offset");
     }
 
     [Theory]

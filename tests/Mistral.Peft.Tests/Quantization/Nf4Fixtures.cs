@@ -9,6 +9,20 @@ internal static class Nf4Fixtures
 
     public static JsonDocument Index() => JsonDocument.Parse(File.ReadAllText(Path.Combine(Directory, "index.json")));
 
+    /// <summary>One case of index.json: its shape, block size, offset bits, quant-state JSON and array file names.</summary>
+    public static Nf4Case Case(string name)
+    {
+        using var index = Index();
+        JsonElement c = index.RootElement.GetProperty("cases").EnumerateArray().Single(e => e.GetProperty("name").GetString() == name);
+        return new Nf4Case(
+            name,
+            [.. c.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64())],
+            c.GetProperty("blocksize").GetInt32(),
+            c.GetProperty("offset_f32_bits").GetUInt32(),
+            c.GetProperty("quant_state_json").GetString()!,
+            c.GetProperty("files").EnumerateObject().ToDictionary(f => f.Name, f => f.Value.GetProperty("file").GetString()!));
+    }
+
     public static byte[] Bytes(string file) => File.ReadAllBytes(Path.Combine(Directory, file));
 
     public static float[] Floats(string file)
@@ -58,4 +72,10 @@ internal static class Nf4Fixtures
 
         throw new DirectoryNotFoundException("tests/fixtures/nf4/index.json not found above " + AppContext.BaseDirectory);
     }
+}
+
+/// <summary>A parsed fixture case; <see cref="File"/> maps an array key (packed, absmax, …) to its file name.</summary>
+internal sealed record Nf4Case(string Name, long[] Shape, int BlockSize, uint OffsetBits, string QuantStateJson, IReadOnlyDictionary<string, string> Files)
+{
+    public string File(string key) => Files[key];
 }

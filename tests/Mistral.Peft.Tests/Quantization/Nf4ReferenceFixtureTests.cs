@@ -24,12 +24,10 @@ public class Nf4ReferenceFixtureTests
     [MemberData(nameof(CaseNames))]
     public void QuantizeAndDequantizeMatchReferenceBitForBit(string name)
     {
-        using var index = Nf4Fixtures.Index();
-        var c = index.RootElement.GetProperty("cases").EnumerateArray().Single(e => e.GetProperty("name").GetString() == name);
-        var files = c.GetProperty("files");
-        string F(string key) => files.GetProperty(key).GetProperty("file").GetString()!;
-        long[] shape = [.. c.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64())];
-        int bs = c.GetProperty("blocksize").GetInt32();
+        Nf4Case c = Nf4Fixtures.Case(name);
+        string F(string key) => c.File(key);
+        long[] shape = c.Shape;
+        int bs = c.BlockSize;
         using var scope = NewDisposeScope();
         var input = tensor(Nf4Fixtures.Floats(F("input"))).reshape(shape);
 
@@ -49,10 +47,10 @@ public class Nf4ReferenceFixtureTests
         BitAssert.ToBytes(dq.Packed).Should().Equal(Nf4Fixtures.Bytes(F("packed")));
         BitAssert.ToBytes(dq.Absmax).Should().Equal(Nf4Fixtures.Bytes(F("absmax_u8")), "double-quantized absmax codes");
         BitAssert.Float32Equal(BitAssert.ToFloats(dq.NestedAbsmax!), Nf4Fixtures.Floats(F("nested_absmax")), "nested_absmax");
-        BitConverter.SingleToUInt32Bits(dq.NestedOffset).Should().Be(c.GetProperty("offset_f32_bits").GetUInt32(), "offset");
+        BitConverter.SingleToUInt32Bits(dq.NestedOffset).Should().Be(c.OffsetBits, "offset");
         BitAssert.Float32Equal(BitAssert.ToFloats(dq.Dequantize(ScalarType.Float32)), Nf4Fixtures.Floats(F("deq_dq_f32")), "double-quant dequantized float32");
         BitAssert.Float32Equal(BitAssert.ToFloats(dq.Dequantize(ScalarType.BFloat16)), Nf4Fixtures.BFloat16AsFloats(F("deq_dq_bf16")), "double-quant dequantized bfloat16");
-        dq.QuantStateJson().Should().Be(c.GetProperty("quant_state_json").GetString(), "the quant_state JSON bytes as bitsandbytes' json.dumps writes them");
+        dq.QuantStateJson().Should().Be(c.QuantStateJson, "the quant_state JSON bytes as bitsandbytes' json.dumps writes them");
     }
 
     [Fact]
