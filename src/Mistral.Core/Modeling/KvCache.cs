@@ -18,11 +18,21 @@ public sealed class KvCache : IDisposable
 
     /// <summary>Allocates a cache for <paramref name="batchSize"/> rows of at most <paramref name="maxLength"/> tokens (prompt + new).</summary>
     public KvCache(MistralConfig config, int batchSize, int maxLength, ScalarType dtype, Device device)
+        : this(config, batchSize, maxLength, dtype, device, allowRolling: true)
+    {
+    }
+
+    /// <summary>
+    /// Allocates a cache for <paramref name="batchSize"/> rows of at most <paramref name="maxLength"/> tokens; with
+    /// <paramref name="allowRolling"/> false it keeps every token (no rolling buffer, the sliding window still applies
+    /// through the attention mask), which is what <see cref="Truncate"/> needs.
+    /// </summary>
+    public KvCache(MistralConfig config, int batchSize, int maxLength, ScalarType dtype, Device device, bool allowRolling)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxLength);
-        IsRolling = config.SlidingWindow is int w && maxLength > w;
+        IsRolling = allowRolling && config.SlidingWindow is int w && maxLength > w;
         Capacity = IsRolling ? config.SlidingWindow!.Value : maxLength;
         MaxLength = maxLength;
         BatchSize = batchSize;
@@ -123,6 +133,38 @@ public sealed class KvCache : IDisposable
         using Tensor next = where(anyValid, last + 1, NextPosition);
         NextPosition.copy_(next);
         Length += step.QueryIndex.shape[0];
+    }
+
+    /// <summary>
+    /// Forgets the tokens at sequence index <paramref name="length"/> and after, keeping the first
+    /// <paramref name="length"/> (e.g. a shared prompt scored against several continuations). Only a cache that is not a
+    /// rolling buffer can be cut back, since a rolling buffer has overwritten older slots.
+    /// </summary>
+    /// <param name="length">Tokens to keep, in [0, <see cref="Length"/>].</param>
+    /// <exception cref="InvalidOperationException">The cache is a rolling buffer.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative or above <see cref="Length"/>.</exception>
+    public void Truncate(long length)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (IsRolling)
+        {
+            throw new InvalidOperationException(
+                $"A rolling KV cache (capacity {Capacity} < max length {MaxLength}) cannot be truncated; allocate it with allowRolling: false.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Length);
+        if (length == Length)
+        {
+            return;
+        }
+
+        using var scope = NewDisposeScope();
+        SlotIndex.narrow(0, length, Capacity - length).fill_(-1);
+        SlotValid.narrow(1, length, Capacity - length).fill_(false);
+        // Positions are cumsum(mask) − 1, so a row's next position is the count of its real tokens kept.
+        NextPosition.copy_(SlotValid.narrow(1, 0, length).to_type(ScalarType.Int64).sum(1));
+        Length = length;
     }
 
     /// <summary>Forgets every cached token (the buffers are reused).</summary>
