@@ -60,8 +60,7 @@ public sealed class MistralPipeline
     public MistralPipeline OnDevice(Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        _settings = _settings with { Device = device };
-        return this;
+        return OnDevice(device.ToString());
     }
 
     /// <summary>The device by name (<c>"cpu"</c>, <c>"cuda"</c>, <c>"cuda:1"</c>).</summary>
@@ -70,7 +69,8 @@ public sealed class MistralPipeline
     public MistralPipeline OnDevice(string device)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(device);
-        return OnDevice(torch.device(device));
+        _settings = _settings with { DeviceName = device.Trim().ToLowerInvariant() };
+        return this;
     }
 
     /// <summary>The dtype of the model's 16/32-bit weights and of the 4-bit layers' computation; default bfloat16 on CUDA, float32 on CPU.</summary>
@@ -91,7 +91,7 @@ public sealed class MistralPipeline
     /// <param name="dropout">Dropout on the LoRA branch.</param>
     /// <param name="targetModules">Module names to adapt; null for <c>q_proj</c>, <c>v_proj</c>. <see cref="LoraOptions.AllProjections"/> adapts all seven.</param>
     /// <param name="useRsLora">rsLoRA scaling alpha/√r.</param>
-    /// <param name="nf4">4-bit settings; null for block 64 with double quantization.</param>
+    /// <param name="nf4">4-bit settings; null for block 64 with double quantization, computing in the pipeline's dtype (<see cref="WithDType"/>).</param>
     /// <returns>This builder.</returns>
     public MistralPipeline WithQLoRA(int r = 16, double alpha = 16, double dropout = 0.1, IReadOnlyList<string>? targetModules = null,
         bool useRsLora = false, Nf4Options? nf4 = null) =>
@@ -367,9 +367,21 @@ public sealed class MistralPipeline
             throw new InvalidOperationException($"{call}: WithDType({dt}): the model runs in BFloat16, Float16 or Float32.");
         }
 
-        if (s.Device is { type: DeviceType.CUDA } && !cuda.is_available())
+        if (s.DeviceName is { } name)
         {
-            throw new InvalidOperationException($"{call}: OnDevice({s.Device}): CUDA is not available in this process (is a TorchSharp-cuda backend package referenced?).");
+            if (name.StartsWith("cuda", StringComparison.Ordinal) && !cuda.is_available())
+            {
+                throw new InvalidOperationException($"{call}: OnDevice(\"{name}\"): CUDA is not available in this process (is a TorchSharp-cuda backend package referenced, and a GPU visible?).");
+            }
+
+            try
+            {
+                _ = torch.device(name);
+            }
+            catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
+            {
+                throw new InvalidOperationException($"{call}: OnDevice(\"{name}\"): not a device name (expected \"cpu\", \"cuda\" or \"cuda:N\").", e);
+            }
         }
 
         try
@@ -392,7 +404,7 @@ public sealed class MistralPipeline
     {
         string folder = s.ModelFolder!;
         var logger = loggers.CreateLogger<MistralPipeline>();
-        Device device = s.Device ?? (cuda.is_available() ? CUDA : CPU);
+        Device device = s.DeviceName is { } deviceName ? torch.device(deviceName) : cuda.is_available() ? CUDA : CPU;
         ScalarType dtype = s.DType ?? (device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32);
         var config = MistralConfig.FromFile(Path.Combine(folder, "config.json"));
         var tokenizer = MistralTokenizer.FromFolder(folder, TokenizerOptions.BatchedGeneration, loggers.CreateLogger<MistralTokenizer>());
@@ -409,7 +421,7 @@ public sealed class MistralPipeline
         MistralForCausalLM model;
         if (quantize)
         {
-            model = QuantizedModelLoader.Load(folder, new QuantizedLoadOptions { Device = device, DType = dtype, Nf4 = s.Nf4 }, loadProgress,
+            model = QuantizedModelLoader.Load(folder, new QuantizedLoadOptions { Device = device, DType = dtype, Nf4 = s.Nf4 ?? new Nf4Options { ComputeDtype = dtype }, PrequantizedComputeDtype = s.Nf4?.ComputeDtype ?? dtype }, loadProgress,
                 loggers.CreateLogger("Mistral.Peft.Quantization.QuantizedModelLoader"), cancellationToken).Model;
         }
         else

@@ -21,7 +21,7 @@ internal sealed record PipelineSettings
 
     public string? BaseModelName { get; init; }
 
-    public Device? Device { get; init; }
+    public string? DeviceName { get; init; }
 
     public ScalarType? DType { get; init; }
 
@@ -31,7 +31,7 @@ internal sealed record PipelineSettings
 
     public LoraOptions? Lora { get; init; }
 
-    public Nf4Options Nf4 { get; init; } = new();
+    public Nf4Options? Nf4 { get; init; }
 
     public string? AdapterFolder { get; init; }
 

@@ -51,11 +51,11 @@ internal static class MergedCheckpointWriter
 
         long elementBytes = options.DType == ScalarType.Float32 ? 4 : 2;
         var shards = new List<List<(string Name, long[] Shape)>>();
-        long current = long.MaxValue;
+        long current = 0;
         foreach (var entry in expected)
         {
             long bytes = entry.Shape.Aggregate(1L, (a, b) => a * b) * elementBytes;
-            if (current + bytes > options.MaxShardBytes && (shards.Count == 0 || shards[^1].Count > 0))
+            if (shards.Count == 0 || (current + bytes > options.MaxShardBytes && shards[^1].Count > 0))
             {
                 shards.Add([]);
                 current = 0;
@@ -213,7 +213,9 @@ internal static class MergedCheckpointWriter
 
     private static Tensor Dequantize(Linear4bit q)
     {
+        // As the layer computes (and bitsandbytes): dequantize to the stored dtype, then widen.
         using var w = q.QuantizedWeight();
-        return w.Dequantize(ScalarType.Float32);
+        using var stored = w.Dequantize(w.DType);
+        return stored.to(ScalarType.Float32);
     }
 }

@@ -90,7 +90,6 @@ public class ClassificationTask : PipelineTask
                 {
                     [StudyPlaceholders.Sentence] = example.Input,
                     [StudyPlaceholders.NewsgroupClasses] = ClassList.Render(context.Labels),
-                    [StudyPlaceholders.FewShotSamples] = string.Empty,
                 })
                 {
                     InputPlaceholder = StudyPlaceholders.Sentence,

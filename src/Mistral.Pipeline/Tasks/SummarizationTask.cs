@@ -56,7 +56,6 @@ public class SummarizationTask : PipelineTask
                 return new PromptRequest(StudyPrompts.SummarizationZeroShot, values) { InputPlaceholder = StudyPlaceholders.Dialogue };
             default:
                 var shots = FewShotPicker.Pick(mode, context, hasLabels: false);
-                values[StudyPlaceholders.FewShotSamples] = string.Empty;
                 return new PromptRequest(StudyPrompts.SummarizationFewShot, values)
                 {
                     InputPlaceholder = StudyPlaceholders.Dialogue,
