@@ -11,6 +11,8 @@ using static TorchSharp.torch;
 //   nf4check [--fixtures DIR] [--device cuda]             NF4 outputs vs tools/nf4/nf4_reference.py fixtures, bit for bit
 //   nf4ops   [--device cuda]                               NF4 quantize/dequantize and Linear4bit step cost
 //   nf4load  --checkpoint DIR [--device cuda] [--bf16 false]   bf16 HF checkpoint -> NF4, memory and decode speed
+//   pipeline --checkpoint DIR [--device cuda] [--train 400] [--test 64] [--r 16] [--targets all|qv] [--merged DIR]
+//   mergedcheck --out DIR [--device cuda]               tiny pipeline -> merged export + our logits, for tools/merged_check.py
 // Prints a table last.
 string mode = args.Length > 0 ? args[0] : "help";
 var opts = Args.Parse(args.Skip(1).ToArray());
@@ -31,6 +33,10 @@ switch (mode)
         return Nf4OpsBenchmark.Run(device);
     case "nf4load":
         return Nf4LoadBenchmark.Run(opts, device);
+    case "pipeline":
+        return PipelineBenchmark.Run(opts, device);
+    case "mergedcheck":
+        return PipelineBenchmark.MergedCheck(opts, device);
     default:
         Console.WriteLine("usage: Mistral.Benchmarks parity|generate [--device cuda] ...");
         return 2;

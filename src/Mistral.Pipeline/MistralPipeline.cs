@@ -329,7 +329,8 @@ public sealed class MistralPipeline
 
     private MistralPipeline SetAdapter(AdapterChoice choice, string call, LoraOptions options, Nf4Options? nf4)
     {
-        if (_settings.AdapterCall is { } previous)
+        // Calling the same kind again refines it (the last call wins); another kind is a conflict.
+        if (_settings.AdapterCall is { } previous && (_settings.AdapterFolder is not null || _settings.Adapter != choice))
         {
             _settings.Conflicts.Add($"{call} conflicts with {previous}: a pipeline has one adapter. Choose one.");
         }
