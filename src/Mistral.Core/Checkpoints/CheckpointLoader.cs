@@ -8,7 +8,10 @@ namespace Mistral.Core.Checkpoints;
 /// <summary>Copies a Hugging Face checkpoint's tensors into a module's parameters and buffers, by state-dict name.</summary>
 public static class CheckpointLoader
 {
-    /// <summary>Loads <paramref name="folder"/> into <paramref name="module"/>, converting each tensor to the parameter's dtype and device.</summary>
+    /// <summary>
+    /// Loads <paramref name="folder"/> into <paramref name="module"/>, converting each tensor to the parameter's dtype and
+    /// device, and leaves the whole module tree in eval mode (as <c>from_pretrained</c> does; call <c>train()</c> to fine-tune).
+    /// </summary>
     /// <returns>The names that were loaded.</returns>
     /// <exception cref="CheckpointMismatchException">Missing/unexpected tensors (when strict) or shape mismatches; all are listed.</exception>
     public static IReadOnlyList<string> Load(nn.Module module, string folder, CheckpointLoadOptions? options = null,
@@ -19,7 +22,7 @@ public static class CheckpointLoader
         return Load(module, reader, options, progress, logger, cancellationToken);
     }
 
-    /// <summary>Loads from an open <see cref="CheckpointReader"/>.</summary>
+    /// <summary>Loads from an open <see cref="CheckpointReader"/> and leaves the whole module tree in eval mode.</summary>
     public static IReadOnlyList<string> Load(nn.Module module, CheckpointReader reader, CheckpointLoadOptions? options = null,
         IProgress<CheckpointLoadProgress>? progress = null, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
@@ -89,6 +92,7 @@ public static class CheckpointLoader
             }
         }
 
+        module.eval();
         logger.LogInformation("Loaded {Count} tensors ({Bytes:N0} bytes) from {Folder}.", loaded.Count, bytes, reader.Folder);
         return loaded;
     }

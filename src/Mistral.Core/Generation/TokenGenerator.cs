@@ -12,6 +12,11 @@ namespace Mistral.Core.Generation;
 /// of W slots when the sequence outgrows the sliding window; prompts longer than W are prefilled in chunks of W).
 /// Batches of prompts of different lengths are left-padded.
 /// </summary>
+/// <remarks>
+/// Each call runs the model in eval mode (no dropout, e.g. in LoRA layers, whatever mode the model was left in) and under
+/// <c>inference_mode</c>; afterwards, also when the call throws or is cancelled, every module gets back the
+/// training/eval mode it had before the call.
+/// </remarks>
 public sealed class TokenGenerator
 {
     private readonly MistralForCausalLM model;
@@ -30,7 +35,10 @@ public sealed class TokenGenerator
     /// </summary>
     public delegate bool StepCallback(int row, int token);
 
-    /// <summary>Generates for each prompt; <paramref name="onToken"/> sees every new real token and may stop its row (stop strings).</summary>
+    /// <summary>
+    /// Generates for each prompt; <paramref name="onToken"/> sees every new real token and may stop its row (stop strings).
+    /// The model runs in eval mode for the call, and each of its modules gets its previous mode back at the end.
+    /// </summary>
     public GenerationResult Generate(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options,
         StepCallback? onToken = null, CancellationToken cancellationToken = default)
     {
@@ -91,6 +99,7 @@ public sealed class TokenGenerator
         // Sampling draws on the CPU (a few thousand probabilities per row), so a seed gives the same tokens on every device.
         using Generator? rng = options.Seed is ulong seed ? new Generator(seed, CPU) : null;
         using var cache = new KvCache(model.Config, batch, total, model.DType, device);
+        using var evalMode = ModuleModeScope.Eval(model);
         using var noGrad = inference_mode();
         var clock = Stopwatch.StartNew();
         double prefillMs;

@@ -83,7 +83,8 @@ public static class PeftAdapter
     /// Adds the adapter saved in <paramref name="folder"/> to <paramref name="model"/>: reads the config, checks every
     /// tensor's key, shape and dtype against the model and reads every tensor <em>before</em> changing the model, then
     /// injects the LoRA layers and copies the weights (converted to the adapter dtype, float32). A failure or
-    /// cancellation leaves the model as it was. The model's base parameters end up frozen.
+    /// cancellation leaves the model as it was. The model's base parameters end up frozen, and the model (LoRA layers
+    /// included) in eval mode, as PEFT's <c>from_pretrained</c> leaves it; call <c>train()</c> to go on training.
     /// </summary>
     /// <param name="model">The base model (without LoRA layers).</param>
     /// <param name="folder">The adapter folder.</param>
@@ -116,6 +117,7 @@ public static class PeftAdapter
             // Nothing below can fail on input that passed the checks above: the model changes only from here on.
             LoraModel lora = LoraInjector.Inject(model, options, logger);
             Copy(lora, weights);
+            model.eval();
             logger.LogInformation("Loaded LoRA adapter {Folder}: r={R}, alpha={Alpha}, {Count} layers.", folder, options.R, options.Alpha, lora.Layers.Count);
             return lora;
         }

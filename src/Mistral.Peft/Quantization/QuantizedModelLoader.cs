@@ -38,7 +38,7 @@ public static class QuantizedModelLoader
     /// <param name="progress">Receives one report per checkpoint tensor read.</param>
     /// <param name="logger">Logger; null logs nothing.</param>
     /// <param name="cancellationToken">Checked before every module.</param>
-    /// <returns>The model and what it cost.</returns>
+    /// <returns>The model, in eval mode, and what it cost.</returns>
     /// <exception cref="CheckpointMismatchException">Missing, unexpected or mis-shaped tensors; all are listed at once.</exception>
     /// <exception cref="InvalidDataException">config.json or a quantization state is invalid; the message names the file and field.</exception>
     public static QuantizedLoadResult Load(string folder, QuantizedLoadOptions? options = null, IProgress<CheckpointLoadProgress>? progress = null,
@@ -61,7 +61,7 @@ public static class QuantizedModelLoader
     /// <param name="progress">Receives one report per checkpoint tensor read.</param>
     /// <param name="logger">Logger; null logs nothing.</param>
     /// <param name="cancellationToken">Checked before every module.</param>
-    /// <returns>The model and what it cost.</returns>
+    /// <returns>The model, in eval mode, and what it cost.</returns>
     /// <exception cref="InvalidDataException">config.json lacks <c>quantization_config</c>, or its <c>quant_method</c> is not bitsandbytes, or <c>bnb_4bit_quant_type</c> is not nf4, or a quantization state is invalid; the message names the field or key.</exception>
     /// <exception cref="CheckpointMismatchException">Missing, unexpected or mis-shaped tensors; all are listed at once.</exception>
     public static QuantizedLoadResult LoadPrequantized(string folder, QuantizedLoadOptions? options = null, IProgress<CheckpointLoadProgress>? progress = null,

@@ -45,7 +45,7 @@ public sealed record LoraTrainingOptions
     /// <summary>AdamW ε; positive. Default 1e-8.</summary>
     public double AdamEpsilon { get; init; } = 1e-8;
 
-    /// <summary>AdamW decoupled weight decay; non-negative. Default 0 (HF's default; TorchSharp's own default differs).</summary>
+    /// <summary>AdamW decoupled weight decay; non-negative. Default 0 (HF's default; PyTorch's <c>torch.optim.AdamW</c> defaults to 0.01, TorchSharp 0.107's to 0; the trainer always passes this value).</summary>
     public double WeightDecay { get; init; }
 
     /// <summary>Recompute each decoder layer in the backward (<c>MistralForCausalLM.GradientCheckpointing</c>) while training. Default true.</summary>
