@@ -118,3 +118,33 @@ public sealed class EvaluationModesTests(PipelineFixture fixture) : IClassFixtur
             new CustomTaskMetrics(new Dictionary<string, double> { ["length"] = predictions.Average(p => p.Prediction!.Length) });
     }
 }
+
+/// <summary>The task's whole label set reaches the metrics (scikit-learn's labels=).</summary>
+public sealed class ClassificationScoringTests
+{
+    [Fact]
+    public void AClassMissingFromTheTestSampleKeepsItsRowAndCountsInTheMacroAverage()
+    {
+        var task = new ClassificationTask();
+        var context = new TaskContext(["sport", "food", "music"], []);
+        ExamplePrediction P(string target, string prediction, bool parsed, string likely) =>
+            new(0, "x", target, 3, 0, 0, prediction, prediction, parsed, 1, null, 1.0) { LikelihoodPrediction = likely };
+        var predictions = new[]
+        {
+            P("sport", "sport", true, "sport"),
+            P("sport", "gibberish", false, "food"),
+            P("food", "food", true, "food"),
+        };
+        var metrics = (ClassificationTaskMetrics)task.Score(predictions, context);
+
+        metrics.Generated!.Labels.Should().Equal("sport", "food", "music");
+        metrics.Generated.PerLabel[2].Support.Should().Be(0);
+        metrics.Generated.Accuracy.Should().BeApproximately(2.0 / 3, 1e-12);
+        metrics.Unparseable.Should().Be(1);
+        // sport: P 1, R 0.5, F1 2/3; food: P 1, R 1, F1 1; music: 0 (zero division) -> macro F1 (2/3 + 1 + 0) / 3.
+        metrics.Generated.Macro.F1.Should().BeApproximately(((2.0 / 3) + 1 + 0) / 3, 1e-12);
+        // likelihood: sport P 1 R 0.5 F1 2/3; food P 0.5 R 1 F1 2/3; music 0.
+        metrics.Likelihood!.Macro.F1.Should().BeApproximately(((2.0 / 3) + (2.0 / 3)) / 3, 1e-12);
+        metrics.Headline["unparseable"].Should().Be(1);
+    }
+}

@@ -119,20 +119,25 @@ public class ClassificationTask : PipelineTask
         ArgumentNullException.ThrowIfNull(predictions);
         ArgumentNullException.ThrowIfNull(context);
         var truth = predictions.Select(p => p.Target).ToArray();
+
+        // scikit-learn's labels=: every class of the task has its row (support 0 when the test sample lacks it) and counts
+        // in the macro average; a gold label the task did not know is appended so that no sample loses its row, and an
+        // unparseable output (no label) is a miss of its true class, never a class of its own.
+        var labels = context.Labels.Concat(truth).Distinct(StringComparer.Ordinal).ToArray();
         ClassificationReport? generated = null;
         int unparseable = 0;
         if (predictions.Count > 0 && predictions.All(p => p.Prediction is not null))
         {
-            generated = ClassificationMetrics.Compute(truth, predictions.Select(p => p.Prediction!).ToArray());
+            generated = ClassificationMetrics.Compute(truth, predictions.Select(p => p.Prediction!).ToArray(), labels: labels);
             unparseable = predictions.Count(p => p.IsParsed == false);
         }
 
         ClassificationReport? likelihood = null;
         if (predictions.Count > 0 && predictions.All(p => p.LikelihoodPrediction is not null))
         {
-            likelihood = ClassificationMetrics.Compute(truth, predictions.Select(p => p.LikelihoodPrediction!).ToArray());
+            likelihood = ClassificationMetrics.Compute(truth, predictions.Select(p => p.LikelihoodPrediction!).ToArray(), labels: labels);
         }
 
-        return new ClassificationTaskMetrics(generated, unparseable, likelihood, context.Labels);
+        return new ClassificationTaskMetrics(generated, unparseable, likelihood, labels);
     }
 }
