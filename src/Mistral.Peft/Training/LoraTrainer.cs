@@ -87,7 +87,7 @@ public sealed class LoraTrainer
         Device device = model.Device;
         using var optimizer = optim.AdamW(parameters, lr: options.LearningRate, beta1: options.AdamBeta1, beta2: options.AdamBeta2,
             eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
-        optimizer.zero_grad();
+        ZeroGradAfter(optimizer, step: false);
         try
         {
             model.GradientCheckpointing = options.GradientCheckpointing;
@@ -121,8 +121,7 @@ public sealed class LoraTrainer
                     }
 
                     double gradNorm = ClipGradients(parameters, options.MaxGradNorm);
-                    optimizer.step();
-                    optimizer.zero_grad();
+                    ZeroGradAfter(optimizer, step: true);
                     stepWatch.Stop();
                     clock.Stop();
                     step++;
@@ -155,12 +154,27 @@ public sealed class LoraTrainer
         finally
         {
             clock.Stop();
-            optimizer.zero_grad();
+            ZeroGradAfter(optimizer, step: false);
             model.GradientCheckpointing = wasCheckpointing;
             model.train(wasTraining);
         }
 
         return new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints);
+    }
+
+    /// <summary>
+    /// Optionally steps the optimizer, then zeroes the gradients, inside a dispose scope: TorchSharp's <c>zero_grad</c> creates
+    /// a tensor handle per parameter (<c>Tensor.zero_()</c> returns a new handle) that would otherwise be left to the finalizer.
+    /// </summary>
+    private static void ZeroGradAfter(optim.Optimizer optimizer, bool step)
+    {
+        using var scope = NewDisposeScope();
+        if (step)
+        {
+            optimizer.step();
+        }
+
+        optimizer.zero_grad();
     }
 
     /// <summary>Clips the global L2 norm of the gradients (PyTorch's <c>clip_grad_norm_</c>) and returns the norm before clipping.</summary>
