@@ -13,10 +13,20 @@ internal sealed class DeviceScalarQueue : IDisposable
     /// <summary>Scalars waiting to be read.</summary>
     public int Count => _values.Count;
 
-    /// <summary>Takes ownership of a 0-d tensor (it must not belong to a dispose scope) and returns its index in the next read.</summary>
+    /// <summary>
+    /// Takes ownership of a 0-d tensor (it must not belong to a dispose scope) and returns its index in the next read. A
+    /// non-float32 scalar (a bf16 gradient norm) is replaced by its exact float32 copy on the same device.
+    /// </summary>
     public int Add(Tensor scalar)
     {
-        _values.Add(scalar);
+        Tensor value = scalar;
+        if (scalar.dtype != ScalarType.Float32)
+        {
+            value = scalar.to_type(ScalarType.Float32).DetachFromDisposeScope();
+            scalar.Dispose();
+        }
+
+        _values.Add(value);
         return _values.Count - 1;
     }
 
@@ -31,7 +41,7 @@ internal sealed class DeviceScalarQueue : IDisposable
         float[] host;
         using (var scope = NewDisposeScope())
         {
-            Tensor all = stack(_values).to_type(ScalarType.Float32).cpu();
+            Tensor all = stack(_values).cpu();
             host = all.data<float>().ToArray();
         }
 

@@ -225,9 +225,9 @@ public sealed class LoraTrainer
                 weights[i] = (double)batch.TargetTokens / targets; // share of the step's target tokens
                 using var scope = NewDisposeScope();
                 long[] shape = [batch.Rows, batch.Columns];
-                Tensor input = tensor(batch.InputIds, shape, ScalarType.Int64, device);
-                Tensor? mask = batch.AttentionMask is null ? null : tensor(batch.AttentionMask, shape, ScalarType.Int64, device);
-                Tensor labels = batch.Labels is null ? input : tensor(batch.Labels, shape, ScalarType.Int64, device);
+                Tensor input = Upload(batch.InputIds, shape, device);
+                Tensor? mask = batch.AttentionMask is null ? null : Upload(batch.AttentionMask, shape, device);
+                Tensor labels = batch.Labels is null ? input : Upload(batch.Labels, shape, device);
                 using var output = model.forward(new CausalLMInput(input) { AttentionMask = mask, Labels = labels });
                 Tensor loss = output.Loss!;
                 (loss * weights[i]).backward();
@@ -245,6 +245,23 @@ public sealed class LoraTrainer
         }
 
         return new StepLosses(losses, weights, tokens, targets);
+    }
+
+    /// <summary>
+    /// An int64 tensor of host data on <paramref name="device"/>, in the current dispose scope. For CUDA the data goes through
+    /// pinned memory with a non-blocking copy: a blocking copy from pageable memory synchronizes the stream (it would wait
+    /// for every queued kernel, i.e. a host sync per micro-batch). libtorch's pinned-memory allocator keeps the staging
+    /// buffer until the copy has run, so disposing it right away is safe.
+    /// </summary>
+    private static Tensor Upload(long[] data, long[] shape, Device device)
+    {
+        Tensor host = tensor(data, shape, ScalarType.Int64);
+        return device.type switch
+        {
+            DeviceType.CPU => host,
+            DeviceType.CUDA => host.pin_memory().to(device, non_blocking: true),
+            _ => host.to(device),
+        };
     }
 
     /// <summary>Turns the steps read from the device into results, progress reports and log lines, then clears them.</summary>

@@ -149,6 +149,25 @@ public class DeviceSideStepValuesTests(ITestOutputHelper output)
         two.GroupBy(s => s.WeightSum).Select(g => g.Select(s => s.Step)).Should().BeEquivalentTo(new[] { new[] { 1, 2 }, [3], [4], [5, 6], [7] }, o => o.WithStrictOrdering());
     }
 
+    [Fact]
+    public void TheQueueReadsEveryPendingScalarAsFloat32AndLeavesNoHandle()
+    {
+        using var tenth = tensor(0.1f);
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        using (var queue = new DeviceScalarQueue())
+        {
+            queue.Add(tensor(1.5f)).Should().Be(0);
+            queue.Add(tenth.to_type(ScalarType.BFloat16)).Should().Be(1); // a bf16 norm: converted exactly
+            queue.Add(tensor(-2.25)).Should().Be(2);
+            queue.ReadAll().Should().Equal(1.5f, (float)(BFloat16)0.1f, -2.25f);
+            queue.Count.Should().Be(0);
+            queue.ReadAll().Should().BeEmpty();
+            queue.Add(tensor(7f));
+        }
+
+        DisposeScopeManager.Statistics.ThreadTotalLiveCount.Should().Be(before, "read and pending scalars are disposed");
+    }
+
     private static (List<(int Step, double WeightSum)> Seen, List<string> Log) Run(PackedDataset data, LoraTrainingOptions options)
     {
         using var f = new TrainingFixture();
