@@ -141,16 +141,19 @@ public sealed class LoraTrainer
                     clock.Stop();
                     step++;
                     tokens += losses.Tokens;
-                    double tokensPerSecond = clock.Elapsed.TotalSeconds > 0 ? tokens / clock.Elapsed.TotalSeconds : 0;
                     pending.Add(new PendingStep(step, epoch, group.Count, losses.Weights, lossIndex, normIndex, losses.Tokens, losses.TargetTokens,
-                        stepWatch.Elapsed, tokensPerSecond));
+                        stepWatch.Elapsed, tokens, clock.Elapsed));
 
                     bool epochEnd = first + options.GradientAccumulationSteps >= microBatches.Count;
                     if (epochEnd || step % reportEvery == 0 || step % options.LogEverySteps == 0)
                     {
+                        // The read waits for the device: its time belongs to the step that triggered it (and to the run).
                         clock.Start();
+                        var readWatch = Stopwatch.StartNew();
                         float[] values = queue.ReadAll();
+                        readWatch.Stop();
                         clock.Stop();
+                        pending[^1] = pending[^1] with { Elapsed = pending[^1].Elapsed + readWatch.Elapsed, Clock = clock.Elapsed };
                         ReportPending(pending, values, steps, totalSteps, options.LogEverySteps, progress, cancellationToken);
                     }
                 }
@@ -283,7 +286,7 @@ public sealed class LoraTrainer
             read.Add(s);
         }
 
-        var tokensPerSecond = pending.ToDictionary(p => p.Step, p => p.TokensPerSecond);
+        var tokensPerSecond = pending.ToDictionary(p => p.Step, p => p.Clock.TotalSeconds > 0 ? p.TokensSoFar / p.Clock.TotalSeconds : 0);
         pending.Clear();
         foreach (var s in read)
         {
@@ -320,7 +323,10 @@ public sealed class LoraTrainer
     /// <summary>The device-side losses of one step (see <see cref="AccumulateStep"/>).</summary>
     internal sealed record StepLosses(IReadOnlyList<Tensor> Losses, double[] Weights, long Tokens, long TargetTokens);
 
-    /// <summary>A step taken whose loss and norm are still on the device (indices into the pending read).</summary>
+    /// <summary>
+    /// A step taken whose loss and norm are still on the device (indices into the pending read), with the run's tokens and
+    /// training time up to its end (for its throughput).
+    /// </summary>
     private sealed record PendingStep(int Step, int Epoch, int MicroBatches, double[] Weights, int LossIndex, int NormIndex, long Tokens,
-        long TargetTokens, TimeSpan Elapsed, double TokensPerSecond);
+        long TargetTokens, TimeSpan Elapsed, long TokensSoFar, TimeSpan Clock);
 }

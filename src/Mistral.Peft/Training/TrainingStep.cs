@@ -12,9 +12,10 @@ namespace Mistral.Peft.Training;
 /// <param name="GradNorm">Global L2 norm of the adapter gradients before clipping (what HF logs as <c>grad_norm</c>).</param>
 /// <param name="Tokens">Real tokens fed to the model in this step (packed: blocks × sequence length; padding not counted).</param>
 /// <param name="Elapsed">
-/// Wall time of the step on the host. On an asynchronous device (a GPU) the host runs ahead between reads of the step
-/// values (<see cref="LoraTrainingOptions.ReportEverySteps"/>), so the wait for the device shows in the steps before a read;
-/// sums over many steps (<see cref="TrainingResult.Elapsed"/>) are exact.
+/// Wall time of the step on the host, including the read of the pending step values when this step triggered one. On an
+/// asynchronous device (a GPU) the host runs ahead between reads (<see cref="LoraTrainingOptions.ReportEverySteps"/>), so
+/// steps look fast and the step that triggers a read carries the wait for the device; sums and averages over the steps
+/// of a read interval, and <see cref="TrainingResult.Elapsed"/>, are right.
 /// </param>
 public sealed record TrainingStep(int Step, int Epoch, int MicroBatches, double Loss, double GradNorm, long Tokens, TimeSpan Elapsed)
 {

@@ -41,6 +41,8 @@ public class DeviceSideStepValuesTests(ITestOutputHelper output)
         }
 
         result.Steps.Select(s => s.TargetTokens).Should().Equal(4 * 11L, 3 * 11L, 4 * 11L, 3 * 11L);
+        double stepSeconds = result.Steps.Sum(s => s.Elapsed.TotalSeconds); // the steps (reads included) make up the run's time
+        stepSeconds.Should().BeLessThanOrEqualTo(result.Elapsed.TotalSeconds).And.BeGreaterThan(0.9 * result.Elapsed.TotalSeconds);
     }
 
     /// <summary>The trainer as it was before step values stayed on the device: item() per micro-batch, clip_grad_norm_.</summary>
