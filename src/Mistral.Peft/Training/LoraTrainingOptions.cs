@@ -15,7 +15,7 @@ public sealed record LoraTrainingOptions
     /// <summary>Passes over the data; at least 1. Default 1.</summary>
     public int Epochs { get; init; } = 1;
 
-    /// <summary>Blocks per micro-batch (one forward/backward); at least 1. Default 4.</summary>
+    /// <summary>Sequences (packed blocks or completion examples) per micro-batch (one forward/backward); at least 1. Default 4.</summary>
     public int PerDeviceBatchSize { get; init; } = 4;
 
     /// <summary>Micro-batches whose gradients are summed before each optimizer step; at least 1. Default 2.</summary>
@@ -51,7 +51,7 @@ public sealed record LoraTrainingOptions
     /// <summary>Recompute each decoder layer in the backward (<c>MistralForCausalLM.GradientCheckpointing</c>) while training. Default true.</summary>
     public bool GradientCheckpointing { get; init; } = true;
 
-    /// <summary>Shuffle the blocks at the start of each epoch. Default true.</summary>
+    /// <summary>Shuffle the sequences (blocks or examples) at the start of each epoch. Default true.</summary>
     public bool Shuffle { get; init; } = true;
 
     /// <summary>
@@ -60,8 +60,20 @@ public sealed record LoraTrainingOptions
     /// </summary>
     public long Seed { get; init; } = 42;
 
-    /// <summary>Log a line every this many optimizer steps (progress is reported after every step); at least 1. Default 10.</summary>
+    /// <summary>
+    /// Log a line every this many optimizer steps (and at the last step); at least 1. The step losses and gradient norms
+    /// stay on the device between reads; a log step reads every pending step. Default 10.
+    /// </summary>
     public int LogEverySteps { get; init; } = 10;
+
+    /// <summary>
+    /// How often, in optimizer steps, the losses and pre-clip gradient norms of the steps taken since the last read are
+    /// copied from the device to the host (one transfer for all of them) and reported to the progress sink, one report
+    /// per step. Reads also happen at every log step (<see cref="LogEverySteps"/>), at each epoch's end and at the end.
+    /// Null (the default) reads at the log steps only; 1 reads after every step (one host synchronization per step,
+    /// which stalls an asynchronous device such as a GPU). At least 1 when set.
+    /// </summary>
+    public int? ReportEverySteps { get; init; }
 
     /// <summary>When set, the adapter is saved with <c>PeftAdapter.Save</c> after each epoch into <c>{CheckpointFolder}/checkpoint-{step}</c>. Default null (no checkpoints).</summary>
     public string? CheckpointFolder { get; init; }
@@ -69,8 +81,8 @@ public sealed record LoraTrainingOptions
     /// <summary>The <c>base_model_name_or_path</c> recorded in checkpoints' <c>adapter_config.json</c>. Default null.</summary>
     public string? BaseModelNameOrPath { get; init; }
 
-    /// <summary>Optimizer steps per epoch for <paramref name="blocks"/> blocks: ⌈⌈blocks / batch⌉ / accumulation⌉ (a trailing partial accumulation is stepped).</summary>
-    /// <param name="blocks">Blocks in the dataset.</param>
+    /// <summary>Optimizer steps per epoch for <paramref name="blocks"/> sequences: ⌈⌈blocks / batch⌉ / accumulation⌉ (a trailing partial accumulation is stepped).</summary>
+    /// <param name="blocks">Sequences in the dataset (<see cref="TrainingDataset.Count"/>: packed blocks or completion examples).</param>
     /// <returns>The number of optimizer steps.</returns>
     public int StepsPerEpoch(int blocks)
     {
@@ -101,6 +113,7 @@ public sealed record LoraTrainingOptions
         Require(AdamEpsilon > 0 && double.IsFinite(AdamEpsilon), nameof(AdamEpsilon), "must be a positive finite number", AdamEpsilon);
         Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), "must be a non-negative finite number", WeightDecay);
         Require(LogEverySteps >= 1, nameof(LogEverySteps), "must be at least 1", LogEverySteps);
+        Require(ReportEverySteps is null or >= 1, nameof(ReportEverySteps), "must be null (read at log steps) or at least 1", ReportEverySteps);
         Require(CheckpointFolder is null || !string.IsNullOrWhiteSpace(CheckpointFolder), nameof(CheckpointFolder), "must be null or a non-empty path", CheckpointFolder);
         return this;
     }

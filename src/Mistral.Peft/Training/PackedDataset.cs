@@ -6,7 +6,11 @@ namespace Mistral.Peft.Training;
 /// Fixed-length token blocks for causal-LM training (labels = input ids: the loss is on every token), with an account
 /// of what packing left out. Made by <see cref="SftPacker"/>, or directly from blocks.
 /// </summary>
-public sealed class PackedDataset
+/// <remarks>
+/// A micro-batch of b blocks is a [b, <see cref="SequenceLength"/>] batch without padding or attention mask; each block
+/// contributes <see cref="SequenceLength"/> − 1 target tokens (every token but the first is predicted).
+/// </remarks>
+public sealed class PackedDataset : TrainingDataset
 {
     private readonly int[] _tokens;
 
@@ -68,7 +72,7 @@ public sealed class PackedDataset
     public IReadOnlyList<IReadOnlyList<int>> Blocks { get; }
 
     /// <summary>Number of blocks.</summary>
-    public int Count => Blocks.Count;
+    public override int Count => Blocks.Count;
 
     /// <summary>Tokens per block.</summary>
     public int SequenceLength { get; }
@@ -84,11 +88,30 @@ public sealed class PackedDataset
 
     /// <summary>One line for logs, e.g. <c>"3 blocks of 512 tokens from 10 texts; 17 trailing tokens dropped"</c>.</summary>
     /// <returns>The description.</returns>
-    public string Describe() => string.Create(CultureInfo.InvariantCulture,
+    public override string Describe() => string.Create(CultureInfo.InvariantCulture,
         $"{Count} blocks of {SequenceLength} tokens from {TextCount} texts; {DroppedTokens} trailing tokens dropped");
 
     /// <inheritdoc />
-    public override string ToString() => Describe();
+    internal override TrainingBatch CreateBatch(IReadOnlyList<int> indices)
+    {
+        var ids = new long[indices.Count * SequenceLength];
+        CopyBlocks(indices, ids);
+        return new TrainingBatch(ids, indices.Count, SequenceLength, AttentionMask: null, Labels: null,
+            Tokens: (long)indices.Count * SequenceLength, TargetTokens: (long)indices.Count * (SequenceLength - 1));
+    }
+
+    /// <inheritdoc />
+    internal override void CheckTokenIds(int vocabularySize)
+    {
+        for (int i = 0; i < _tokens.Length; i++)
+        {
+            if (_tokens[i] >= vocabularySize)
+            {
+                throw new ArgumentException(OutOfVocabulary(
+                    string.Create(CultureInfo.InvariantCulture, $"block {i / SequenceLength}"), _tokens[i], i % SequenceLength, vocabularySize), "data");
+            }
+        }
+    }
 
     /// <summary>Copies blocks into <paramref name="destination"/> row after row (for building a batch tensor).</summary>
     internal void CopyBlocks(IReadOnlyList<int> blockIndices, long[] destination)

@@ -16,6 +16,7 @@ public class LoraTrainingOptionsTests
         o.GradientCheckpointing.Should().BeTrue();
         (o.AdamBeta1, o.AdamBeta2, o.AdamEpsilon, o.WeightDecay).Should().Be((0.9, 0.999, 1e-8, 0.0));
         o.Seed.Should().Be(42);
+        (o.LogEverySteps, o.ReportEverySteps).Should().Be((10, (int?)null), "step values are read from the device at log steps by default");
         LoraTrainingOptions.Study.Epochs.Should().Be(5);
         LoraTrainingOptions.Study.WarmupRatio.Should().Be(0.03);
         LoraTrainingOptions.StudySummarization.Epochs.Should().Be(1);
@@ -48,6 +49,8 @@ public class LoraTrainingOptionsTests
             (new() { AdamEpsilon = 0 }, "AdamEpsilon"),
             (new() { WeightDecay = -1 }, "WeightDecay"),
             (new() { LogEverySteps = 0 }, "LogEverySteps"),
+            (new() { ReportEverySteps = 0 }, "ReportEverySteps"),
+            (new() { ReportEverySteps = -3 }, "ReportEverySteps"),
             (new() { CheckpointFolder = " " }, "CheckpointFolder"),
             (new() { Schedule = (LearningRateSchedule)7 }, "Schedule"),
         };
@@ -58,6 +61,9 @@ public class LoraTrainingOptionsTests
         }
 
         new LoraTrainingOptions { MaxGradNorm = null }.Validate().MaxGradNorm.Should().BeNull();
+        new LoraTrainingOptions { ReportEverySteps = 1 }.Validate().ReportEverySteps.Should().Be(1);
+        FluentActions.Invoking(() => new LoraTrainingOptions { ReportEverySteps = 0 }.Validate()).Should().Throw<ArgumentException>()
+            .WithMessage("LoraTrainingOptions.ReportEverySteps must be null (read at log steps) or at least 1; got 0.*");
     }
 
     [Theory]
