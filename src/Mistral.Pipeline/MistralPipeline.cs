@@ -162,6 +162,19 @@ public sealed class MistralPipeline
         return this;
     }
 
+    /// <summary>
+    /// Completion-only training instead of packing: each example is BOS + prompt + target + EOS, the prompt's tokens are
+    /// labelled −100 (no loss), micro-batches are right-padded (padding never attended), and a step's loss is averaged over
+    /// its target tokens across all accumulated micro-batches (as transformers ≥ 4.46 does).
+    /// </summary>
+    /// <param name="options">Maximum length and ids; null for 512 tokens (BOS/EOS/pad ids are taken from the tokenizer unless set).</param>
+    /// <returns>This builder.</returns>
+    public MistralPipeline WithCompletionOnlyTraining(SftCompletionOptions? options = null)
+    {
+        _settings = _settings with { CompletionOnly = options ?? new SftCompletionOptions() };
+        return this;
+    }
+
     /// <summary>Evaluation settings (batch size, context, prompt overflow, cost model).</summary>
     /// <param name="options">The options.</param>
     /// <returns>This builder.</returns>
@@ -474,24 +487,24 @@ public sealed class MistralPipeline
     {
         var task = s.Task!;
         var logger = loggers.CreateLogger<MistralPipeline>();
-        progress?.Report(new PipelineProgress(PipelineStage.Preparing, 0, examples.Count, "tokenizing and packing"));
-        var packing = s.Packing with { BosId = tokenizer.BosId, EosId = tokenizer.EosId };
-        PackedDataset data = new SftPacker(packing).Pack(examples.Select(e => task.TrainingExample(e).Text), tokenizer, cancellationToken);
-        for (int b = 0; b < data.Count; b++)
+        progress?.Report(new PipelineProgress(PipelineStage.Preparing, 0, examples.Count, "tokenizing"));
+        TrainingDataset data;
+        if (s.CompletionOnly is { } completion)
         {
-            foreach (int id in data.Blocks[b])
-            {
-                if (id >= model.Config.VocabSize)
-                {
-                    throw new ArgumentException($"Train: packed block {b} holds token id {id}, outside the model's vocabulary [0, {model.Config.VocabSize}).");
-                }
-            }
+            completion = completion with { BosId = tokenizer.BosId, EosId = tokenizer.EosId, PadId = completion.PadId ?? tokenizer.PadId };
+            data = new SftCompletionBuilder(completion).Build(
+                examples.Select(e => task.TrainingExample(e)).Select(x => new CompletionExample(x.Prompt, x.Target)), tokenizer, cancellationToken);
+        }
+        else
+        {
+            var packing = s.Packing with { BosId = tokenizer.BosId, EosId = tokenizer.EosId };
+            data = new SftPacker(packing).Pack(examples.Select(e => task.TrainingExample(e).Text), tokenizer, cancellationToken);
         }
 
         logger.LogInformation("Training data: {Data}", data.Describe());
         if (data.Count == 0)
         {
-            throw new ArgumentException($"Train: the {examples.Count} examples hold fewer tokens than one {packing.SequenceLength}-token block ({data.Describe()}); add examples or lower the sequence length with WithPacking.");
+            throw new ArgumentException($"Train: the {examples.Count} examples give no training sequence ({data.Describe()}); add examples or lower the sequence length (WithPacking / WithCompletionOnlyTraining).");
         }
 
         var options = s.Training;
@@ -507,10 +520,8 @@ public sealed class MistralPipeline
 
         options = options with { BaseModelNameOrPath = options.BaseModelNameOrPath ?? s.BaseModelName ?? s.ModelFolder };
         int totalSteps = options.StepsPerEpoch(data.Count) * options.Epochs;
-        var steps = new List<TrainingProgress>();
         var trainProgress = new SyncProgress<TrainingProgress>(p =>
         {
-            steps.Add(p);
             progress?.Report(new PipelineProgress(PipelineStage.Training, p.Step, p.TotalSteps,
                 $"step {p.Step}/{p.TotalSteps} epoch {p.Epoch}: loss {p.Loss:F4}, {p.TokensPerSecond:F0} tokens/s") { Training = p });
         });
@@ -538,10 +549,11 @@ public sealed class MistralPipeline
                 Options = options,
             };
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (TrainingCanceledException e)
         {
             clock.Stop();
-            int done = steps.Count == 0 ? 0 : steps[^1].Step;
+            int done = e.StepsCompleted;
+            var partial = e.PartialResult;
             var checkpoints = new List<string>();
             if (options.CheckpointFolder is not null)
             {
@@ -553,7 +565,6 @@ public sealed class MistralPipeline
             model.eval();
             logger.LogWarning("Training cancelled after {Steps} of {Total} steps{Checkpoint}.", done, totalSteps,
                 checkpoints.Count > 0 ? $"; adapter saved to {checkpoints[0]}" : "; the adapter keeps the steps taken (SaveAdapter to keep it)");
-            long tokens = (long)done * options.PerDeviceBatchSize * options.GradientAccumulationSteps * data.SequenceLength;
             return new TrainingSummary
             {
                 Cancelled = true,
@@ -561,13 +572,13 @@ public sealed class MistralPipeline
                 TotalSteps = totalSteps,
                 Examples = examples.Count,
                 Data = data.Describe(),
-                Elapsed = clock.Elapsed,
-                Tokens = Math.Min(tokens, data.TokenCount * options.Epochs),
+                Elapsed = partial.Elapsed,
+                Tokens = partial.Tokens,
                 PeakMemoryBytes = memory.PeakBytes,
                 MemoryKind = memory.Kind,
-                Steps = [],
-                EpochLosses = [],
-                Checkpoints = checkpoints,
+                Steps = partial.Steps,
+                EpochLosses = partial.EpochLosses,
+                Checkpoints = [.. partial.Checkpoints, .. checkpoints],
                 Options = options,
             };
         }

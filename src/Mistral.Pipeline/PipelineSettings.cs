@@ -41,6 +41,8 @@ internal sealed record PipelineSettings
 
     public SftPackingOptions Packing { get; init; } = SftPackingOptions.Study;
 
+    public SftCompletionOptions? CompletionOnly { get; init; }
+
     public EvaluationOptions Evaluation { get; init; } = new();
 
     public string? OutputFolder { get; init; }

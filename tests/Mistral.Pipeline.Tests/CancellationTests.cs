@@ -21,10 +21,14 @@ public sealed class CancellationTests(PipelineFixture fixture) : IClassFixture<P
             }
         });
 
-        using TrainedPipeline tuned = EndToEndTests.Configured(fixture).WithOutputFolder(output).Train(train, progress, cts.Token);
+        // Progress is read from the device every step here (ReportEverySteps 1), so the cancellation lands right after step 3.
+        using TrainedPipeline tuned = EndToEndTests.Configured(fixture).WithTrainingOptions(o => o with { ReportEverySteps = 1 })
+            .WithOutputFolder(output).Train(train, progress, cts.Token);
 
         tuned.Cancelled.Should().BeTrue();
         tuned.Training.StepsCompleted.Should().Be(3);
+        tuned.Training.Steps.Select(st => st.Step).Should().Equal(1, 2, 3);
+        tuned.Training.Tokens.Should().Be(tuned.Training.Steps.Sum(st => st.Tokens));
         tuned.Training.TotalSteps.Should().BeGreaterThan(3);
         tuned.Training.Checkpoints.Should().ContainSingle().Which.Should().Be(Path.Combine(output, "checkpoint-3"));
         seen.Select(p => p.Stage).Should().Contain([PipelineStage.Loading, PipelineStage.Preparing, PipelineStage.Training]);
@@ -52,6 +56,33 @@ public sealed class CancellationTests(PipelineFixture fixture) : IClassFixture<P
         cts.Cancel();
         var act = () => EndToEndTests.Configured(fixture).Train(PipelineFixture.Examples(6, seed: 1), null, cts.Token);
         act.Should().Throw<OperationCanceledException>();
+    }
+
+    private sealed class Inline(Action<PipelineProgress> handler) : IProgress<PipelineProgress>
+    {
+        public void Report(PipelineProgress value) => handler(value);
+    }
+}
+
+/// <summary>The trainer's cancellation tells how far it got, even between progress reads.</summary>
+public sealed class TrainerCancellationTests(PipelineFixture fixture) : IClassFixture<PipelineFixture>
+{
+    [Fact]
+    public void CancellationBetweenReadsCountsEveryAppliedStep()
+    {
+        using var cts = new CancellationTokenSource();
+        var progress = new Inline(p =>
+        {
+            if (p.Stage == PipelineStage.Training && p.Done == 2)
+            {
+                cts.Cancel(); // reported at the read after step 5 (LogEverySteps 5): steps 3–5 were applied already
+            }
+        });
+        using TrainedPipeline tuned = EndToEndTests.Configured(fixture).Train(PipelineFixture.Examples(90, seed: 1), progress, cts.Token);
+        tuned.Cancelled.Should().BeTrue();
+        tuned.Training.StepsCompleted.Should().Be(5);
+        tuned.Training.Steps.Select(s => s.Step).Should().Equal(1, 2, 3, 4, 5);
+        tuned.Training.Checkpoints.Should().BeEmpty("no output folder was set");
     }
 
     private sealed class Inline(Action<PipelineProgress> handler) : IProgress<PipelineProgress>

@@ -57,3 +57,21 @@ public sealed class EndToEndTests(PipelineFixture fixture, ITestOutputHelper out
         }
     }
 }
+
+/// <summary>Completion-only training through the pipeline: prompt tokens carry no loss.</summary>
+public sealed class CompletionOnlyPipelineTests(PipelineFixture fixture) : IClassFixture<PipelineFixture>
+{
+    [Fact]
+    public void CompletionOnlyTrainingLearnsTheLabels()
+    {
+        var train = PipelineFixture.Examples(90, seed: 1);
+        var test = PipelineFixture.Examples(24, seed: 2);
+        using TrainedPipeline tuned = EndToEndTests.Configured(fixture)
+            .WithCompletionOnlyTraining(new SftCompletionOptions { MaxLength = 64 })
+            .Train(train);
+        tuned.Training.Data.Should().Contain("90");
+        tuned.Training.Steps.Should().OnlyContain(s => s.TargetTokens > 0 && s.TargetTokens < s.Tokens);
+        var report = tuned.Evaluate(test);
+        ((ClassificationTaskMetrics)report.Metrics).Likelihood!.Accuracy.Should().BeGreaterThanOrEqualTo(0.8);
+    }
+}

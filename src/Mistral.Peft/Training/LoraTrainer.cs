@@ -67,7 +67,7 @@ public sealed class LoraTrainer
     /// The model is not the adapters' model, the data is empty or holds a token id outside the model's vocabulary (the
     /// message names the block or example, the position and the id), or an option is invalid.
     /// </exception>
-    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    /// <exception cref="TrainingCanceledException">The token was cancelled; the exception (an <see cref="OperationCanceledException"/>) carries every step taken.</exception>
     public TrainingResult Train(MistralForCausalLM model, LoraModel lora, TrainingDataset data, LoraTrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -114,11 +114,11 @@ public sealed class LoraTrainer
         using var optimizer = optim.AdamW(parameters, lr: options.LearningRate, beta1: options.AdamBeta1, beta2: options.AdamBeta2,
             eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
         StepAndZeroGrad(optimizer, step: false);
+        int step = 0;
         try
         {
             model.GradientCheckpointing = options.GradientCheckpointing;
             model.train();
-            int step = 0;
             for (int epoch = 1; epoch <= options.Epochs; epoch++)
             {
                 int[] order = EpochShuffle.Order(data.Count, options.Seed, epoch - 1, options.Shuffle);
@@ -180,6 +180,19 @@ public sealed class LoraTrainer
                     _logger.LogInformation("saved adapter checkpoint {Folder}", folder);
                 }
             }
+        }
+        catch (OperationCanceledException e) when (cancellationToken.IsCancellationRequested && e is not TrainingCanceledException)
+        {
+            // Account for every step actually applied (those not yet read included), then say how far the run got.
+            clock.Stop();
+            if (pending.Count > 0)
+            {
+                float[] values = queue.ReadAll();
+                ReportPending(pending, values, steps, totalSteps, options.LogEverySteps, progress: null, CancellationToken.None);
+            }
+
+            var partial = new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints);
+            throw new TrainingCanceledException(partial, step, totalSteps, cancellationToken);
         }
         finally
         {
