@@ -32,6 +32,8 @@ public sealed class LabelLikelihoodTests(PipelineFixture fixture) : IClassFixtur
         }
 
         cached.Distinct().Should().HaveCount(labels.Length, "different labels get different scores");
+        double[] oneRowAtATime = new LabelLikelihoodScorer(model, tokenizer, maxCacheCopyBytes: 1).Score(prompt, labels, eos, CancellationToken.None);
+        oneRowAtATime.Zip(cached).Should().OnlyContain(p => Math.Abs(p.First - p.Second) < 1e-4, "batching the labels changes nothing");
     }
 
     [Fact]

@@ -50,6 +50,37 @@ public sealed class KvCache : IDisposable
         NextPosition = zeros([batchSize], ScalarType.Int64, device);
     }
 
+    private KvCache(KvCache source, int times)
+    {
+        IsRolling = source.IsRolling;
+        Capacity = source.Capacity;
+        MaxLength = source.MaxLength;
+        BatchSize = source.BatchSize * times;
+        SlidingWindow = source.SlidingWindow;
+        Length = source.Length;
+        keys = source.keys.Select(k => k.repeat(times, 1, 1, 1)).ToArray();
+        values = source.values.Select(v => v.repeat(times, 1, 1, 1)).ToArray();
+        SlotIndex = source.SlotIndex.clone();
+        SlotValid = source.SlotValid.repeat(times, 1);
+        NextPosition = source.NextPosition.repeat(times);
+    }
+
+    /// <summary>
+    /// A new cache holding <paramref name="times"/> copies of every row, in order (row r of copy c is row
+    /// c × <see cref="BatchSize"/> + r): one computed prompt continued by several sequences in one batch.
+    /// </summary>
+    /// <param name="times">Copies; at least 1.</param>
+    /// <returns>The new cache (dispose it); this one is unchanged.</returns>
+    public KvCache RepeatRows(int times)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(times);
+        return new KvCache(this, times);
+    }
+
+    /// <summary>Bytes of one row's keys and values over all layers (what <see cref="RepeatRows"/> copies per row).</summary>
+    public long BytesPerRow => keys.Sum(k => k.NumberOfElements * k.ElementSize) * 2 / BatchSize;
+
     /// <summary>Whether the cache is a rolling buffer of W slots.</summary>
     public bool IsRolling { get; }
 
