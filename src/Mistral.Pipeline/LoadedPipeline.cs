@@ -15,9 +15,14 @@ namespace Mistral.Pipeline;
 /// what it loaded (one <see cref="Dispose()"/>) and reuses the loaded base across every evaluation, so zero-shot, few-shot
 /// and fine-tuned evaluations of the same test set cost one load.
 /// </summary>
+/// <remarks>
+/// Calls on one pipeline run one at a time (evaluations switch the adapter off and on and change the model's mode):
+/// concurrent <see cref="EvaluateAsync"/> calls queue behind each other, and <see cref="Dispose()"/> waits for them.
+/// </remarks>
 public class LoadedPipeline : IDisposable
 {
     private readonly ILoggerFactory _loggers;
+    private readonly object _gate = new();
     private bool _disposed;
 
     internal LoadedPipeline(PipelineSettings settings, MistralForCausalLM model, MistralTokenizer tokenizer, LoraModel? lora, ILoggerFactory loggers)
@@ -55,13 +60,19 @@ public class LoadedPipeline : IDisposable
 
     internal PipelineSettings Settings { get; }
 
+    /// <summary>Whether <see cref="Lora"/> holds trained weights (trained here or loaded with <see cref="MistralPipeline.WithAdapter"/>), not a fresh injection.</summary>
+    public bool HasTrainedAdapter => Lora is not null && (Settings.AdapterFolder is not null || TrainingSummary is not null);
+
+    /// <summary>Whether the fine-tuning texts end with EOS (packing or completion-only with <c>AppendEos</c>), so label likelihood scores it.</summary>
+    internal bool TrainsWithEos => Settings.CompletionOnly?.AppendEos ?? Settings.Packing.AppendEos;
+
     internal string Description => Settings.AdapterFolder is { } a ? $"{ModelFolder} + adapter {a}" : ModelFolder;
 
-    /// <summary>Evaluates the pipeline's task on <paramref name="examples"/>: fine-tuned when it has an adapter, else zero-shot.</summary>
+    /// <summary>Evaluates the pipeline's task on <paramref name="examples"/>: fine-tuned when it has a trained or loaded adapter, else zero-shot.</summary>
     /// <param name="examples">The test examples.</param>
     /// <returns>The report.</returns>
     public EvaluationReport Evaluate(IReadOnlyList<Example> examples) =>
-        Evaluate(examples, Lora is null ? EvaluationMode.ZeroShot() : EvaluationMode.FineTuned());
+        Evaluate(examples, HasTrainedAdapter ? EvaluationMode.FineTuned() : EvaluationMode.ZeroShot());
 
     /// <summary>Evaluates the pipeline's task on <paramref name="examples"/> in one mode.</summary>
     /// <param name="examples">The test examples.</param>
@@ -75,8 +86,11 @@ public class LoadedPipeline : IDisposable
     public EvaluationReport Evaluate(IReadOnlyList<Example> examples, EvaluationMode mode, EvaluationOptions? options = null,
         IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        return new Evaluator(this, Logger<Evaluator>()).Run(examples, mode, options ?? Settings.Evaluation, progress, cancellationToken);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return new Evaluator(this, Logger<Evaluator>()).Run(examples, mode, options ?? Settings.Evaluation, progress, cancellationToken);
+        }
     }
 
     /// <summary><see cref="Evaluate(IReadOnlyList{Example}, EvaluationMode, EvaluationOptions?, IProgress{PipelineProgress}?, CancellationToken)"/> on a worker thread.</summary>
@@ -98,14 +112,17 @@ public class LoadedPipeline : IDisposable
     /// <returns>The generated text.</returns>
     public string Generate(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         var o = options ?? GenerationOptions.Greedy with { MaxNewTokens = 100 };
         if (Seed is long seed && o.Seed is null)
         {
             o = o with { Seed = unchecked((ulong)seed) };
         }
 
-        return new TextGenerator(Model, Tokenizer).Generate(prompt, o with { PadTokenId = Tokenizer.PadId ?? Tokenizer.EosId }, cancellationToken).Sequences[0].Text ?? string.Empty;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return new TextGenerator(Model, Tokenizer).Generate(prompt, o with { PadTokenId = Tokenizer.PadId ?? Tokenizer.EosId }, cancellationToken).Sequences[0].Text ?? string.Empty;
+        }
     }
 
     /// <summary>Saves the adapter in PEFT's format (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c>), loadable by PEFT and by <see cref="MistralPipeline.WithAdapter"/>.</summary>
@@ -114,9 +131,12 @@ public class LoadedPipeline : IDisposable
     /// <exception cref="InvalidOperationException">The pipeline has no adapter.</exception>
     public void SaveAdapter(string folder, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         var lora = Lora ?? throw new InvalidOperationException("SaveAdapter: the pipeline has no adapter (use WithQLoRA/WithLoRA and Train, or WithAdapter).");
-        PeftAdapter.Save(lora, folder, Settings.BaseModelName ?? ModelFolder, cancellationToken);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            PeftAdapter.Save(lora, folder, Settings.BaseModelName ?? ModelFolder, cancellationToken);
+        }
     }
 
     /// <summary>
@@ -125,14 +145,17 @@ public class LoadedPipeline : IDisposable
     /// <c>config.json</c> (no quantization) and the tokenizer files — what <c>transformers</c> and serving stacks load.
     /// The pipeline's own model is not changed.
     /// </summary>
-    /// <param name="folder">The destination; must not exist or be empty (the whole folder appears at once).</param>
+    /// <param name="folder">The destination; must not exist or be empty unless <see cref="MergedExportOptions.Overwrite"/> is set (the whole folder appears at once).</param>
     /// <param name="options">Dtype and shard size; null for the defaults.</param>
     /// <param name="progress">Told after each shard.</param>
     /// <param name="cancellationToken">Checked between tensors; a cancelled export leaves nothing behind.</param>
     public void SaveMerged(string folder, MergedExportOptions? options = null, IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        MergedCheckpointWriter.Write(Model, ModelFolder, folder, options ?? new MergedExportOptions(), progress, Logger<MergedExportOptions>(), cancellationToken);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            MergedCheckpointWriter.Write(Model, ModelFolder, folder, options ?? new MergedExportOptions(), progress, Logger<MergedExportOptions>(), cancellationToken);
+        }
     }
 
     /// <summary>Frees the model (and its adapter).</summary>
@@ -146,15 +169,19 @@ public class LoadedPipeline : IDisposable
     /// <param name="disposing">True from <see cref="Dispose()"/>.</param>
     protected virtual void Dispose(bool disposing)
     {
-        if (_disposed)
+        lock (_gate)
         {
-            return;
-        }
+            // Waits for a running evaluation or export: the model is never freed under it.
+            if (_disposed)
+            {
+                return;
+            }
 
-        _disposed = true;
-        if (disposing)
-        {
-            Model.Dispose();
+            _disposed = true;
+            if (disposing)
+            {
+                Model.Dispose();
+            }
         }
     }
 

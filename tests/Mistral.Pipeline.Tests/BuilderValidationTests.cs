@@ -74,6 +74,12 @@ public sealed class BuilderValidationTests(PipelineFixture fixture) : IClassFixt
         var act = () => loaded.Evaluate(Few, EvaluationMode.FineTuned());
         act.Should().Throw<InvalidOperationException>().WithMessage("Evaluate(EvaluationMode.FineTuned()): the pipeline has no adapter*");
         loaded.Lora.Should().BeNull();
+
+        using var fresh = MistralPipeline.Create().FromPretrained(fixture.Folder).OnDevice("cpu").WithLoRA(r: 2).ForClassification().Build();
+        fresh.HasTrainedAdapter.Should().BeFalse();
+        var untrained = () => fresh.Evaluate(Few, EvaluationMode.FineTuned());
+        untrained.Should().Throw<InvalidOperationException>().WithMessage("*the pipeline's adapter is untrained*");
+        fresh.Evaluate(Few).Mode.Kind.Should().Be(EvaluationModeKind.ZeroShot, "without a trained adapter the default is zero-shot");
         loaded.Model.training.Should().BeFalse("a loaded pipeline's model is in eval mode");
     }
 }

@@ -40,6 +40,8 @@ public sealed class EndToEndTests(PipelineFixture fixture, ITestOutputHelper out
         f.Likelihood!.Accuracy.Should().BeGreaterThanOrEqualTo(0.8);
         f.Unparseable.Should().BeLessThan(test.Count / 5);
         fine.Pillars.TrainingTime.Should().Be(tuned.Training.Elapsed);
+        zero.Pillars.TrainingTime.Should().BeNull("zero-shot runs the base model: the training run is not its cost");
+        zero.Training.Should().BeNull();
         fine.Pillars.LatencyP95Milliseconds.Should().BeGreaterThanOrEqualTo(fine.Pillars.LatencyP50Milliseconds).And.BeGreaterThan(0);
 
         // The adapter it saves loads in a fresh pipeline and gives the same predictions.

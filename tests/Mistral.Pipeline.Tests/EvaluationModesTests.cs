@@ -81,7 +81,7 @@ public sealed class EvaluationModesTests(PipelineFixture fixture) : IClassFixtur
 
         report.Pillars.InferenceCostPer1000!.Value.Should().BeApproximately(1.212m * (decimal)(report.Pillars.InferenceTime.TotalHours / 5 * 1000), 1e-9m);
         report.Pillars.TrainingTime.Should().BeNull();
-        report.ToMarkdown().Should().Contain("| inference cost per 1,000 examples |").And.Contain("USD").And.Contain("not trained in this pipeline");
+        report.ToMarkdown().Should().Contain("| inference cost per 1,000 examples |").And.Contain("USD").And.Contain("none: the base model, adapter off");
         string folder = TestPaths.TempDir();
         report.Save(folder);
         var lines = File.ReadAllLines(Path.Combine(folder, "predictions.jsonl"));

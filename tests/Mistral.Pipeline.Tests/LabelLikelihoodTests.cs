@@ -89,3 +89,21 @@ public sealed class LabelLikelihoodTests(PipelineFixture fixture) : IClassFixtur
         return i;
     }
 }
+
+/// <summary>NaN never flows silently into a label-likelihood prediction.</summary>
+public sealed class LabelLikelihoodNaNTests(PipelineFixture fixture) : IClassFixture<PipelineFixture>
+{
+    [Fact]
+    public void NonFiniteLabelScoresFailNamingTheExampleAndLabel()
+    {
+        using var pipeline = MistralPipeline.Create().FromPretrained(fixture.Folder).OnDevice("cpu")
+            .ForTask(new ClassificationTask { GenerateAndParse = false }).Build();
+        using (no_grad())
+        {
+            ((TorchSharp.Modules.Parameter)pipeline.Model.LmHead.parameters().First()).fill_(float.NaN);
+        }
+
+        var act = () => pipeline.Evaluate(PipelineFixture.Examples(3, seed: 1), EvaluationMode.ZeroShot());
+        act.Should().Throw<InvalidOperationException>().WithMessage("examples[0]: the log-likelihood of label 'sport' is NaN*");
+    }
+}

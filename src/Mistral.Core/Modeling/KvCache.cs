@@ -58,11 +58,31 @@ public sealed class KvCache : IDisposable
         BatchSize = source.BatchSize * times;
         SlidingWindow = source.SlidingWindow;
         Length = source.Length;
-        keys = source.keys.Select(k => k.repeat(times, 1, 1, 1)).ToArray();
-        values = source.values.Select(v => v.repeat(times, 1, 1, 1)).ToArray();
-        SlotIndex = source.SlotIndex.clone();
-        SlotValid = source.SlotValid.repeat(times, 1);
-        NextPosition = source.NextPosition.repeat(times);
+        var made = new List<Tensor>();
+        try
+        {
+            keys = source.keys.Select(k => Track(k.repeat(times, 1, 1, 1))).ToArray();
+            values = source.values.Select(v => Track(v.repeat(times, 1, 1, 1))).ToArray();
+            SlotIndex = Track(source.SlotIndex.clone());
+            SlotValid = Track(source.SlotValid.repeat(times, 1));
+            NextPosition = Track(source.NextPosition.repeat(times));
+        }
+        catch
+        {
+            // Out of memory part-way: free the copies already made.
+            foreach (var t in made)
+            {
+                t.Dispose();
+            }
+
+            throw;
+        }
+
+        Tensor Track(Tensor t)
+        {
+            made.Add(t);
+            return t;
+        }
     }
 
     /// <summary>
@@ -201,6 +221,7 @@ public sealed class KvCache : IDisposable
     /// <summary>Forgets every cached token (the buffers are reused).</summary>
     public void Reset()
     {
+        ObjectDisposedException.ThrowIf(disposed, this);
         SlotIndex.fill_(-1);
         SlotValid.fill_(false);
         NextPosition.fill_(0);

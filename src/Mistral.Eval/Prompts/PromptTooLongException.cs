@@ -8,7 +8,17 @@ public sealed class PromptTooLongException : Exception
     /// <param name="promptTokens">The prompt's token count (as built before giving up).</param>
     /// <param name="budget">The budget it did not fit.</param>
     public PromptTooLongException(string message, int promptTokens, PromptBudget budget)
-        : base(message)
+        : this(message, promptTokens, budget, null)
+    {
+    }
+
+    /// <summary>Creates the exception with the exception that caused it (e.g. the same failure, re-thrown naming the example).</summary>
+    /// <param name="message">What does not fit, and by how much.</param>
+    /// <param name="promptTokens">The prompt's token count.</param>
+    /// <param name="budget">The budget it did not fit.</param>
+    /// <param name="innerException">The original exception, or null.</param>
+    public PromptTooLongException(string message, int promptTokens, PromptBudget budget, Exception? innerException)
+        : base(message, innerException)
     {
         PromptTokens = promptTokens;
         Budget = budget;

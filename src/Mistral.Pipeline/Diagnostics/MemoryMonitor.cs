@@ -15,6 +15,7 @@ internal sealed partial class MemoryMonitor : IDisposable
     private readonly bool _cuda;
     private readonly int _ordinal;
     private long _peak = -1;
+    private int _stopped;
 
     private MemoryMonitor(torch.Device device, TimeSpan interval)
     {
@@ -38,32 +39,46 @@ internal sealed partial class MemoryMonitor : IDisposable
     public static string KindFor(torch.Device device) =>
         device.type == DeviceType.CUDA ? "device (CUDA driver, whole GPU)" : "host RSS (this process)";
 
-    public void Dispose()
+    /// <summary>Stops sampling (waiting for the sampler) and returns the peak, or null when nothing could be read.</summary>
+    public long? Stop()
     {
-        _stop.Set();
-        _thread.Join();
-        _stop.Dispose();
+        if (Interlocked.Exchange(ref _stopped, 1) == 0)
+        {
+            _stop.Set();
+            _thread.Join();
+            _stop.Dispose();
+        }
+
+        return PeakBytes;
     }
+
+    public void Dispose() => Stop();
 
     private void Run(TimeSpan interval)
     {
         IntPtr context = IntPtr.Zero;
         int device = 0;
+        bool retained = false;
         bool pushed = false;
         try
         {
             if (_cuda)
             {
-                if (Cuda.cuInit(0) != 0 || Cuda.cuDeviceGet(out device, _ordinal) != 0 ||
-                    Cuda.cuDevicePrimaryCtxRetain(out context, device) != 0 || Cuda.cuCtxPushCurrent(context) != 0)
+                if (Cuda.cuInit(0) != 0 || Cuda.cuDeviceGet(out device, _ordinal) != 0)
                 {
                     return;
                 }
 
-                pushed = true;
+                retained = Cuda.cuDevicePrimaryCtxRetain(out context, device) == 0;
+                pushed = retained && Cuda.cuCtxPushCurrent(context) == 0;
+                if (!pushed)
+                {
+                    return;
+                }
             }
 
-            do
+            bool last = false;
+            while (true)
             {
                 long? now = _cuda ? CudaUsed() : HostRss();
                 if (now is long n)
@@ -75,18 +90,28 @@ internal sealed partial class MemoryMonitor : IDisposable
                     }
                     while (n > seen && Interlocked.CompareExchange(ref _peak, n, seen) != seen);
                 }
+
+                if (last)
+                {
+                    break;
+                }
+
+                last = _stop.Wait(interval); // one more sample after Stop, so the end of the phase is seen
             }
-            while (!_stop.Wait(interval));
         }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        catch (Exception)
         {
-            // No driver library: memory stays unknown (null), never a wrong number.
+            // No driver, no /proc, an unexpected format: memory stays unknown (null), never a wrong number or a crash.
         }
         finally
         {
             if (pushed)
             {
                 Cuda.cuCtxPopCurrent(out _);
+            }
+
+            if (retained)
+            {
                 Cuda.cuDevicePrimaryCtxRelease(device);
             }
         }

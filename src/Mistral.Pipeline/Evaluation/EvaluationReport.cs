@@ -68,7 +68,7 @@ public sealed class EvaluationReport
         }
         else
         {
-            sb.Append("| time to train | not trained in this pipeline |\n");
+            sb.Append(Mode.UsesAdapter ? "| time to train | not trained in this pipeline (adapter loaded) |\n" : "| time to train | none: the base model, adapter off |\n");
         }
 
         sb.Append(ci, $"| inference | {Duration(p.InferenceTime)} total, {p.ExamplesPerSecond:0.##} examples/s, {p.GeneratedTokensPerSecond:0.#} generated tokens/s |\n");
@@ -76,7 +76,7 @@ public sealed class EvaluationReport
         sb.Append(ci, $"| inference memory peak | {Bytes(p.InferencePeakMemoryBytes)} ({p.MemoryKind}) |\n");
         sb.Append(ci, $"| inference cost per 1,000 examples | {Money(p.InferenceCostPer1000)} |\n\n");
         var f = Prompts;
-        sb.Append(ci, $"Prompts: mean {f.MeanPromptTokens:0.#} tokens, longest {f.MaxPromptTokens}, context {f.ContextLength} with {f.MaxNewTokens} new tokens; ");
+        sb.Append(ci, $"Prompts: mean {f.MeanPromptTokens:0.#} tokens, longest {f.MaxPromptTokens}, context {f.ContextLength} with {f.MaxNewTokens} tokens reserved for the answer; ");
         sb.Append(ci, $"{f.PromptsShortened} shortened ({f.FewShotExamplesDropped} few-shot examples dropped, {f.InputsTruncated} inputs truncated)");
         if (Mode.Kind == EvaluationModeKind.FewShot)
         {
@@ -153,19 +153,24 @@ public sealed class EvaluationReport
     public void WritePredictions(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var lines = Predictions.Select(pr => JsonSerializer.Serialize(pr, LineOptions));
-        AtomicFile.WriteAllLines(path, lines);
+        AtomicFile.WriteAllLines(path, PredictionLines());
     }
+
+    private string[] PredictionLines() => Predictions.Select(pr => JsonSerializer.Serialize(pr, LineOptions)).ToArray();
 
     /// <summary>Writes <c>report.md</c>, <c>report.json</c> and <c>predictions.jsonl</c> into <paramref name="folder"/> (created when absent).</summary>
     /// <param name="folder">The destination folder.</param>
     public void Save(string folder)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
+        // Everything is rendered first (a NaN fails here, before any file is touched), then each file is replaced atomically.
+        string markdown = ToMarkdown();
+        string json = ToJson();
+        string[] lines = PredictionLines();
         Directory.CreateDirectory(folder);
-        AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), ToMarkdown());
-        AtomicFile.WriteAllText(Path.Combine(folder, "report.json"), ToJson());
-        WritePredictions(Path.Combine(folder, "predictions.jsonl"));
+        AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), markdown);
+        AtomicFile.WriteAllText(Path.Combine(folder, "report.json"), json);
+        AtomicFile.WriteAllLines(Path.Combine(folder, "predictions.jsonl"), lines);
     }
 
     /// <inheritdoc />

@@ -28,10 +28,16 @@ internal sealed class Evaluator(LoadedPipeline pipeline, ILogger logger)
             task.Validate(examples[i], i, nameof(examples));
         }
 
-        if (mode.UsesAdapter && pipeline.Lora is null)
+        if (mode.UsesAdapter && (pipeline.Lora is null || !pipeline.HasTrainedAdapter))
         {
-            throw new InvalidOperationException(
-                "Evaluate(EvaluationMode.FineTuned()): the pipeline has no adapter; train it (Train) or load one (WithAdapter(folder)), or evaluate ZeroShot()/FewShot(k).");
+            throw new InvalidOperationException(pipeline.Lora is null
+                ? "Evaluate(EvaluationMode.FineTuned()): the pipeline has no adapter; train it (Train) or load one (WithAdapter(folder)), or evaluate ZeroShot()/FewShot(k)."
+                : "Evaluate(EvaluationMode.FineTuned()): the pipeline's adapter is untrained (fresh from WithQLoRA/WithLoRA); train it (Train) or load one (WithAdapter(folder)).");
+        }
+
+        if (!task.GeneratesText && !(task.SupportsLabelLikelihood && task.HasLabels))
+        {
+            throw new InvalidOperationException($"Evaluate: task '{task.Name}' neither generates text nor scores labels by likelihood; enable one of them.");
         }
 
         var model = pipeline.Model;
@@ -58,7 +64,7 @@ internal sealed class Evaluator(LoadedPipeline pipeline, ILogger logger)
             }
             catch (PromptTooLongException e)
             {
-                throw new PromptTooLongException($"examples[{i}]: {e.Message}", e.PromptTokens, e.Budget);
+                throw new PromptTooLongException($"examples[{i}]: {e.Message}", e.PromptTokens, e.Budget, e);
             }
         }
 
@@ -68,6 +74,7 @@ internal sealed class Evaluator(LoadedPipeline pipeline, ILogger logger)
         var generated = new GeneratedSequence?[examples.Count];
         var likelihood = new (string Label, double[] Scores)?[examples.Count];
         int generatedTokens = 0;
+        var generationClock = new Stopwatch();
         var clock = Stopwatch.StartNew();
         using var memory = MemoryMonitor.Start(model.Device);
         model.eval();
@@ -77,6 +84,7 @@ internal sealed class Evaluator(LoadedPipeline pipeline, ILogger logger)
             int done = 0;
             if (task.GeneratesText)
             {
+                generationClock.Start();
                 // Group prompts of similar length (less padding); results go back to test order.
                 var order = Enumerable.Range(0, examples.Count).OrderBy(i => fitted[i].PromptTokens).ToArray();
                 int batchNumber = 0;
@@ -98,18 +106,30 @@ internal sealed class Evaluator(LoadedPipeline pipeline, ILogger logger)
                     batchNumber++;
                     progress?.Report(new PipelineProgress(PipelineStage.Evaluating, done, examples.Count * Passes(task, context), $"{mode}: generated {done}/{examples.Count}"));
                 }
+
+                generationClock.Stop();
             }
 
             if (task.SupportsLabelLikelihood && context.Labels.Count > 0)
             {
                 var scorer = new LabelLikelihoodScorer(model, tokenizer);
                 var continuations = context.Labels.Select(l => task.LabelContinuation(l, mode)).ToArray();
-                bool eos = task.LabelLikelihoodIncludesEos(mode);
+                // EOS is scored only where the fine-tuning texts ended with it.
+                bool eos = task.LabelLikelihoodIncludesEos(mode) && pipeline.TrainsWithEos;
                 for (int i = 0; i < examples.Count; i++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     var exampleClock = Stopwatch.StartNew();
                     double[] scores = scorer.Score(fitted[i].Prompt, continuations, eos, cancellationToken);
+                    for (int k = 0; k < scores.Length; k++)
+                    {
+                        if (!double.IsFinite(scores[k]))
+                        {
+                            throw new InvalidOperationException(
+                                $"examples[{i}]: the log-likelihood of label '{context.Labels[k]}' is {scores[k]}; the model's logits hold NaN or infinity (check the weights and the dtype).");
+                        }
+                    }
+
                     int best = 0;
                     for (int k = 1; k < scores.Length; k++)
                     {
@@ -117,12 +137,6 @@ internal sealed class Evaluator(LoadedPipeline pipeline, ILogger logger)
                         {
                             best = k;
                         }
-                    }
-
-                    if (!double.IsFinite(scores[best]))
-                    {
-                        throw new InvalidOperationException(
-                            $"examples[{i}]: label log-likelihoods are not finite ({string.Join(", ", scores)}); the model's logits hold NaN or infinity.");
                     }
 
                     likelihood[i] = (context.Labels[best], scores);
@@ -153,7 +167,8 @@ internal sealed class Evaluator(LoadedPipeline pipeline, ILogger logger)
 
         TaskMetrics metrics = task.Score(predictions, context);
         var cost = options.Cost;
-        var training = pipeline.TrainingSummary;
+        // Zero- and few-shot run on the base model: the training run is not part of their pillars.
+        var training = mode.UsesAdapter ? pipeline.TrainingSummary : null;
         double seconds = clock.Elapsed.TotalSeconds;
         var pillars = new FourPillars
         {
@@ -162,11 +177,11 @@ internal sealed class Evaluator(LoadedPipeline pipeline, ILogger logger)
             TrainingTokensPerSecond = training?.TokensPerSecond,
             TrainingPeakMemoryBytes = training?.PeakMemoryBytes,
             TrainingCost = training is not null && cost is not null ? cost.CostOf(training.Elapsed) : null,
-            InferencePeakMemoryBytes = memory.PeakBytes,
+            InferencePeakMemoryBytes = memory.Stop(),
             MemoryKind = memory.Kind,
             InferenceTime = clock.Elapsed,
             ExamplesPerSecond = seconds > 0 ? examples.Count / seconds : 0,
-            GeneratedTokensPerSecond = seconds > 0 ? generatedTokens / seconds : 0,
+            GeneratedTokensPerSecond = generationClock.Elapsed.TotalSeconds > 0 ? generatedTokens / generationClock.Elapsed.TotalSeconds : 0,
             LatencyP50Milliseconds = Percentiles.Of(latencies, 50),
             LatencyP95Milliseconds = Percentiles.Of(latencies, 95),
             InferenceCostPer1000 = cost is null ? null : cost.CostOf(TimeSpan.FromSeconds(seconds / examples.Count * 1000)),

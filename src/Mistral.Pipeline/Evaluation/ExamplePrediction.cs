@@ -14,7 +14,7 @@ namespace Mistral.Pipeline;
 /// <param name="IsParsed">Whether <paramref name="Generated"/> parsed (null when only label likelihood ran).</param>
 /// <param name="GeneratedTokens">New tokens generated.</param>
 /// <param name="FinishReason">Why generation stopped (null when only label likelihood ran).</param>
-/// <param name="LatencyMilliseconds">Wall time from the start of the example's generation batch to its result.</param>
+/// <param name="LatencyMilliseconds">Wall time to this example's result: its generation batch's whole time (examples are generated in batches) plus its own label-likelihood pass.</param>
 public sealed record ExamplePrediction(
     int Index,
     string Input,
@@ -32,6 +32,11 @@ public sealed record ExamplePrediction(
     /// <summary>Label-likelihood classification: the label with the highest log p(label | prompt), or null when not run.</summary>
     public string? LikelihoodPrediction { get; init; }
 
-    /// <summary>Label-likelihood classification: log p of each candidate label (summed over its tokens), in label order; null when not run.</summary>
+    /// <summary>
+    /// Label-likelihood classification, in label order (null when not run): log p of each label's text after the prompt,
+    /// summed over its tokens, conditioned on the token prefix shared by the prompt and every "prompt + label" text (so it
+    /// may include a few prompt characters that tokenize together with a label, and EOS when the fine-tuning texts ended
+    /// with it). It ranks the labels of one example; it is not comparable across examples.
+    /// </summary>
     public IReadOnlyList<double>? LabelLogProbabilities { get; init; }
 }

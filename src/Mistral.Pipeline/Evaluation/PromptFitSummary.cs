@@ -2,7 +2,7 @@ namespace Mistral.Pipeline;
 
 /// <summary>How the evaluation's prompts fitted the context (nothing is shortened silently).</summary>
 /// <param name="ContextLength">The context the prompts were fitted to (prompt + new tokens).</param>
-/// <param name="MaxNewTokens">Tokens reserved for generation.</param>
+/// <param name="MaxNewTokens">Tokens reserved for the answer: the generation's max new tokens, or the longest label + 1 when only label likelihood runs.</param>
 /// <param name="PromptsShortened">Prompts that lost few-shot examples or input text.</param>
 /// <param name="FewShotExamplesDropped">Few-shot examples dropped over all prompts.</param>
 /// <param name="InputsTruncated">Prompts whose input text was cut.</param>

@@ -136,15 +136,22 @@ internal static class MergedCheckpointWriter
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            SwapIn(staging, target);
+            SwapIn(staging, target, logger);
             logger.LogInformation("Wrote merged checkpoint {Folder}: {Tensors} tensors, {Bytes:N0} bytes in {Shards} shard(s), {DType}.",
                 target, expected.Count, totalBytes, shards.Count, options.DType);
         }
         catch
         {
-            if (Directory.Exists(staging))
+            try
             {
-                Directory.Delete(staging, recursive: true);
+                if (Directory.Exists(staging))
+                {
+                    Directory.Delete(staging, recursive: true);
+                }
+            }
+            catch (IOException cleanup)
+            {
+                logger.LogWarning(cleanup, "SaveMerged: could not remove the staging folder {Staging}", staging);
             }
 
             throw;
@@ -152,7 +159,7 @@ internal static class MergedCheckpointWriter
     }
 
     /// <summary>Moves the finished staging folder into place: a missing or empty target is replaced by one rename; an existing one is moved aside first and deleted after.</summary>
-    private static void SwapIn(string staging, string target)
+    private static void SwapIn(string staging, string target, ILogger logger)
     {
         if (!Directory.Exists(target))
         {
@@ -172,7 +179,14 @@ internal static class MergedCheckpointWriter
             throw;
         }
 
-        Directory.Delete(aside, recursive: true);
+        try
+        {
+            Directory.Delete(aside, recursive: true); // the export succeeded: failing to remove the old copy is only a warning
+        }
+        catch (IOException e)
+        {
+            logger.LogWarning(e, "SaveMerged: the new checkpoint is in place but the previous one could not be removed from {Aside}", aside);
+        }
     }
 
     private static Tensor Materialize(string name, Dictionary<string, nn.Module> modules, Dictionary<string, Tensor> live, ScalarType dtype)
