@@ -12,7 +12,7 @@ public sealed class CancellationTests(PipelineFixture fixture) : IClassFixture<P
         string output = TestPaths.TempDir();
         using var cts = new CancellationTokenSource();
         var seen = new List<PipelineProgress>();
-        var progress = new Inline(p =>
+        var progress = new InlineProgress(p =>
         {
             seen.Add(p);
             if (p.Stage == PipelineStage.Training && p.Done == 3)
@@ -57,11 +57,6 @@ public sealed class CancellationTests(PipelineFixture fixture) : IClassFixture<P
         var act = () => EndToEndTests.Configured(fixture).Train(PipelineFixture.Examples(6, seed: 1), null, cts.Token);
         act.Should().Throw<OperationCanceledException>();
     }
-
-    private sealed class Inline(Action<PipelineProgress> handler) : IProgress<PipelineProgress>
-    {
-        public void Report(PipelineProgress value) => handler(value);
-    }
 }
 
 /// <summary>The trainer's cancellation tells how far it got, even between progress reads.</summary>
@@ -71,7 +66,7 @@ public sealed class TrainerCancellationTests(PipelineFixture fixture) : IClassFi
     public void CancellationBetweenReadsCountsEveryAppliedStep()
     {
         using var cts = new CancellationTokenSource();
-        var progress = new Inline(p =>
+        var progress = new InlineProgress(p =>
         {
             if (p.Stage == PipelineStage.Training && p.Done == 2)
             {
@@ -84,9 +79,10 @@ public sealed class TrainerCancellationTests(PipelineFixture fixture) : IClassFi
         tuned.Training.Steps.Select(s => s.Step).Should().Equal(1, 2, 3, 4, 5);
         tuned.Training.Checkpoints.Should().BeEmpty("no output folder was set");
     }
+}
 
-    private sealed class Inline(Action<PipelineProgress> handler) : IProgress<PipelineProgress>
-    {
-        public void Report(PipelineProgress value) => handler(value);
-    }
+/// <summary>An <see cref="IProgress{T}"/> that runs its handler on the reporting thread (so a test can cancel at an exact step).</summary>
+internal sealed class InlineProgress(Action<PipelineProgress> handler) : IProgress<PipelineProgress>
+{
+    public void Report(PipelineProgress value) => handler(value);
 }
