@@ -28,6 +28,13 @@ public sealed class EndToEndTests(PipelineFixture fixture, ITestOutputHelper out
         EvaluationReport fine = tuned.Evaluate(test);
         output.WriteLine(zero.ToMarkdown());
         output.WriteLine(fine.ToMarkdown());
+        string table = ComparisonTable.ToMarkdown(zero, fine);
+        output.WriteLine(table);
+        var rows = table.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        rows.Should().HaveCount(4);
+        rows[0].Should().StartWith("| method | examples | accuracy | macro_f1 |");
+        rows[2].Should().StartWith("| zero-shot | 24 | 0.0000 |").And.Contain("| — |", "zero-shot has no training time");
+        rows[3].Should().StartWith($"| fine-tuned | 24 | {((ClassificationTaskMetrics)fine.Metrics).Generated!.Accuracy.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture)} |");
 
         tuned.Cancelled.Should().BeFalse();
         tuned.Training.StepsCompleted.Should().Be(tuned.Training.TotalSteps).And.BeGreaterThan(10);
