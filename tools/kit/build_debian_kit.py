@@ -23,7 +23,7 @@ Steps (every drop is counted in manifest.json):
   4. Drop exact and near-exact duplicate long descriptions: normalized = lowercase, every character of Unicode
      category P* (punctuation), N* (digits/numbers) or S* (symbols) removed, whitespace collapsed; the first in
      (source, package, md5) order is kept.
-  5. Split BY SOURCE PACKAGE: sha256("<seed>/split/<source>") mod 100 → <80 train, <90 validation, else test;
+  5. Split BY SOURCE PACKAGE: the first 64 bits of sha256("<seed>/split/<source>") mod 100 → <80 train, <90 validation, else test;
      the same split serves both datasets, so no source is on two sides of either or across them.
   6. Classification: the 20 most frequent sections of the deduplicated pool (ties by name) are the labels.
   7. Subsample each split: rows ordered by sha256("<seed>/<task>/<package>"), at most PER_SOURCE rows per source,
@@ -274,12 +274,14 @@ def main():
     counts["sections_in_pool"] = len(section_counts)
     counts["classification_pool_rows"] = sum(section_counts[s] for s in labels)
 
-    datasets = {}
+    datasets, eligible_rows = {}, {}
     for task in ("classification", "summarization"):
         input_column, target_column = COLUMNS[task]
         eligible = [r for r in pool if task == "summarization" or r["section"] in labels]
         for split in SPLITS:
-            chosen = subsample([r for r in eligible if r["split"] == split], task, SIZES[task][split])
+            in_split = [r for r in eligible if r["split"] == split]
+            eligible_rows[(task, split)] = len(in_split)
+            chosen = subsample(in_split, task, SIZES[task][split])
             if len(chosen) < SIZES[task][split]:
                 print(f"note: {task}/{split} has {len(chosen)} rows, fewer than {SIZES[task][split]}")
             if task == "classification":
@@ -307,7 +309,7 @@ def main():
         rel = f"{task}/{split}.parquet"
         with open(os.path.join(args.out, rel), "rb") as f:
             data = f.read()
-        entry = {"rows": len(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        entry = {"rows": len(rows), "sampled_from": eligible_rows[(task, split)], "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                  "columns": list(rows[0]), "sources": len({r["source"] for r in rows})}
         if task == "classification":
             entry["labels"] = dict(sorted(Counter(r["label"] for r in rows).items(), key=lambda kv: (-kv[1], kv[0])))
