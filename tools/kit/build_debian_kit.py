@@ -32,8 +32,8 @@ Steps (every drop is counted in manifest.json):
      has no python3-pyarrow), then write manifest.json (inputs, parameters, counts, output SHA-256).
 
 Deterministic: the same apt lists give byte-identical files. Run from the repository root:
-    /usr/bin/python3 tools/kit/build_debian_kit.py [--corpus kit/corpus/train.txt]
---corpus also writes every kept description (synopsis line, then the long description, then an empty line) of
+    /usr/bin/python3 tools/kit/build_debian_kit.py [--corpus kit/corpus/train.jsonl]
+--corpus also writes every kept description as JSONL ({"text": synopsis + newline + long description}, one per line) of
 the TRAIN split's sources — before subsampling, all sections — as plain text for tokenizer training/pretraining;
 no validation or test source contributes to it.
 """
@@ -335,7 +335,9 @@ def main():
             n = 0
             for r in pool:
                 if r["split"] == "train":
-                    f.write(f"{r['synopsis']}\n{r['description']}\n\n")
+                    # One JSON object per line: a description's paragraphs contain empty lines, so plain text could not
+                    # delimit documents. The text is the synopsis, a newline, then the long description.
+                    f.write(json.dumps({"text": f"{r['synopsis']}\n{r['description']}"}, ensure_ascii=False) + "\n")
                     n += 1
         print(f"{args.corpus}: {n} descriptions of train sources, {os.path.getsize(args.corpus)} bytes")
 

@@ -2,15 +2,15 @@
 """Trains the kit's SentencePiece tokenizer and writes its parity fixture.
 
     apt-get install -y sentencepiece python3-sentencepiece
-    python3 tools/kit/build_datasets.py --corpus kit/corpus/train.txt      # the training split's text (see kit/data/README.md)
-    python3 tools/kit/train_tokenizer.py --corpus kit/corpus/train.txt --out kit/model
+    python3 tools/kit/build_debian_kit.py --corpus kit/corpus/train.jsonl   # the train sources' descriptions (kit/data/README.md)
+    python3 tools/kit/train_tokenizer.py --corpus kit/corpus/train.jsonl --out kit/model
 
 Same kind and normalisation as Mistral-7B's tokenizer.model: BPE with byte fallback, identity normalisation, a dummy
 prefix, whitespace kept, digits split, unk 0 / bos 1 / eos 2, no pad. Deterministic: one thread, the whole corpus.
 Writes OUT/tokenizer.model and OUT/tokenizer.cases.json: python3-sentencepiece's ids for every line of the
-validation text (and a few edge cases), which tests/Mistral.Core.Tests compares with MistralTokenizer.
+last 300 corpus lines (and a few edge cases), which tests/Mistral.Core.Tests compares with MistralTokenizer.
 """
-import argparse, json, os, shutil, subprocess, tempfile
+import argparse, json, os, shutil, subprocess
 
 import sentencepiece as spm
 
@@ -27,15 +27,23 @@ args = [
     "--character_coverage=0.9995", "--max_sentencepiece_length=16", "--unk_id=0", "--bos_id=1", "--eos_id=2", "--pad_id=-1",
     "--num_threads=1", "--max_sentence_length=8192", "--input_sentence_size=0",
 ]
-with tempfile.TemporaryDirectory() as tmp:
-    prefix = os.path.join(tmp, "tokenizer")
-    subprocess.run(["spm_train", f"--input={a.corpus}", f"--model_prefix={prefix}"] + args, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    shutil.copyfile(prefix + ".model", os.path.join(a.out, "tokenizer.model"))
+docs = [json.loads(line)["text"] for line in open(a.corpus, encoding="utf-8") if line.strip()]
+# Fixed relative paths (next to the corpus): spm_train records its input path and prefix in the model file, so a
+# temporary folder would make every build differ.
+work = os.path.relpath(os.path.dirname(os.path.abspath(a.corpus)))
+text = os.path.join(work, "spm_input.txt")
+with open(text, "w", encoding="utf-8", newline="\n") as f:   # spm_train reads one sentence per line
+    for d in docs:
+        f.write(d + "\n")
+prefix = os.path.join(work, "spm_tokenizer")
+subprocess.run(["spm_train", f"--input={text}", f"--model_prefix={prefix}"] + args, check=True,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+shutil.copyfile(prefix + ".model", os.path.join(a.out, "tokenizer.model"))
+for leftover in (text, prefix + ".model", prefix + ".vocab"):
+    os.remove(leftover)
 
 sp = spm.SentencePieceProcessor(model_file=os.path.join(a.out, "tokenizer.model"))
-lines = open(a.cases or a.corpus, encoding="utf-8").read().split("\n")
-lines = [l for l in lines if l.strip()][-300:]
+lines = [l for d in docs[-120:] for l in d.split("\n") if l.strip()][-300:] + docs[-20:]
 edge = ["", " ", "  leading spaces", "trailing  ", "tabs\tand\nnewlines", "digits 1234567 and v2.0.1", "ünïcödé ✓ 漢字 🙂",
         "### Sentence:free software ### Class:utils", "Summarize the following dialogue that is delimited with triple backticks."]
 cases = [{"text": t, "ids": sp.encode(t), "decoded": sp.decode(sp.encode(t))} for t in edge + lines]
