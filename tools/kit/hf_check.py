@@ -19,8 +19,10 @@ a = ap.parse_args()
 ours = load_file(a.ours)
 model = MistralForCausalLM.from_pretrained(a.model, torch_dtype=torch.float32, attn_implementation="eager")
 model.eval()
+mask_long = ours["mask"].long()
+positions = (mask_long.cumsum(-1) - 1).masked_fill(mask_long == 0, 1)   # left padding: positions skip the pads, as generate() computes them
 with torch.no_grad():
-    hf = model(ours["ids"].long(), attention_mask=ours["mask"].long()).logits.float()
+    hf = model(ours["ids"].long(), attention_mask=mask_long, position_ids=positions).logits.float()
 mask = ours["mask"].bool()
 d = (hf - ours["logits"]).abs()[mask].max().item()
 print(json.dumps({"max_abs_logit_diff": d, "max_abs_logit": hf.abs().max().item(), "ok": d <= 1e-4}))
