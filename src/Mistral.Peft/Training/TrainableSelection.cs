@@ -105,10 +105,10 @@ public sealed class TrainableSelection
         var selected = all.Where(p => _predicate is null || _predicate(p.name)).ToList();
         if (selected.Count == 0)
         {
-            string examples = string.Join(", ", all.Take(3).Select(p => $"'{p.name}'"));
+            string examples = string.Join(", ", all.Take(3).Select(p => $"'{p.name}'")) + (all.Count > 3 ? ", …" : string.Empty);
             string note = quantized.Count > 0 ? $" ({quantized.Count} Linear4bit layers hold their 4-bit weights as buffers, not parameters)" : string.Empty;
             throw new ArgumentException(
-                $"The selection ({Description}) selects none of the model's {all.Count} parameters{note}; their names look like {examples}, ….", "selection");
+                $"The selection ({Description}) selects none of the model's {all.Count} parameters{note}; their names look like {examples}.", "selection");
         }
 
         foreach (var (name, _) in selected)
