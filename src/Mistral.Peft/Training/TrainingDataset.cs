@@ -1,7 +1,7 @@
 namespace Mistral.Peft.Training;
 
 /// <summary>
-/// Training sequences that <see cref="LoraTrainer"/> turns into micro-batches. Two kinds exist:
+/// Training sequences that <see cref="LoraTrainer"/> and <see cref="CausalLMTrainer"/> turn into micro-batches. Two kinds exist:
 /// <see cref="PackedDataset"/> (fixed-length blocks cut from one token stream, loss on every token: the study's packing)
 /// and <see cref="CompletionDataset"/> (one prompt/target example per sequence, loss on the target tokens only,
 /// right-padded micro-batches).

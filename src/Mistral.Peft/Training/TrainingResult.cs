@@ -1,11 +1,11 @@
 namespace Mistral.Peft.Training;
 
-/// <summary>What a <see cref="LoraTrainer"/> run did.</summary>
+/// <summary>What a <see cref="LoraTrainer"/> or <see cref="CausalLMTrainer"/> run did.</summary>
 /// <param name="Steps">Every optimizer step, in order.</param>
 /// <param name="EpochLosses">Mean step loss of each epoch.</param>
 /// <param name="Tokens">Tokens fed to the model over the run.</param>
 /// <param name="Elapsed">Wall time of the run (checkpoint saving excluded).</param>
-/// <param name="Checkpoints">Folders of the adapter checkpoints written, in order (empty without a checkpoint folder).</param>
+/// <param name="Checkpoints">Folders of the checkpoints written (adapters for LoRA, whole models for full-parameter training), in order (empty without a checkpoint folder).</param>
 public sealed record TrainingResult(
     IReadOnlyList<TrainingStep> Steps,
     IReadOnlyList<double> EpochLosses,

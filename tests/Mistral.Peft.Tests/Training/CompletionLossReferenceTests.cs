@@ -81,7 +81,7 @@ public sealed class CompletionLossReferenceTests(ITestOutputHelper output) : IDi
         double expectedLoss = _json.GetProperty("loss").GetDouble();
         double meanOfMeans = _json.GetProperty("loss_mean_of_micro_batch_means").GetDouble();
 
-        var step = LoraTrainer.AccumulateStep(model, data, [[0, 1], [2, 3]], CPU, CancellationToken.None);
+        var step = TrainingLoop.AccumulateStep(model, data, [[0, 1], [2, 3]], CPU, CancellationToken.None);
         double loss = 0;
         for (int i = 0; i < step.Losses.Count; i++)
         {

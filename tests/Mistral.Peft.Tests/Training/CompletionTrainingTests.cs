@@ -29,7 +29,7 @@ public class CompletionTrainingTests(ITestOutputHelper output)
         int[][] group = [[0], [1, 2, 3, 4]];
         using var f = new TrainingFixture(allLinear: true);
         f.Model.train();
-        var step = LoraTrainer.AccumulateStep(f.Model, data, group, CPU, CancellationToken.None);
+        var step = TrainingLoop.AccumulateStep(f.Model, data, group, CPU, CancellationToken.None);
         double loss = step.Weights.Select((w, i) => w * step.Losses[i].item<float>()).Sum();
         double meanOfMeans = step.Losses.Average(l => (double)l.item<float>());
         step.Losses.ToList().ForEach(l => l.Dispose());

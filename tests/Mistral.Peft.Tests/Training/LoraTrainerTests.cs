@@ -205,6 +205,35 @@ public class LoraTrainerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void SaveEveryStepsCheckpointsTheAdapterEveryNStepsAndAtTheEnd()
+    {
+        // 5 blocks, batch 1 × accumulation 1: 5 steps; every 2 steps and the last: checkpoint-2, -4, -5.
+        var data = TrainingFixture.RandomBlocks(5);
+        string root = TestPaths.TempDir();
+        try
+        {
+            using var f = new TrainingFixture();
+            var weights = new Dictionary<int, List<float[]>>();
+            var progress = new ListProgress(p => weights[p.Step] = f.Weights());
+            var result = new LoraTrainer().Train(f.Model, f.Lora, data, new LoraTrainingOptions
+            {
+                PerDeviceBatchSize = 1, GradientAccumulationSteps = 1, CheckpointFolder = root, SaveEverySteps = 2, ReportEverySteps = 1,
+            }, progress);
+            result.Checkpoints.Select(Path.GetFileName).Should().Equal("checkpoint-2", "checkpoint-4", "checkpoint-5");
+            foreach (var (folder, step) in result.Checkpoints.Zip(new[] { 2, 4, 5 }))
+            {
+                using var g = new TrainingFixture();
+                PeftAdapter.LoadWeights(g.Lora, folder);
+                TrainingFixture.MaxAbsDiff(weights[step], g.Weights()).Should().Be(0);
+            }
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void BadArgumentsAreRejected()
     {
         using var f = new TrainingFixture();

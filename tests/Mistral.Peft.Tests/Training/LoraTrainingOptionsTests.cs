@@ -53,6 +53,9 @@ public class LoraTrainingOptionsTests
             (new() { ReportEverySteps = -3 }, "ReportEverySteps"),
             (new() { CheckpointFolder = " " }, "CheckpointFolder"),
             (new() { Schedule = (LearningRateSchedule)7 }, "Schedule"),
+            (new() { WarmupSteps = -1 }, "WarmupSteps"),
+            (new() { SaveEverySteps = 0, CheckpointFolder = "out" }, "SaveEverySteps"),
+            (new() { SaveEverySteps = 10 }, "SaveEverySteps"),
         };
         foreach (var (options, name) in cases)
         {
@@ -64,6 +67,22 @@ public class LoraTrainingOptionsTests
         new LoraTrainingOptions { ReportEverySteps = 1 }.Validate().ReportEverySteps.Should().Be(1);
         FluentActions.Invoking(() => new LoraTrainingOptions { ReportEverySteps = 0 }.Validate()).Should().Throw<ArgumentException>()
             .WithMessage("LoraTrainingOptions.ReportEverySteps must be null (read at log steps) or at least 1; got 0.*");
+    }
+
+    [Fact]
+    public void TheSharedOptionsHaveTheSameDefaultsAndNameTheirOwnType()
+    {
+        var shared = new TrainingOptions();
+        var lora = new LoraTrainingOptions();
+        shared.Should().BeEquivalentTo(lora, o => o.Excluding(x => x.BaseModelNameOrPath).ExcludingMissingMembers());
+        (shared.Schedule, shared.WarmupRatio, shared.WarmupSteps, shared.SaveEverySteps, shared.CheckpointFolder)
+            .Should().Be((LearningRateSchedule.Constant, 0.0, 0, (int?)null, (string?)null));
+        FluentActions.Invoking(() => new TrainingOptions { LearningRate = -1 }.Validate()).Should().Throw<ArgumentException>()
+            .WithMessage("TrainingOptions.LearningRate must be a positive finite number; got -1.*");
+        TrainingOptions asShared = LoraTrainingOptions.Study;
+        FluentActions.Invoking(() => (asShared with { Epochs = 0 }).Validate()).Should().Throw<ArgumentException>()
+            .WithMessage("LoraTrainingOptions.Epochs *", "a LoRA options record keeps its type (and name) through the shared base");
+        new TrainingOptions { SaveEverySteps = 3, CheckpointFolder = "out" }.Validate().SaveEverySteps.Should().Be(3);
     }
 
     [Theory]

@@ -1,3 +1,4 @@
+using Mistral.Core.Modeling;
 using Mistral.Peft.Training;
 using TorchSharp;
 
@@ -6,16 +7,20 @@ namespace Mistral.Peft.Tests.Training;
 /// <summary>
 /// A training step leaves no tensor handle behind: TorchSharp's per-thread live count (created − disposed on this thread,
 /// see <c>QuantizedModel/TensorHandleLeakTests</c>) is read in the progress callback, which runs on the training thread.
+/// The LoRA path and the full-parameter path (two AdamW groups, a schedule, requires_grad switched and restored,
+/// gradients released) are both checked.
 /// </summary>
 public class TrainerHandleLeakTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static long Live => DisposeScopeManager.Statistics.ThreadTotalLiveCount;
 
     [Theory]
-    [InlineData(true, 0.3, false)]
-    [InlineData(false, null, false)]
-    [InlineData(true, 0.3, true)]
-    public void TheLiveTensorCountStaysFlatOverTwentySteps(bool checkpointing, double? maxGradNorm, bool completion)
+    [InlineData(true, 0.3, false, false)]
+    [InlineData(false, null, false, false)]
+    [InlineData(true, 0.3, true, false)]
+    [InlineData(true, 0.3, false, true)]
+    [InlineData(false, null, true, true)]
+    public void TheLiveTensorCountStaysFlatOverTwentySteps(bool checkpointing, double? maxGradNorm, bool completion, bool full)
     {
         // 23 steps of batch 1 × accumulation 2; the count after step 3 (warm-up: optimizer state, cached tables) must equal
         // the count after every later step. LogEverySteps 1 reads the losses and reports progress after every step.
@@ -31,7 +36,17 @@ public class TrainerHandleLeakTests(Xunit.Abstractions.ITestOutputHelper output)
             PerDeviceBatchSize = 1, GradientAccumulationSteps = 2, Shuffle = false, LogEverySteps = 1,
             GradientCheckpointing = checkpointing, MaxGradNorm = maxGradNorm,
         };
-        var result = new LoraTrainer().Train(f.Model, f.Lora, data, options, progress);
+        if (full)
+        {
+            options = options with { Schedule = LearningRateSchedule.Cosine, WarmupSteps = 2, WeightDecay = 0.01 };
+        }
+
+        using var plain = TinyModels.RandomModel(seed: 2);
+        TrainingResult Train(TrainingDataset d, LoraTrainingOptions o, IProgress<TrainingProgress>? p) => full
+            ? new CausalLMTrainer().Train(plain, TrainableSelection.All, d, o, p)
+            : new LoraTrainer().Train(f.Model, f.Lora, d, o, p);
+
+        var result = Train(data, options, progress);
         result.Steps.Should().HaveCount(23);
         live.Should().HaveCount(23);
         output.WriteLine($"live handles after each step: {string.Join(" ", live)}");
@@ -42,7 +57,7 @@ public class TrainerHandleLeakTests(Xunit.Abstractions.ITestOutputHelper output)
         // tables exist (made by the run above).
         var small = Data(4);
         long beforeRun = Live;
-        new LoraTrainer().Train(f.Model, f.Lora, small, options with { LogEverySteps = 10 });
+        Train(small, options with { LogEverySteps = 10 }, null);
         output.WriteLine($"live handles before a second run {beforeRun}, after it {Live}");
         Live.Should().Be(beforeRun);
     }

@@ -1,0 +1,332 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Mistral.Core.Modeling;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mistral.Peft.Training;
+
+/// <summary>
+/// The training loop of <see cref="LoraTrainer"/> and <see cref="CausalLMTrainer"/>: per epoch a seeded shuffle of the
+/// sequences, micro-batches of <see cref="TrainingOptions.PerDeviceBatchSize"/> sequences, and every
+/// <see cref="TrainingOptions.GradientAccumulationSteps"/> micro-batches (and once more for a partial group at an epoch's
+/// end) the trained parameters' gradients clipped together, an AdamW step at the schedule's learning rate and the
+/// gradients zeroed. What is trained (the parameters, their AdamW groups) and how a checkpoint is written come from the
+/// caller (<see cref="Setup"/>); everything else is the same for both trainers.
+/// </summary>
+internal static class TrainingLoop
+{
+    /// <summary>Runs the loop. The caller has validated the options and the data and chosen the parameters.</summary>
+    /// <param name="logger">Receives the run's log lines.</param>
+    /// <param name="model">The model (its training mode and checkpointing setting are restored at the end).</param>
+    /// <param name="data">The sequences (non-empty, token ids checked).</param>
+    /// <param name="options">Valid options.</param>
+    /// <param name="setup">The trained parameters and how to save a checkpoint.</param>
+    /// <param name="progress">Told about every step when its values are read.</param>
+    /// <param name="cancellationToken">Checked before every micro-batch and after every progress report.</param>
+    /// <returns>What the run did.</returns>
+    public static TrainingResult Run(ILogger logger, MistralForCausalLM model, TrainingDataset data, TrainingOptions options, Setup setup,
+        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        int stepsPerEpoch = options.StepsPerEpoch(data.Count);
+        int totalSteps = stepsPerEpoch * options.Epochs;
+        int reportEvery = options.ReportEverySteps ?? options.LogEverySteps;
+        logger.LogInformation(
+            "{Kind}: {Data}; {Epochs} epochs × {StepsPerEpoch} steps (batch {Batch} × accumulation {Accumulation}), lr {LearningRate} {Schedule}, max grad norm {MaxGradNorm}, {Trainable}",
+            setup.Kind, data.Describe(), options.Epochs, stepsPerEpoch, options.PerDeviceBatchSize, options.GradientAccumulationSteps,
+            options.LearningRate, DescribeSchedule(options, totalSteps), options.MaxGradNorm?.ToString(CultureInfo.InvariantCulture) ?? "none",
+            setup.Trainable);
+
+        bool wasTraining = model.training;
+        bool wasCheckpointing = model.GradientCheckpointing;
+        var steps = new List<TrainingStep>(totalSteps);
+        var epochLosses = new List<double>(options.Epochs);
+        var checkpoints = new List<string>();
+        var clock = new Stopwatch();
+        long tokens = 0;
+        Device device = model.Device;
+        var queue = new DeviceScalarQueue();
+        var pending = new List<PendingStep>();
+        var groups = setup.Groups
+            .Where(g => g.Parameters.Count > 0)
+            .Select(g => new AdamW.ParamGroup(g.Parameters, lr: options.LearningRate, beta1: options.AdamBeta1, beta2: options.AdamBeta2,
+                eps: options.AdamEpsilon, weight_decay: g.WeightDecay))
+            .ToList();
+        using var optimizer = optim.AdamW(groups, lr: options.LearningRate, beta1: options.AdamBeta1, beta2: options.AdamBeta2,
+            eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
+        StepAndZeroGrad(optimizer, step: false);
+        int step = 0;
+
+        void SaveCheckpoint()
+        {
+            string folder = Path.Combine(options.CheckpointFolder!, $"checkpoint-{step}");
+            setup.SaveCheckpoint(folder, cancellationToken);
+            checkpoints.Add(folder);
+            logger.LogInformation("saved {What} checkpoint {Folder}", setup.CheckpointKind, folder);
+        }
+
+        try
+        {
+            model.GradientCheckpointing = options.GradientCheckpointing;
+            model.train();
+            for (int epoch = 1; epoch <= options.Epochs; epoch++)
+            {
+                int[] order = EpochShuffle.Order(data.Count, options.Seed, epoch - 1, options.Shuffle);
+                var microBatches = order.Chunk(options.PerDeviceBatchSize).ToList();
+                for (int first = 0; first < microBatches.Count; first += options.GradientAccumulationSteps)
+                {
+                    clock.Start();
+                    var stepWatch = Stopwatch.StartNew();
+                    var group = microBatches.Skip(first).Take(options.GradientAccumulationSteps).ToList();
+                    StepLosses losses = AccumulateStep(model, data, group, device, cancellationToken);
+                    int lossIndex = queue.Count;
+                    foreach (var loss in losses.Losses)
+                    {
+                        queue.Add(loss);
+                    }
+
+                    int normIndex = queue.Add(GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm));
+                    double learningRate = options.LearningRateAt(step + 1, totalSteps);
+                    foreach (var g in optimizer.ParamGroups)
+                    {
+                        g.LearningRate = learningRate;
+                    }
+
+                    StepAndZeroGrad(optimizer, step: true);
+                    stepWatch.Stop();
+                    clock.Stop();
+                    step++;
+                    tokens += losses.Tokens;
+                    pending.Add(new PendingStep(step, epoch, group.Count, losses.Weights, lossIndex, normIndex, losses.Tokens, losses.TargetTokens,
+                        learningRate, stepWatch.Elapsed, tokens, clock.Elapsed));
+
+                    bool epochEnd = first + options.GradientAccumulationSteps >= microBatches.Count;
+                    if (epochEnd || step % reportEvery == 0 || step % options.LogEverySteps == 0)
+                    {
+                        // The read waits for the device: its time belongs to the step that triggered it (and to the run).
+                        clock.Start();
+                        var readWatch = Stopwatch.StartNew();
+                        float[] values = queue.ReadAll();
+                        readWatch.Stop();
+                        clock.Stop();
+                        pending[^1] = pending[^1] with { Elapsed = pending[^1].Elapsed + readWatch.Elapsed, Clock = clock.Elapsed };
+                        ReportPending(logger, pending, values, steps, totalSteps, options.LogEverySteps, progress, cancellationToken);
+                    }
+
+                    if (options.CheckpointFolder is not null && options.SaveEverySteps is int every && (step % every == 0 || step == totalSteps))
+                    {
+                        SaveCheckpoint();
+                    }
+                }
+
+                double epochLossSum = 0;
+                int epochSteps = 0;
+                foreach (var s in steps)
+                {
+                    if (s.Epoch == epoch)
+                    {
+                        epochLossSum += s.Loss;
+                        epochSteps++;
+                    }
+                }
+
+                double epochLoss = epochLossSum / epochSteps;
+                epochLosses.Add(epochLoss);
+                logger.LogInformation("epoch {Epoch}/{Epochs}: mean loss {Loss:F4}", epoch, options.Epochs, epochLoss);
+                if (options.CheckpointFolder is not null && options.SaveEverySteps is null)
+                {
+                    SaveCheckpoint();
+                }
+            }
+        }
+        catch (OperationCanceledException e) when (cancellationToken.IsCancellationRequested && e is not TrainingCanceledException)
+        {
+            // Account for every step actually applied (those not yet read included), then say how far the run got.
+            clock.Stop();
+            if (pending.Count > 0)
+            {
+                float[] values = queue.ReadAll();
+                ReportPending(logger, pending, values, steps, totalSteps, options.LogEverySteps, progress: null, CancellationToken.None);
+            }
+
+            var partial = new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints);
+            throw new TrainingCanceledException(partial, step, totalSteps, cancellationToken);
+        }
+        finally
+        {
+            clock.Stop();
+            queue.Dispose();
+            StepAndZeroGrad(optimizer, step: false);
+            model.GradientCheckpointing = wasCheckpointing;
+            model.train(wasTraining);
+        }
+
+        return new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints);
+    }
+
+    /// <summary>
+    /// Forward and backward of one optimizer step's micro-batches: each micro-batch's mean loss (over its target tokens)
+    /// is scaled by its share of the step's target tokens and back-propagated, so the gradients summed over the step are
+    /// those of Σ token losses / step target tokens. Nothing is read from the device.
+    /// </summary>
+    /// <returns>Each micro-batch's detached mean loss (the caller owns them), their weights and the step's token counts.</returns>
+    internal static StepLosses AccumulateStep(MistralForCausalLM model, TrainingDataset data, IReadOnlyList<int[]> group, Device device,
+        CancellationToken cancellationToken)
+    {
+        var batches = new TrainingBatch[group.Count];
+        long targets = 0;
+        long tokens = 0;
+        for (int i = 0; i < group.Count; i++)
+        {
+            batches[i] = data.CreateBatch(group[i]);
+            if (batches[i].TargetTokens <= 0)
+            {
+                throw new InvalidOperationException($"A micro-batch of sequences [{string.Join(", ", group[i])}] has no target token; every sequence must have one.");
+            }
+
+            targets += batches[i].TargetTokens;
+            tokens += batches[i].Tokens;
+        }
+
+        var weights = new double[batches.Length];
+        var losses = new List<Tensor>(batches.Length);
+        try
+        {
+            for (int i = 0; i < batches.Length; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                TrainingBatch batch = batches[i];
+                weights[i] = (double)batch.TargetTokens / targets; // share of the step's target tokens
+                using var scope = NewDisposeScope();
+                long[] shape = [batch.Rows, batch.Columns];
+                Tensor input = Upload(batch.InputIds, shape, device);
+                Tensor? mask = batch.AttentionMask is null ? null : Upload(batch.AttentionMask, shape, device);
+                Tensor labels = batch.Labels is null ? input : Upload(batch.Labels, shape, device);
+                using var output = model.forward(new CausalLMInput(input) { AttentionMask = mask, Labels = labels });
+                Tensor loss = output.Loss!;
+                (loss * weights[i]).backward();
+                losses.Add(loss.detach().DetachFromDisposeScope());
+            }
+        }
+        catch
+        {
+            foreach (var l in losses)
+            {
+                l.Dispose();
+            }
+
+            throw;
+        }
+
+        return new StepLosses(losses, weights, tokens, targets);
+    }
+
+    /// <summary>The schedule for the start-of-run log line: "constant", or e.g. "cosine, 3 of 100 steps warm-up".</summary>
+    private static string DescribeSchedule(TrainingOptions options, int totalSteps) => options.Schedule switch
+    {
+        LearningRateSchedule.Constant => "constant",
+        _ => string.Create(CultureInfo.InvariantCulture,
+            $"{options.Schedule.ToString().ToLowerInvariant()} schedule, {options.WarmupStepsFor(totalSteps)} of {totalSteps} steps warm-up"),
+    };
+
+    /// <summary>
+    /// An int64 tensor of host data on <paramref name="device"/>, in the current dispose scope. For CUDA the data goes through
+    /// pinned memory with a non-blocking copy: a blocking copy from pageable memory synchronizes the stream (it would wait
+    /// for every queued kernel, i.e. a host sync per micro-batch). libtorch's pinned-memory allocator keeps the staging
+    /// buffer until the copy has run, so disposing it right away is safe.
+    /// </summary>
+    private static Tensor Upload(long[] data, long[] shape, Device device)
+    {
+        Tensor host = tensor(data, shape, ScalarType.Int64);
+        return device.type switch
+        {
+            DeviceType.CPU => host,
+            DeviceType.CUDA => host.pin_memory().to(device, non_blocking: true),
+            _ => host.to(device),
+        };
+    }
+
+    /// <summary>Turns the steps read from the device into results, progress reports and log lines, then clears them.</summary>
+    private static void ReportPending(ILogger logger, List<PendingStep> pending, float[] values, List<TrainingStep> steps, int totalSteps, int logEvery,
+        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        var read = new List<TrainingStep>(pending.Count);
+        foreach (var p in pending)
+        {
+            double loss = 0;
+            for (int i = 0; i < p.Weights.Length; i++)
+            {
+                loss += p.Weights[i] * values[p.LossIndex + i];
+            }
+
+            double gradNorm = values[p.NormIndex];
+            var s = new TrainingStep(p.Step, p.Epoch, p.MicroBatches, loss, gradNorm, p.Tokens, p.Elapsed)
+            {
+                TargetTokens = p.TargetTokens,
+                LearningRate = p.LearningRate,
+            };
+            steps.Add(s);
+            read.Add(s);
+        }
+
+        var tokensPerSecond = pending.ToDictionary(p => p.Step, p => p.Clock.TotalSeconds > 0 ? p.TokensSoFar / p.Clock.TotalSeconds : 0);
+        pending.Clear();
+        foreach (var s in read)
+        {
+            double tps = tokensPerSecond[s.Step];
+            if (s.Step % logEvery == 0 || s.Step == totalSteps)
+            {
+                logger.LogInformation("step {Step}/{TotalSteps} epoch {Epoch}: loss {Loss:F4}, grad norm {GradNorm:F4}, lr {LearningRate:G4}, {TokensPerSecond:F0} tokens/s",
+                    s.Step, totalSteps, s.Epoch, s.Loss, s.GradNorm, s.LearningRate, tps);
+            }
+
+            if (progress is not null)
+            {
+                progress.Report(new TrainingProgress(s.Step, totalSteps, s.Epoch, s.Loss, s.GradNorm, tps) { LearningRate = s.LearningRate });
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Optionally steps the optimizer, then zeroes the gradients, inside a dispose scope: TorchSharp's <c>zero_grad</c> creates
+    /// a tensor handle per parameter (<c>Tensor.zero_()</c> returns a new handle) that would otherwise be left to the finalizer.
+    /// </summary>
+    private static void StepAndZeroGrad(optim.Optimizer optimizer, bool step)
+    {
+        using var scope = NewDisposeScope();
+        if (step)
+        {
+            optimizer.step();
+        }
+
+        optimizer.zero_grad();
+    }
+
+    /// <summary>What a trainer trains and how it saves a checkpoint.</summary>
+    /// <param name="Kind">The run's name in the first log line ("LoRA training", "Full-parameter training").</param>
+    /// <param name="Trainable">The trained parameter count for the first log line.</param>
+    /// <param name="Parameters">Every trained parameter, in a fixed order: their gradients are clipped together.</param>
+    /// <param name="Groups">The AdamW parameter groups (together exactly <paramref name="Parameters"/>); empty groups are skipped.</param>
+    /// <param name="SaveCheckpoint">Writes a checkpoint into the folder given.</param>
+    /// <param name="CheckpointKind">What a checkpoint holds, for the log ("adapter", "model").</param>
+    internal sealed record Setup(string Kind, string Trainable, IReadOnlyList<Parameter> Parameters, IReadOnlyList<ParameterGroup> Groups,
+        Action<string, CancellationToken> SaveCheckpoint, string CheckpointKind);
+
+    /// <summary>Parameters that AdamW updates with one weight decay.</summary>
+    /// <param name="Parameters">The parameters.</param>
+    /// <param name="WeightDecay">Their decoupled weight decay.</param>
+    internal sealed record ParameterGroup(IReadOnlyList<Parameter> Parameters, double WeightDecay);
+
+    /// <summary>The device-side losses of one step (see <see cref="AccumulateStep"/>).</summary>
+    internal sealed record StepLosses(IReadOnlyList<Tensor> Losses, double[] Weights, long Tokens, long TargetTokens);
+
+    /// <summary>
+    /// A step taken whose loss and norm are still on the device (indices into the pending read), with its learning rate and
+    /// the run's tokens and training time up to its end (for its throughput).
+    /// </summary>
+    private sealed record PendingStep(int Step, int Epoch, int MicroBatches, double[] Weights, int LossIndex, int NormIndex, long Tokens,
+        long TargetTokens, double LearningRate, TimeSpan Elapsed, long TokensSoFar, TimeSpan Clock);
+}
