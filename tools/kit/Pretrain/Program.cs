@@ -191,7 +191,7 @@ internal static class Pretrain
             ["held_out_loss_untrained"] = Math.Round(before, 4),
             ["held_out_loss"] = Math.Round(heldOutLoss, 4),
             ["held_out_perplexity"] = Math.Round(Math.Exp(heldOutLoss), 2),
-            ["options"] = JsonSerializer.SerializeToNode(options),
+            ["options"] = JsonSerializer.SerializeToNode(options, new JsonSerializerOptions { Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } }),
         };
         File.WriteAllText(Path.Combine(outDir, "pretrain.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine(summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
