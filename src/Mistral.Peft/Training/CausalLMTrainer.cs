@@ -23,7 +23,9 @@ namespace Mistral.Peft.Training;
 /// For the run the selected parameters require gradients and every other parameter does not; each parameter's previous
 /// <c>requires_grad</c> is restored at the end (also on failure or cancellation), and the trained parameters' gradients
 /// are released. The model's weights are updated in place in the model's own dtype: a bfloat16 model is trained in pure
-/// bfloat16 (gradients and AdamW state in bfloat16, no float32 master copy).
+/// bfloat16 (gradients and AdamW state in bfloat16, no float32 master copy), so a change below bfloat16's resolution
+/// is lost (e.g. a decay factor 1 − lr·wd that rounds to 1); train a float32 model where that matters. A model built
+/// for pre-training from scratch is initialised with <see cref="WeightInitializer.Initialize"/>.
 /// </para>
 /// <para>
 /// AdamW gets two parameter groups as Hugging Face's <c>Trainer.create_optimizer</c> builds them: the parameters named

@@ -23,7 +23,8 @@ public sealed class TrainableSelection
 
     /// <summary>
     /// Every parameter of the model (full-parameter training). The model must not hold 4-bit <see cref="Linear4bit"/>
-    /// layers: their packed weights are not trainable parameters, so "all" could not be honoured.
+    /// layers: their packed weights are not trainable parameters, so "all" could not be honoured. On a model with LoRA
+    /// layers it includes both their base weights and the adapters.
     /// </summary>
     public static TrainableSelection All { get; } = new(null, "all parameters");
 
