@@ -225,7 +225,7 @@ internal static class SweepPlanner
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"SweepAxes.TrainingFractions: {f.ToString(CultureInfo.InvariantCulture)} of {train.Count} training examples: {(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", string.Empty, StringComparison.Ordinal))}", "TrainingFractions", e);
+            throw new ArgumentException($"SweepAxes.TrainingFractions: {f.ToString(CultureInfo.InvariantCulture)} of {train.Count} training examples: {(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", string.Empty, StringComparison.Ordinal))}", e);
         }
 
         cache[f] = subset;

@@ -158,8 +158,9 @@ public static class SweepPlots
         }
 
         var labels = runs.Select(Label).ToArray();
+        int w = width ?? Math.Clamp(160 + 90 * runs.Count, 700, 4000);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, runs.Count).Select(i => (double)i).ToArray(), labels);
-        if (runs.Count > 3 || labels.Any(l => l.Length > 18))
+        if (labels.Max(l => l.Length) * 7.5 > (w - 120.0) / runs.Count)
         {
             plot.Axes.Bottom.TickLabelStyle.Rotation = 40;
             plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
@@ -171,7 +172,7 @@ public static class SweepPlots
         plot.Title($"{results.Name ?? "sweep"}: ROUGE by method");
         plot.YLabel("F-measure × 100");
         plot.ShowLegend(Alignment.UpperRight);
-        return Save(plot, path, width ?? Math.Clamp(160 + 90 * runs.Count, 700, 4000), height);
+        return Save(plot, path, w, height);
     }
 
     /// <summary>Training loss per optimizer step, one line per run that trained (legend when there are at most 12).</summary>

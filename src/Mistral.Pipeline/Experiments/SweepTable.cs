@@ -108,7 +108,7 @@ public sealed class SweepTable
                 Add("fraction", "training fraction", SweepColumnKind.Setting, r => r.Fraction);
             }
 
-            if (Varies(r => r.TrainingSamples))
+            if (Varies(r => r.TrainingSamples) || runs.Any(r => r.TrainingSamples > 0))
             {
                 Add("samples", "training samples", SweepColumnKind.Setting, r => r.TrainingSamples);
             }
