@@ -98,6 +98,19 @@ internal sealed class Options
     {
         if (pr.GetValue(Device) is { } device)
         {
+            if (device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase))
+            {
+                try
+                {
+                    // An application's own choice: load the CUDA backend before the first tensor (TorchSharp needs it).
+                    TorchSharp.torch.InitializeDeviceType(TorchSharp.DeviceType.CUDA);
+                }
+                catch (Exception e) when (e is InvalidOperationException or NotSupportedException or DllNotFoundException or TypeInitializationException)
+                {
+                    throw new UsageException($"--device {device}: CUDA could not be initialised ({e.Message}); this sample references TorchSharp-cpu — run it with a CUDA libtorch (TorchSharp-cuda-linux).");
+                }
+            }
+
             pipeline.OnDevice(device);
         }
 

@@ -20,16 +20,10 @@ internal sealed class StudyConsole(TextWriter output, bool live)
 
     public void Line(string text)
     {
+        // Called outside the live display only (before and after a sweep): plain text, never wrapped (tables stay Markdown).
         lock (_gate)
         {
-            if (Live)
-            {
-                AnsiConsole.MarkupLine(Markup.Escape(text));
-            }
-            else
-            {
-                Output.WriteLine(text);
-            }
+            Output.WriteLine(text);
         }
     }
 

@@ -119,13 +119,15 @@ public sealed class SweepTests(PipelineFixture fixture, ITestOutputHelper output
     [Fact]
     public async Task ShardZeroAndOneOfTwoTogetherGiveTheTableOfOneUnshardedRun()
     {
-        var data = Data();
+        // Lighter than the other test (fewer examples and epochs): here only equality matters, not learning.
+        var data = SweepData.FromExamples(PipelineFixture.Examples(48, seed: 1), PipelineFixture.Examples(9, seed: 2));
+        var basePipeline = Base(fixture).WithTrainingOptions(o => o with { Epochs = 4 });
         var runner = new SweepRunner();
         string whole = TestPaths.TempDir(), sharded = TestPaths.TempDir();
-        await runner.RunAsync(TwoByTwo, Base(fixture), data, whole, new SweepRunOptions { Cost = Price });
-        var s0 = await runner.RunAsync(TwoByTwo, Base(fixture), data, sharded, new SweepRunOptions { Cost = Price, Shard = SweepShard.Parse("0/2") });
+        await runner.RunAsync(TwoByTwo, basePipeline, data, whole, new SweepRunOptions { Cost = Price });
+        var s0 = await runner.RunAsync(TwoByTwo, basePipeline, data, sharded, new SweepRunOptions { Cost = Price, Shard = SweepShard.Parse("0/2") });
         SweepResults.Load(sharded).MissingRuns.Should().HaveCount(2, "aggregation reads whatever has finished");
-        var s1 = await runner.RunAsync(TwoByTwo, Base(fixture), data, sharded, new SweepRunOptions { Cost = Price, Shard = SweepShard.Parse("1/2") });
+        var s1 = await runner.RunAsync(TwoByTwo, basePipeline, data, sharded, new SweepRunOptions { Cost = Price, Shard = SweepShard.Parse("1/2") });
         s0.Executed.Select(p => p.Index).Should().Equal(0, 2);
         s1.Executed.Select(p => p.Index).Should().Equal(1, 3);
 
@@ -178,6 +180,21 @@ public sealed class SweepTests(PipelineFixture fixture, ITestOutputHelper output
         var expected = DataSplitter.StratifiedSubsample(data.Train, e => e.Target, 0.5, 42).Train.Count;
         plan[0].TrainingSamples.Should().Be(expected);
 
+        // Summarization subsamples at random: scikit-learn's train_test_split(train_size=f, random_state=42) rows.
+        var dialogues = PipelineFixture.Examples(20, seed: 4).Select(e => new Example(e.Input, "about " + e.Target)).ToArray();
+        var summarization = MistralPipeline.Create().FromPretrained(fixture.Folder).OnDevice("cpu").WithQLoRA(r: 4).ForSummarization();
+        var half = SweepRunner.Plan(new SweepDefinition("s", new SweepAxes { TrainingFractions = [0.5] }), summarization, SweepData.FromExamples(dialogues, dialogues));
+        half.Should().ContainSingle().Which.TrainingSamples.Should().Be(10);
+        SweepPlanner.RandomSubsample(dialogues, 0.5, 42).Should().Equal(DataSplitter.RandomTrainValidationSplit(dialogues, 0.5, 42).Train);
+
+        // A folder under a planned run's name is complete only with that run's id: a stale or foreign result is run again.
+        string folder = TestPaths.TempDir();
+        string runDir = Path.Combine(folder, SweepRunner.RunsFolder, plan[0].Name);
+        Directory.CreateDirectory(runDir);
+        File.WriteAllText(Path.Combine(runDir, "run.json"), new JsonObject { ["id"] = otherLr[0].Id, ["status"] = "completed" }.ToJsonString());
+        SweepRunner.IsComplete(runDir, plan[0].Id).Should().BeFalse();
+        SweepRunner.IsComplete(runDir, otherLr[0].Id).Should().BeTrue();
+
         var shards = Enumerable.Range(0, 3).Select(i => new SweepShard(i, 3)).ToArray();
         Enumerable.Range(0, 10).Should().OnlyContain(i => shards.Count(s => s.Includes(i)) == 1);
         var bad = () => SweepShard.Parse("2/2");
@@ -186,6 +203,22 @@ public sealed class SweepTests(PipelineFixture fixture, ITestOutputHelper output
         badAxis.Should().Throw<ArgumentException>().WithMessage("SweepAxes.Ranks holds 4 twice*");
         var badFraction = () => new SweepDefinition("x", new SweepAxes { TrainingFractions = [0] });
         badFraction.Should().Throw<ArgumentException>().WithMessage("SweepAxes.TrainingFractions[0] = 0 must be in (0, 1]*");
+    }
+
+    [Fact]
+    public void ANonFiniteLossIsNeverWrittenToTheTrainingLog()
+    {
+        TrainingSummary Summary(double loss) => new()
+        {
+            Cancelled = false, StepsCompleted = 2, TotalSteps = 2, Examples = 4, Data = "2 blocks", Elapsed = TimeSpan.FromSeconds(1), Tokens = 128,
+            MemoryKind = "host RSS", EpochLosses = [1.0], Checkpoints = [], Options = Mistral.Peft.Training.LoraTrainingOptions.Study,
+            Steps = [new(1, 1, 1, 2.5, 0.5, 64, TimeSpan.FromSeconds(0.5)), new(2, 1, 1, loss, 0.25, 64, TimeSpan.FromSeconds(0.5))],
+        };
+
+        SweepRunner.TrainingLog(Summary(1.25), "run-a").Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Should().Equal("step,epoch,micro_batches,loss,grad_norm,tokens,target_tokens,seconds", "1,1,1,2.5,0.5,64,0,0.5", "2,1,1,1.25,0.25,64,0,0.5");
+        var nan = () => SweepRunner.TrainingLog(Summary(double.NaN), "run-a");
+        nan.Should().Throw<InvalidDataException>().WithMessage("Sweep run run-a: the loss of step 2 is NaN*");
     }
 
     private static string Strip(string csv, SweepTable table)

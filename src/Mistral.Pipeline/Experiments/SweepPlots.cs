@@ -158,20 +158,20 @@ public static class SweepPlots
         }
 
         var labels = runs.Select(Label).ToArray();
-        int w = width ?? Math.Clamp(160 + 90 * runs.Count, 700, 4000);
+        int w = width ?? Math.Clamp(300 + 90 * runs.Count, 800, 4000);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, runs.Count).Select(i => (double)i).ToArray(), labels);
         if (labels.Max(l => l.Length) * 7.5 > (w - 120.0) / runs.Count)
         {
             plot.Axes.Bottom.TickLabelStyle.Rotation = 40;
             plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
-            plot.Axes.Bottom.MinimumSize = Math.Min(260, 7f * labels.Max(l => l.Length));
+            plot.Axes.Bottom.MinimumSize = Math.Min(260, 5f * labels.Max(l => l.Length) + 30);
         }
 
-        double top = Math.Max(10, bars.Max(b => b.Value) * 1.15);
+        double top = Math.Max(10, bars.Max(b => b.Value) * 1.1);
         plot.Axes.SetLimits(-0.6, runs.Count - 0.4, 0, top);
         plot.Title($"{results.Name ?? "sweep"}: ROUGE by method");
         plot.YLabel("F-measure × 100");
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.ShowLegend(Edge.Right);
         return Save(plot, path, w, height);
     }
 
@@ -299,7 +299,7 @@ public static class SweepPlots
         var ci = CultureInfo.InvariantCulture;
         string fraction = r.Fraction is double f && f < 1 ? string.Create(ci, $" {f * 100:0.##}%") : string.Empty;
         return r.ModeKind == EvaluationModeKind.FineTuned
-            ? string.Create(ci, $"QLoRA r{r.R} d{r.Dropout:0.##} e{r.Epochs}{fraction}")
+            ? string.Create(ci, $"QLoRA{(r.R is int rank ? $" r{rank}" : string.Empty)}{(r.Dropout is double d ? $" d{d:0.##}" : string.Empty)}{(r.Epochs is int e ? $" e{e}" : string.Empty)}{fraction}")
             : r.Mode + fraction;
     }
 

@@ -351,7 +351,7 @@ public sealed class SweepRunner
         return o.ToJsonString(CanonicalJson.Indented);
     }
 
-    private static string TrainingLog(TrainingSummary training, string run)
+    internal static string TrainingLog(TrainingSummary training, string run)
     {
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder("step,epoch,micro_batches,loss,grad_norm,tokens,target_tokens,seconds\n");
