@@ -16,6 +16,16 @@ internal static class AtomicFile
         }
     });
 
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
+    {
+        byte[] copy = bytes.ToArray();
+        Write(path, w =>
+        {
+            w.Flush();
+            w.BaseStream.Write(copy);
+        });
+    }
+
     private static void Write(string path, Action<StreamWriter> write)
     {
         string full = Path.GetFullPath(path);

@@ -43,6 +43,13 @@ public sealed class MistralPipeline
     /// <returns>A new builder.</returns>
     public static MistralPipeline Create() => new();
 
+    /// <summary>A copy of this builder with every choice made so far; calls on the copy leave this one as it was (and the reverse).</summary>
+    /// <returns>The copy.</returns>
+    public MistralPipeline Clone() => new() { _settings = _settings with { Conflicts = [.. _settings.Conflicts] } };
+
+    /// <summary>The choices made so far (read by the experiments API to resolve a run's configuration).</summary>
+    internal PipelineSettings Settings => _settings;
+
     /// <summary>The Hugging Face checkpoint folder to load: <c>config.json</c>, <c>model.safetensors</c> or a sharded index (16/32-bit, or a bitsandbytes 4-bit one), and <c>tokenizer.model</c>.</summary>
     /// <param name="folder">The folder.</param>
     /// <param name="baseModelName">The name recorded as <c>base_model_name_or_path</c> in saved adapters (e.g. <c>mistralai/Mistral-7B-v0.1</c>); null records the folder.</param>
