@@ -24,6 +24,9 @@ const int SummaryTest = 40;
 const int Epochs = 3;
 const double LearningRate = 2e-3;
 
+// LoRA dropout draws from TorchSharp's default generator, which the library never seeds (process-wide state); this
+// program owns its process, so it seeds it for a run that gives the same numbers every time.
+TorchSharp.torch.manual_seed(42);
 using ILoggerFactory logging = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
 var reader = new DatasetReader();
 var trainAll = (await reader.ReadAsync(trainFile, ColumnMapping.Classification, ReadOptions.StudyCleaning)).Examples;
