@@ -4,6 +4,7 @@
 //   pretrain --corpus kit/corpus/train.jsonl --tokenizer kit/model/tokenizer.model
 //            --validation kit/data/summarization/validation.parquet --out DIR [--device cuda] [--epochs 6] ...
 //   logits   --model kit/model --out FILE [--device cpu]      our float32 logits for fixed prompts (tools/kit/hf_check.py)
+//   plot     --log kit/model/training_log.csv --summary kit/model/pretrain.json --out kit/model/training_loss.png
 //
 // The corpus is tools/kit/build_debian_kit.py --corpus output: the descriptions of the train split's source packages
 // only (validation and test sources excluded). Held-out perplexity is measured on the summarization validation split
@@ -32,6 +33,7 @@ return verb switch
 {
     "pretrain" => await Pretrain.RunAsync(opt, device),
     "logits" => KitLogits.Run(opt, device),
+    "plot" => LossPlot.Run(opt),
     _ => Usage(),
 };
 
@@ -298,6 +300,40 @@ internal static class KitLogits
             ["ids"] = input.cpu(), ["mask"] = attention.cpu(), ["logits"] = output.Logits.cpu(),
         });
         Console.WriteLine($"wrote {opt.Require("out")}: logits [{string.Join(", ", output.Logits.shape)}]");
+        return 0;
+    }
+}
+
+internal static class LossPlot
+{
+    /// <summary>The pretraining loss curve (every step, and each epoch's mean) with the held-out loss as a reference line.</summary>
+    public static int Run(Options opt)
+    {
+        var rows = File.ReadLines(opt.Require("log")).Skip(1).Select(l => l.Split(',')).ToArray();
+        double[] steps = rows.Select(r => double.Parse(r[0], CultureInfo.InvariantCulture)).ToArray();
+        double[] loss = rows.Select(r => double.Parse(r[3], CultureInfo.InvariantCulture)).ToArray();
+        int[] epochs = rows.Select(r => int.Parse(r[1], CultureInfo.InvariantCulture)).ToArray();
+        var plot = new ScottPlot.Plot();
+        var perStep = plot.Add.Scatter(steps, loss);
+        perStep.LineWidth = 1;
+        perStep.MarkerSize = 0;
+        perStep.LegendText = "training loss per step";
+        var epochEnds = epochs.Distinct().Select(e => (Step: steps.Where((_, i) => epochs[i] == e).Max(), Mean: loss.Where((_, i) => epochs[i] == e).Average())).ToArray();
+        var means = plot.Add.Scatter(epochEnds.Select(x => x.Step).ToArray(), epochEnds.Select(x => x.Mean).ToArray());
+        means.LineWidth = 2;
+        means.MarkerSize = 7;
+        means.LegendText = "epoch mean";
+        var summary = JsonNode.Parse(File.ReadAllText(opt.Require("summary")))!;
+        double heldOut = summary["held_out_loss"]!.GetValue<double>();
+        var line = plot.Add.HorizontalLine(heldOut);
+        line.LinePattern = ScottPlot.LinePattern.Dashed;
+        line.LegendText = string.Create(CultureInfo.InvariantCulture, $"held-out loss after training {heldOut:0.###} (perplexity {Math.Exp(heldOut):0.#})");
+        plot.Title(string.Create(CultureInfo.InvariantCulture, $"kit/model pretraining: {summary["parameters"]!.GetValue<long>():N0} parameters, {steps.Length:N0} steps"));
+        plot.XLabel("optimizer step");
+        plot.YLabel("cross-entropy loss");
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        plot.SavePng(opt.Require("out"), 900, 520);
+        Console.WriteLine($"wrote {opt.Require("out")}");
         return 0;
     }
 }
