@@ -90,6 +90,20 @@ public class MalformedInputTests
             .Should().Throw<InvalidDataException>().WithMessage($"{path}: tensor 'w'*");
     }
 
+    [Fact]
+    public void LoneSurrogateInAShardIndexNamesTheIndex()
+    {
+        string dir = TestPaths.TempDir();
+        using (Tensor t = ones(1))
+        {
+            SafeTensorsWriter.Write(Path.Combine(dir, "a.safetensors"), new Dictionary<string, Tensor> { ["w"] = t });
+        }
+
+        string index = Path.Combine(dir, CheckpointReader.IndexFileName);
+        File.WriteAllText(index, "{\"weight_map\": {\"\\ud800\": \"a.safetensors\"}}");
+        FluentActions.Invoking(() => CheckpointReader.Open(dir)).Should().Throw<InvalidDataException>().WithMessage($"{index}: *");
+    }
+
     internal static string WriteRaw(byte[] header, int dataBytes)
     {
         string path = Path.Combine(TestPaths.TempDir(), "model.safetensors");

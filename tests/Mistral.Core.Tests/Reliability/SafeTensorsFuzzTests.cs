@@ -1,4 +1,5 @@
 using Mistral.Core.Checkpoints;
+using Mistral.Core.Configuration;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -81,5 +82,39 @@ public class SafeTensorsFuzzTests
 
         failures.Should().BeEmpty();
         accepted.Should().BeLessThan(iterations);
+    }
+
+    [Fact]
+    public void MutatedConfigJsonThrowsOnlyInvalidDataException()
+    {
+        byte[] original = System.Text.Encoding.UTF8.GetBytes(TinyModels.Tiny().ToJson());
+        int iterations = int.TryParse(Environment.GetEnvironmentVariable("MISTRAL_FUZZ_ITERATIONS"), out int n) ? n : 400;
+        var rng = new Random(7);
+        byte[] interesting = "\"{}[],:0123456789-e.\\u"u8.ToArray();
+        var failures = new List<string>();
+        for (int i = 0; i < iterations; i++)
+        {
+            byte[] bytes = (byte[])original.Clone();
+            for (int e = rng.Next(1, 4); e > 0; e--)
+            {
+                int at = rng.Next(bytes.Length);
+                bytes[at] = rng.Next(2) == 0 ? (byte)rng.Next(256) : interesting[rng.Next(interesting.Length)];
+            }
+
+            try
+            {
+                MistralConfig.FromJson(System.Text.Encoding.UTF8.GetString(bytes), "fuzz/config.json");
+            }
+            catch (InvalidDataException ex)
+            {
+                ex.Message.Should().StartWith("fuzz/config.json");
+            }
+            catch (Exception ex)
+            {
+                failures.Add($"#{i}: {ex.GetType().Name}: {ex.Message}");
+            }
+        }
+
+        failures.Should().BeEmpty();
     }
 }
