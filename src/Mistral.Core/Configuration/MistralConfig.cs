@@ -209,16 +209,17 @@ public sealed record MistralConfig
         if (total > MaxParameters)
         {
             string culprit = perLayer * NumHiddenLayers >= outer
-                ? $"'num_hidden_layers' ({NumHiddenLayers}) × {perLayer:G4} parameters per layer (from 'hidden_size', 'intermediate_size', the heads and 'head_dim')"
+                ? string.Create(CultureInfo.InvariantCulture, $"'num_hidden_layers' ({NumHiddenLayers}) × {perLayer:G4} parameters per layer (from 'hidden_size', 'intermediate_size', the heads and 'head_dim')")
                 : $"'vocab_size' ({VocabSize}) × 'hidden_size' ({HiddenSize}) for the embedding and lm_head";
             throw new InvalidDataException(
-                $"{source}: the configuration describes {total:G4} parameters, more than the {MaxParameters:G4} accepted; most come from {culprit}.");
+                string.Create(CultureInfo.InvariantCulture, $"{source}: the configuration describes {total:G4} parameters, more than the {MaxParameters:G4} accepted; most come from {culprit}."));
         }
 
         if (!(InitializerRange >= 0) || double.IsInfinity(InitializerRange))
         {
             throw new InvalidDataException($"{source}: 'initializer_range' must be a non-negative number, got {InitializerRange.ToString(CultureInfo.InvariantCulture)}.");
         }
+
         if (NumAttentionHeads % NumKeyValueHeads != 0)
         {
             throw new InvalidDataException(

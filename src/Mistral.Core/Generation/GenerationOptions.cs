@@ -1,3 +1,4 @@
+using System.Globalization;
 namespace Mistral.Core.Generation;
 
 /// <summary>How text is generated. Validate with <see cref="Validate"/>; every message names the option.</summary>
@@ -95,7 +96,8 @@ public sealed record GenerationOptions
         if (DoSample && float.IsInfinity((float)(1.0 / Temperature)))
         {
             throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature,
-                $"Temperature {Temperature:G3} is too small: logits / Temperature overflows float32 (1 / Temperature must be below {float.MaxValue:G3}); use DoSample = false for greedy decoding.");
+                string.Create(CultureInfo.InvariantCulture,
+                    $"Temperature {Temperature:G3} is too small: logits / Temperature overflows float32 (1 / Temperature must be below {float.MaxValue:G3}); use DoSample = false for greedy decoding."));
         }
 
         if (TopK < 0)

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -273,7 +274,7 @@ public sealed class TokenGenerator
             if (scores.eq(float.PositiveInfinity).logical_and(logits.isfinite()).any().item<bool>())
             {
                 throw new InvalidOperationException(
-                    $"Generation step {step}: logits / Temperature ({options.Temperature:G3}) overflow float32 for this model's logits; "
+                    string.Create(CultureInfo.InvariantCulture, $"Generation step {step}: logits / Temperature ({options.Temperature:G3}) overflow float32 for this model's logits; ")
                     + "use a larger Temperature, or DoSample = false for greedy decoding.");
             }
 
