@@ -13,6 +13,16 @@ public sealed class CheckpointMismatchException : IOException
         MisShaped = misShaped;
     }
 
+    /// <summary>Creates the exception with a note on why the tensors are a problem.</summary>
+    public CheckpointMismatchException(string folder, IReadOnlyList<string> missing, IReadOnlyList<string> unexpected, IReadOnlyList<string> misShaped, string note)
+        : base(Format(folder, missing, unexpected, misShaped)[..^1] + $" ({note}).")
+    {
+        Folder = folder;
+        Missing = missing;
+        Unexpected = unexpected;
+        MisShaped = misShaped;
+    }
+
     /// <summary>The checkpoint folder.</summary>
     public string Folder { get; }
 

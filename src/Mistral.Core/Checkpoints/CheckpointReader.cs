@@ -137,40 +137,52 @@ public sealed class CheckpointReader : IDisposable
 
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object
-                || !doc.RootElement.TryGetProperty("weight_map", out JsonElement map) || map.ValueKind != JsonValueKind.Object)
+            try
             {
-                throw new InvalidDataException($"{index}: missing object field 'weight_map'.");
+                ReadWeightMap(doc, index, folder, fileOf);
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new InvalidDataException($"{index}: a key or string is not valid UTF-8 or holds a lone surrogate escape ({e.Message}).", e);
+            }
+        }
+    }
+
+    private static void ReadWeightMap(JsonDocument doc, string index, string folder, Dictionary<string, string> fileOf)
+    {
+        if (doc.RootElement.ValueKind != JsonValueKind.Object
+            || !doc.RootElement.TryGetProperty("weight_map", out JsonElement map) || map.ValueKind != JsonValueKind.Object)
+        {
+            throw new InvalidDataException($"{index}: missing object field 'weight_map'.");
+        }
+
+        var missing = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (JsonProperty p in map.EnumerateObject())
+        {
+            if (p.Value.ValueKind != JsonValueKind.String)
+            {
+                throw new InvalidDataException($"{index}: weight_map['{p.Name}'] must be a file name.");
             }
 
-            var missing = new SortedSet<string>(StringComparer.Ordinal);
-            foreach (JsonProperty p in map.EnumerateObject())
+            string shard = p.Value.GetString()!;
+            if (shard.Contains('/') || shard.Contains('\\') || shard == ".." )
             {
-                if (p.Value.ValueKind != JsonValueKind.String)
-                {
-                    throw new InvalidDataException($"{index}: weight_map['{p.Name}'] must be a file name.");
-                }
-
-                string shard = p.Value.GetString()!;
-                if (shard.Contains('/') || shard.Contains('\\') || shard == ".." )
-                {
-                    throw new InvalidDataException($"{index}: weight_map['{p.Name}'] = '{shard}' must be a file name inside the folder.");
-                }
-
-                string path = Path.Combine(folder, shard);
-                if (!File.Exists(path))
-                {
-                    missing.Add(shard);
-                }
-
-                fileOf[p.Name] = path;
+                throw new InvalidDataException($"{index}: weight_map['{p.Name}'] = '{shard}' must be a file name inside the folder.");
             }
 
-            if (missing.Count > 0)
+            string path = Path.Combine(folder, shard);
+            if (!File.Exists(path))
             {
-                throw new FileNotFoundException(
-                    $"{index}: missing shard file(s) in '{folder}': {string.Join(", ", missing)}.", Path.Combine(folder, missing.Min!));
+                missing.Add(shard);
             }
+
+            fileOf[p.Name] = path;
+        }
+
+        if (missing.Count > 0)
+        {
+            throw new FileNotFoundException(
+                $"{index}: missing shard file(s) in '{folder}': {string.Join(", ", missing)}.", Path.Combine(folder, missing.Min!));
         }
     }
 

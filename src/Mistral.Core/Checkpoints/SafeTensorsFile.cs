@@ -176,31 +176,32 @@ public sealed class SafeTensorsFile : IDisposable
                 throw new InvalidDataException($"{path}: the header must be a JSON object.");
             }
 
+            int index = 0;
+            string? previous = null;
             foreach (JsonProperty p in doc.RootElement.EnumerateObject())
             {
-                if (p.Name == "__metadata__")
+                // Names and strings are decoded lazily: invalid UTF-8 or a lone surrogate escape fails here, not at parse.
+                string name;
+                try
                 {
-                    if (p.Value.ValueKind != JsonValueKind.Object)
-                    {
-                        throw new InvalidDataException($"{path}: '__metadata__' must be an object of strings.");
-                    }
-
-                    foreach (JsonProperty m in p.Value.EnumerateObject())
-                    {
-                        metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String
-                            ? m.Value.GetString()!
-                            : throw new InvalidDataException($"{path}: '__metadata__.{m.Name}' must be a string.");
-                    }
-
-                    continue;
+                    name = p.Name;
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new InvalidDataException(
+                        $"{path}: the name of header entry #{index} ({(previous is null ? "the first" : $"after tensor '{previous}'")}) is not valid UTF-8 or holds a lone surrogate escape ({e.Message}).", e);
                 }
 
-                if (tensors.ContainsKey(p.Name))
+                index++;
+                previous = name;
+                try
                 {
-                    throw new InvalidDataException($"{path}: tensor '{p.Name}' appears twice in the header.");
+                    ParseProperty(path, p, name, dataLength, tensors, metadata);
                 }
-
-                tensors[p.Name] = ParseEntry(path, p, dataLength);
+                catch (InvalidOperationException e)
+                {
+                    throw new InvalidDataException($"{path}: tensor '{name}': a string in its entry is not valid UTF-8 or holds a lone surrogate escape ({e.Message}).", e);
+                }
             }
         }
 
@@ -224,6 +225,34 @@ public sealed class SafeTensorsFile : IDisposable
         }
 
         return (tensors, metadata);
+    }
+
+    private static void ParseProperty(string path, JsonProperty p, string name, long dataLength,
+        Dictionary<string, SafeTensorInfo> tensors, Dictionary<string, string> metadata)
+    {
+        if (name == "__metadata__")
+        {
+            if (p.Value.ValueKind != JsonValueKind.Object)
+            {
+                throw new InvalidDataException($"{path}: '__metadata__' must be an object of strings.");
+            }
+
+            foreach (JsonProperty m in p.Value.EnumerateObject())
+            {
+                metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String
+                    ? m.Value.GetString()!
+                    : throw new InvalidDataException($"{path}: '__metadata__.{m.Name}' must be a string.");
+            }
+
+            return;
+        }
+
+        if (tensors.ContainsKey(name))
+        {
+            throw new InvalidDataException($"{path}: tensor '{name}' appears twice in the header.");
+        }
+
+        tensors[name] = ParseEntry(path, p, dataLength);
     }
 
     private static SafeTensorInfo ParseEntry(string path, JsonProperty p, long dataLength)
@@ -266,9 +295,11 @@ public sealed class SafeTensorsFile : IDisposable
         }
 
         if (!p.Value.TryGetProperty("data_offsets", out JsonElement off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2
+            || off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
             || !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end))
         {
-            throw new InvalidDataException($"{where}: 'data_offsets' must be [begin, end].");
+            throw new InvalidDataException(
+                $"{where}: 'data_offsets' must be [begin, end] (two integers); got {(off.ValueKind == JsonValueKind.Undefined ? "nothing" : off.GetRawText())}.");
         }
 
         if (begin < 0 || end < begin || end > dataLength)

@@ -9,7 +9,7 @@ namespace Mistral.Core.Checkpoints;
 public static class SafeTensorsWriter
 {
     /// <summary>Writes <paramref name="tensors"/> (in name order) with optional <c>__metadata__</c>.</summary>
-    /// <exception cref="ArgumentException">A name repeats or a tensor's dtype has no safetensors name.</exception>
+    /// <exception cref="ArgumentException">A name repeats, is the reserved <c>__metadata__</c>, or a tensor's dtype has no safetensors name.</exception>
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null,
         CancellationToken cancellationToken = default)
     {
@@ -19,6 +19,12 @@ public static class SafeTensorsWriter
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, _) in entries)
         {
+            if (name == "__metadata__")
+            {
+                throw new ArgumentException(
+                    $"{path}: a tensor may not be named '__metadata__' (the name safetensors reserves for the metadata map; readers reject such a file).", nameof(tensors));
+            }
+
             if (!seen.Add(name))
             {
                 throw new ArgumentException($"Tensor name '{name}' appears twice.", nameof(tensors));

@@ -65,6 +65,31 @@ public sealed record MistralConfig
     /// <summary>The dtype the checkpoint was saved in (<c>torch_dtype</c> / <c>dtype</c>), informational.</summary>
     public string? TorchDtype { get; init; } = "bfloat16";
 
+    /// <summary>Standard deviation of the normal initialisation of linear and embedding weights (<c>initializer_range</c>).</summary>
+    public double InitializerRange { get; init; } = 0.02;
+
+    /// <summary>Most decoder layers <see cref="Validate"/> accepts (real checkpoints have at most a few hundred).</summary>
+    public const int MaxLayers = 16384;
+
+    /// <summary>Largest width (<c>vocab_size</c>, <c>hidden_size</c>, <c>intermediate_size</c>, <c>head_dim</c>) or head count <see cref="Validate"/> accepts.</summary>
+    public const int MaxDimension = 1 << 24;
+
+    /// <summary>Most parameters <see cref="Validate"/> accepts (2⁴², about 4.4 × 10¹²: 8.8 TB in bfloat16).</summary>
+    public const long MaxParameters = 1L << 42;
+
+    /// <summary>
+    /// The number of parameters the model has (embedding, layers, final norm and <c>lm_head</c>), computed without
+    /// allocating; saturates at <see cref="long.MaxValue"/>.
+    /// </summary>
+    public long ParameterCount
+    {
+        get
+        {
+            double count = ParameterCountOf(this);
+            return count >= long.MaxValue ? long.MaxValue : (long)count;
+        }
+    }
+
     /// <summary>Mistral-7B-v0.1's published configuration.</summary>
     public static MistralConfig Mistral7B { get; } = new();
 
@@ -94,6 +119,12 @@ public sealed record MistralConfig
         JsonObject root;
         try
         {
+            // JsonObject throws a bare ArgumentException on its first lookup when a key repeats: find it first, by name.
+            using (JsonDocument doc = JsonDocument.Parse(json))
+            {
+                CheckDuplicateKeys(doc.RootElement, "", source);
+            }
+
             root = JsonNode.Parse(json) as JsonObject
                 ?? throw new InvalidDataException($"{source}: expected a JSON object at the top level.");
         }
@@ -101,6 +132,23 @@ public sealed record MistralConfig
         {
             throw new InvalidDataException($"{source}: not valid JSON ({e.Message}).", e);
         }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidDataException($"{source}: a key or string is not valid UTF-8 or holds a lone surrogate escape ({e.Message}).", e);
+        }
+
+        try
+        {
+            return FromObject(root, source);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidDataException($"{source}: a string value is not valid UTF-8 or holds a lone surrogate escape ({e.Message}).", e);
+        }
+    }
+
+    private static MistralConfig FromObject(JsonObject root, string source)
+    {
 
         int hidden = RequiredInt(root, "hidden_size", source);
         int heads = RequiredInt(root, "num_attention_heads", source);
@@ -129,6 +177,7 @@ public sealed record MistralConfig
             PadTokenId = OptionalInt(root, "pad_token_id", source),
             HiddenAct = OptionalString(root, "hidden_act", source) ?? "silu",
             TorchDtype = OptionalString(root, "torch_dtype", source) ?? OptionalString(root, "dtype", source),
+            InitializerRange = OptionalDouble(root, "initializer_range", source) ?? 0.02,
         };
         config.Validate(source);
         return config;
@@ -147,6 +196,30 @@ public sealed record MistralConfig
         Positive(NumKeyValueHeads, "num_key_value_heads");
         Positive(HeadDim, "head_dim");
         Positive(MaxPositionEmbeddings, "max_position_embeddings");
+        AtMost(VocabSize, MaxDimension, "vocab_size");
+        AtMost(HiddenSize, MaxDimension, "hidden_size");
+        AtMost(IntermediateSize, MaxDimension, "intermediate_size");
+        AtMost(NumHiddenLayers, MaxLayers, "num_hidden_layers");
+        AtMost(NumAttentionHeads, MaxDimension, "num_attention_heads");
+        AtMost(NumKeyValueHeads, MaxDimension, "num_key_value_heads");
+        AtMost(HeadDim, MaxDimension, "head_dim");
+        double perLayer = ParameterCountOf(this with { NumHiddenLayers = 1 }) - ParameterCountOf(this with { NumHiddenLayers = 0 });
+        double outer = ParameterCountOf(this with { NumHiddenLayers = 0 });
+        double total = outer + (perLayer * NumHiddenLayers);
+        if (total > MaxParameters)
+        {
+            string culprit = perLayer * NumHiddenLayers >= outer
+                ? string.Create(CultureInfo.InvariantCulture, $"'num_hidden_layers' ({NumHiddenLayers}) × {perLayer:G4} parameters per layer (from 'hidden_size', 'intermediate_size', the heads and 'head_dim')")
+                : $"'vocab_size' ({VocabSize}) × 'hidden_size' ({HiddenSize}) for the embedding and lm_head";
+            throw new InvalidDataException(
+                string.Create(CultureInfo.InvariantCulture, $"{source}: the configuration describes {total:G4} parameters, more than the {MaxParameters:G4} accepted; most come from {culprit}."));
+        }
+
+        if (!(InitializerRange >= 0) || double.IsInfinity(InitializerRange))
+        {
+            throw new InvalidDataException($"{source}: 'initializer_range' must be a non-negative number, got {InitializerRange.ToString(CultureInfo.InvariantCulture)}.");
+        }
+
         if (NumAttentionHeads % NumKeyValueHeads != 0)
         {
             throw new InvalidDataException(
@@ -184,6 +257,14 @@ public sealed record MistralConfig
             throw new InvalidDataException($"{source}: 'hidden_act' '{HiddenAct}' is not supported (expected 'silu').");
         }
 
+        void AtMost(int value, int limit, string field)
+        {
+            if (value > limit)
+            {
+                throw new InvalidDataException($"{source}: '{field}' ({value}) is larger than any checkpoint holds (at most {limit} accepted).");
+            }
+        }
+
         void Positive(int value, string field)
         {
             if (value <= 0)
@@ -216,7 +297,7 @@ public sealed record MistralConfig
             ["eos_token_id"] = EosTokenId,
             ["hidden_act"] = HiddenAct,
             ["attention_dropout"] = 0.0,
-            ["initializer_range"] = 0.02,
+            ["initializer_range"] = InitializerRange,
             ["use_cache"] = true,
         };
         if (PadTokenId is int pad)
@@ -240,12 +321,58 @@ public sealed record MistralConfig
             throw new InvalidDataException($"{source}: 'rope_parameters.rope_type' = '{type}' is not supported (only 'default' RoPE is implemented).");
         }
 
+        foreach (string key in (string[])["rope_scaling", "rope_parameters"])
+        {
+            JsonNode? node = Field(root, key);
+            if (node is not null and not JsonObject)
+            {
+                throw new InvalidDataException(
+                    $"{source}: '{key}' ({node.ToJsonString()}) is not supported: expected null or an object (only unscaled, 'default' RoPE is implemented).");
+            }
+        }
+
         if (root["rope_scaling"] is JsonObject scaling)
         {
             string? kind = OptionalString(scaling, "rope_type", source) ?? OptionalString(scaling, "type", source);
             if (kind != "default")
             {
                 throw new InvalidDataException($"{source}: 'rope_scaling' ({scaling.ToJsonString()}) is not supported (only unscaled RoPE is implemented).");
+            }
+        }
+    }
+
+    private static double ParameterCountOf(MistralConfig c)
+    {
+        double h = c.HiddenSize;
+        double q = (double)c.NumAttentionHeads * c.HeadDim;
+        double kv = (double)c.NumKeyValueHeads * c.HeadDim;
+        double attention = (h * q) + (2 * h * kv) + (q * h);
+        double mlp = 3 * h * c.IntermediateSize;
+        double layer = attention + mlp + (2 * h);
+        return (2 * (double)c.VocabSize * h) + (c.NumHiddenLayers * layer) + h;
+    }
+
+    private static void CheckDuplicateKeys(JsonElement element, string prefix, string source)
+    {
+        if (element.ValueKind == JsonValueKind.Object)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (JsonProperty p in element.EnumerateObject())
+            {
+                if (!seen.Add(p.Name))
+                {
+                    throw new InvalidDataException($"{source}: key '{prefix}{p.Name}' appears more than once.");
+                }
+
+                CheckDuplicateKeys(p.Value, $"{prefix}{p.Name}.", source);
+            }
+        }
+        else if (element.ValueKind == JsonValueKind.Array)
+        {
+            int i = 0;
+            foreach (JsonElement item in element.EnumerateArray())
+            {
+                CheckDuplicateKeys(item, $"{prefix.TrimEnd('.')}[{i++}].", source);
             }
         }
     }

@@ -1,9 +1,13 @@
+using System.Globalization;
 namespace Mistral.Core.Generation;
 
 /// <summary>How text is generated. Validate with <see cref="Validate"/>; every message names the option.</summary>
 public sealed record GenerationOptions
 {
-    /// <summary>Most new tokens per sequence.</summary>
+    /// <summary>The largest <see cref="MaxNewTokens"/> accepted (2³⁰, so that prompt + new tokens fit an int).</summary>
+    public const int MaxTokens = 1 << 30;
+
+    /// <summary>Most new tokens per sequence (at most <see cref="MaxTokens"/>; the KV cache grows as tokens come, it is not allocated for all of them up front).</summary>
     public int MaxNewTokens { get; init; } = 20;
 
     /// <summary>Sample from the distribution (true) or take the arg-max (false, greedy).</summary>
@@ -79,9 +83,21 @@ public sealed record GenerationOptions
             throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "MaxNewTokens must be ≥ 0.");
         }
 
+        if (MaxNewTokens > MaxTokens)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, $"MaxNewTokens must be at most {MaxTokens} (prompt + new tokens must fit an int).");
+        }
+
         if (!(Temperature > 0) || double.IsInfinity(Temperature))
         {
             throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "Temperature must be a positive finite number.");
+        }
+
+        if (DoSample && float.IsInfinity((float)(1.0 / Temperature)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature,
+                string.Create(CultureInfo.InvariantCulture,
+                    $"Temperature {Temperature:G3} is too small: logits / Temperature overflows float32 (1 / Temperature must be below {float.MaxValue:G3}); use DoSample = false for greedy decoding."));
         }
 
         if (TopK < 0)

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -8,7 +9,7 @@ using static TorchSharp.torch;
 namespace Mistral.Core.Generation;
 
 /// <summary>
-/// Generates token ids from a <see cref="MistralForCausalLM"/> with a KV cache allocated once per call (a rolling buffer
+/// Generates token ids from a <see cref="MistralForCausalLM"/> with a KV cache made per call, which grows in chunks as tokens come (a rolling buffer
 /// of W slots when the sequence outgrows the sliding window; prompts longer than W are prefilled in chunks of W).
 /// Batches of prompts of different lengths are left-padded.
 /// </summary>
@@ -19,6 +20,9 @@ namespace Mistral.Core.Generation;
 /// </remarks>
 public sealed class TokenGenerator
 {
+    // New-token slots the KV cache starts with beyond the prompt; it doubles as needed.
+    private const int InitialNewTokenSlots = 256;
+
     private readonly MistralForCausalLM model;
     private readonly ILogger logger;
 
@@ -73,7 +77,14 @@ public sealed class TokenGenerator
 
         int batch = prompts.Count;
         int promptLength = prompts.Max(p => p.Count);
-        int total = promptLength + Math.Max(options.MaxNewTokens, 1);
+        long totalLong = (long)promptLength + Math.Max(options.MaxNewTokens, 1);
+        if (totalLong > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxNewTokens,
+                $"GenerationOptions.MaxNewTokens ({options.MaxNewTokens}) plus the prompt length ({promptLength}) exceeds {int.MaxValue} tokens.");
+        }
+
+        int total = (int)totalLong;
         Device device = model.Device;
         var eos = new HashSet<int>(options.EosTokenIds);
 
@@ -98,7 +109,9 @@ public sealed class TokenGenerator
 
         // Sampling draws on the CPU (a few thousand probabilities per row), so a seed gives the same tokens on every device.
         using Generator? rng = options.Seed is ulong seed ? new Generator(seed, CPU) : null;
-        using var cache = new KvCache(model.Config, batch, total, model.DType, device);
+        // The cache starts with the prompt plus a chunk of new tokens and grows as they come (a rolling one holds W slots).
+        using var cache = new KvCache(model.Config, batch, total, model.DType, device, allowRolling: true,
+            initialCapacity: (int)Math.Min(total, (long)promptLength + InitialNewTokenSlots));
         using var evalMode = ModuleModeScope.Eval(model);
         using var noGrad = inference_mode();
         var clock = Stopwatch.StartNew();
@@ -106,7 +119,7 @@ public sealed class TokenGenerator
         double decodeMs = 0;
         int steps = 0;
         int decodeTokens = 0;
-        var stepTimes = new List<double>(options.MaxNewTokens);
+        var stepTimes = new List<double>(Math.Min(options.MaxNewTokens, InitialNewTokenSlots));
 
         using Tensor allIds = tensor(ids, [batch, promptLength], ScalarType.Int64, device);
         using Tensor allMask = tensor(mask, [batch, promptLength], ScalarType.Int64, device);
@@ -124,7 +137,7 @@ public sealed class TokenGenerator
             for (int step = 0; step < options.MaxNewTokens; step++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                long[] next = SelectNext(logits, options, seenLists, rng);
+                long[] next = SelectNext(logits, options, seenLists, rng, step);
                 logits.Dispose();
                 for (int r = 0; r < batch; r++)
                 {
@@ -221,7 +234,7 @@ public sealed class TokenGenerator
         return last!;
     }
 
-    private static long[] SelectNext(Tensor logits, GenerationOptions options, List<long>[] seen, Generator? rng)
+    private static long[] SelectNext(Tensor logits, GenerationOptions options, List<long>[] seen, Generator? rng, int step)
     {
         using var scope = NewDisposeScope();
         Tensor scores = logits;
@@ -242,6 +255,14 @@ public sealed class TokenGenerator
             scores = LogitsProcessing.RepetitionPenalty(scores, seenT, options.RepetitionPenalty);
         }
 
+        // argmax over NaN answers token 0 (or the NaN's index) forever: fail as sampling does.
+        if (scores.isnan().any().item<bool>())
+        {
+            throw new InvalidOperationException(
+                $"Generation step {step}: the model produced NaN logits, so no token can be {(options.DoSample ? "sampled" : "chosen")} "
+                + "(are the weights loaded and finite? a non-strict load, a diverged fine-tune or float16 overflow can cause it).");
+        }
+
         Tensor chosen;
         if (!options.DoSample)
         {
@@ -250,13 +271,20 @@ public sealed class TokenGenerator
         else
         {
             scores = scores / options.Temperature;
+            if (scores.eq(float.PositiveInfinity).logical_and(logits.isfinite()).any().item<bool>())
+            {
+                throw new InvalidOperationException(
+                    string.Create(CultureInfo.InvariantCulture, $"Generation step {step}: logits / Temperature ({options.Temperature:G3}) overflow float32 for this model's logits; ")
+                    + "use a larger Temperature, or DoSample = false for greedy decoding.");
+            }
+
             scores = LogitsProcessing.TopK(scores, options.TopK);
             scores = LogitsProcessing.TopP(scores, options.TopP);
             Tensor probabilities = scores.softmax(-1).to(ScalarType.Float32).cpu();
             if (probabilities.isnan().any().item<bool>())
             {
                 throw new InvalidOperationException(
-                    "The model produced NaN logits, so no token can be sampled (are the weights loaded, and finite?).");
+                    $"Generation step {step}: the sampling probabilities are NaN (every logit −∞ or infinite?); are the weights loaded and finite?");
             }
 
             chosen = probabilities.multinomial(1, generator: rng).squeeze(-1);

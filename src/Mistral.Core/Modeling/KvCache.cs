@@ -28,12 +28,23 @@ public sealed class KvCache : IDisposable
     /// through the attention mask), which is what <see cref="Truncate"/> needs.
     /// </summary>
     public KvCache(MistralConfig config, int batchSize, int maxLength, ScalarType dtype, Device device, bool allowRolling)
+        : this(config, batchSize, maxLength, dtype, device, allowRolling, initialCapacity: null)
+    {
+    }
+
+    /// <summary>
+    /// With <paramref name="initialCapacity"/> below <paramref name="maxLength"/>, a cache that is not rolling starts with that
+    /// many slots and grows (doubling, up to <paramref name="maxLength"/>) as tokens arrive, so asking for many new tokens
+    /// does not allocate for all of them up front. Growing allocates in the current grad/inference mode, so use such a
+    /// cache within one mode (as <see cref="Generation.TokenGenerator"/> does under <c>inference_mode</c>).
+    /// </summary>
+    internal KvCache(MistralConfig config, int batchSize, int maxLength, ScalarType dtype, Device device, bool allowRolling, int? initialCapacity)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxLength);
         IsRolling = allowRolling && config.SlidingWindow is int w && maxLength > w;
-        Capacity = IsRolling ? config.SlidingWindow!.Value : maxLength;
+        Capacity = IsRolling ? config.SlidingWindow!.Value : Math.Clamp(initialCapacity ?? maxLength, 1, maxLength);
         MaxLength = maxLength;
         BatchSize = batchSize;
         SlidingWindow = config.SlidingWindow;
@@ -104,8 +115,8 @@ public sealed class KvCache : IDisposable
     /// <summary>Whether the cache is a rolling buffer of W slots.</summary>
     public bool IsRolling { get; }
 
-    /// <summary>Number of slots per layer.</summary>
-    public int Capacity { get; }
+    /// <summary>Number of slots per layer now allocated (a growing cache's rises towards <see cref="MaxLength"/>).</summary>
+    public int Capacity { get; private set; }
 
     /// <summary>Largest total sequence length the cache accepts.</summary>
     public int MaxLength { get; }
@@ -144,6 +155,11 @@ public sealed class KvCache : IDisposable
                 $"The KV cache holds at most {MaxLength} tokens; {Length} are cached and {newTokens} more were given.");
         }
 
+        if (!IsRolling && Length + newTokens > Capacity)
+        {
+            Grow((int)Math.Min(MaxLength, Math.Max(Length + newTokens, 2L * Capacity)));
+        }
+
         Device device = SlotIndex.device;
         Tensor queryIndex = arange(Length, Length + newTokens, 1, ScalarType.Int64, device);
         bool writeFirst = !IsRolling || newTokens == 1;
@@ -167,6 +183,32 @@ public sealed class KvCache : IDisposable
             Tensor slots = kept.remainder(Capacity);
             return new KvCacheStep(queryIndex, keyIndex, keyValid, slots, WriteFirst: false, Used: Capacity, KeepFrom: keepFrom);
         }
+    }
+
+    private void Grow(int capacity)
+    {
+        using var scope = NewDisposeScope();
+        for (int i = 0; i < keys.Length; i++)
+        {
+            keys[i] = Widen(keys[i], 2, capacity, 0);
+            values[i] = Widen(values[i], 2, capacity, 0);
+        }
+
+        SlotIndex = Widen(SlotIndex, 0, capacity, -1);
+        SlotValid = Widen(SlotValid, 1, capacity, 0);
+        Capacity = capacity;
+    }
+
+    // A copy of t with dimension dim widened to size (the new part filled with fill); t is disposed.
+    private static Tensor Widen(Tensor t, int dim, int size, long fill)
+    {
+        long[] shape = t.shape;
+        long old = shape[dim];
+        shape[dim] = size;
+        Tensor wider = full(shape, fill, t.dtype, t.device).DetachFromDisposeScope();
+        wider.narrow(dim, 0, old).copy_(t);
+        t.Dispose();
+        return wider;
     }
 
     /// <summary>Finishes a step: records slot bookkeeping for the concatenating path and advances the length.</summary>

@@ -192,7 +192,10 @@ public sealed record PeftAdapterConfig
     /// <param name="source">The file name used in messages.</param>
     /// <param name="logger">Receives warnings for unknown keys; null logs nothing.</param>
     /// <returns>The config.</returns>
-    /// <exception cref="InvalidDataException">Malformed JSON, a missing required key or a value of the wrong type (the message names the key).</exception>
+    /// <exception cref="InvalidDataException">
+    /// Malformed JSON, a missing required key, a value of the wrong type or out of range (e.g. <c>r</c> 0), or a
+    /// <c>target_modules</c> pattern that is invalid or backtracks for longer than a second (the message names the file and key).
+    /// </exception>
     /// <exception cref="NotSupportedException">A <c>peft_type</c> other than LORA, or a feature this library does not implement (named).</exception>
     public static PeftAdapterConfig Parse(string json, string source = "adapter_config.json", ILogger? logger = null)
     {
@@ -326,7 +329,7 @@ public sealed record PeftAdapterConfig
                 logger.LogWarning("{Source}: ignoring unknown key(s) {Keys}.", source, string.Join(", ", unknown));
             }
 
-            return new PeftAdapterConfig
+            var config = new PeftAdapterConfig
             {
                 PeftType = type,
                 TaskType = taskType,
@@ -343,6 +346,39 @@ public sealed record PeftAdapterConfig
                 InferenceMode = OptionalBool(props, "inference_mode", source) ?? true,
                 InitLoraWeights = init,
             };
+            Check(config, source);
+            return config;
+        }
+    }
+
+    // The values must make a valid adapter: fail here, naming the file and key, not later with only the option's name.
+    private static void Check(PeftAdapterConfig config, string source)
+    {
+        try
+        {
+            config.ToLoraOptions();
+            if (config.TargetModulesPattern is string pattern)
+            {
+                foreach (string name in TargetModuleMatcher.RepresentativeNames)
+                {
+                    TargetModuleMatcher.FullMatch(name, pattern);
+                }
+            }
+        }
+        catch (ArgumentException e)
+        {
+            string key = e.ParamName switch
+            {
+                nameof(LoraOptions.R) => "r",
+                nameof(LoraOptions.Alpha) => "lora_alpha",
+                nameof(LoraOptions.Dropout) => "lora_dropout",
+                nameof(LoraOptions.TargetModules) or nameof(LoraOptions.TargetModulesPattern) or "pattern" => "target_modules",
+                nameof(LoraOptions.ExcludeModules) => "exclude_modules",
+                nameof(LoraOptions.Bias) => "bias",
+                nameof(LoraOptions.Init) => "init_lora_weights",
+                _ => e.ParamName ?? "?",
+            };
+            throw new InvalidDataException($"{source}: '{key}' is invalid: {e.Message}", e);
         }
     }
 

@@ -168,8 +168,8 @@ public sealed class PeftAdapterTests : IDisposable
             .Should().Throw<InvalidDataException>().WithMessage("*'peft_type' is missing*");
         FluentActions.Invoking(() => PeftAdapterConfig.Parse("{"))
             .Should().Throw<InvalidDataException>().WithMessage("*not valid JSON*");
-        FluentActions.Invoking(() => PeftAdapterConfig.Parse("""{"peft_type":"LORA","r":0,"lora_alpha":8}""").ToLoraOptions())
-            .Should().Throw<ArgumentException>().WithMessage("*LoraOptions.R*");
+        FluentActions.Invoking(() => PeftAdapterConfig.Parse("""{"peft_type":"LORA","r":0,"lora_alpha":8}"""))
+            .Should().Throw<InvalidDataException>().WithMessage("adapter_config.json: 'r' is invalid: *LoraOptions.R*");
         FluentActions.Invoking(() => PeftAdapter.ReadConfig(_dir)).Should().Throw<FileNotFoundException>().WithMessage("*adapter_config.json*");
     }
 
