@@ -58,10 +58,32 @@ internal static class TrainingLoop
             eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
         StepAndZeroGrad(optimizer, step: false);
         int step = 0;
+        int skipped = 0;
+        bool checkEachStep = options.NonFiniteStep == NonFiniteStepPolicy.Skip || device.type == DeviceType.CPU;
+
+        TrainingResult Partial() => new(steps, epochLosses, tokens, clock.Elapsed, checkpoints) { SkippedSteps = skipped };
+
+        // Reads the pending steps and stops at the first non-finite one (found late: its update and later ones were applied).
+        void Read(IProgress<TrainingProgress>? report, CancellationToken ct)
+        {
+            float[] values = queue.ReadAll();
+            TrainingStep? diverged = ReportPending(logger, pending, values, steps, totalSteps, options.LogEverySteps, report, ct);
+            if (diverged is not null)
+            {
+                throw Diverged(diverged.Step, diverged.Epoch, Describe(diverged.Loss, diverged.GradNorm), Partial(), weightsFinite: false, options);
+            }
+        }
 
         void SaveCheckpoint()
         {
             string folder = Path.Combine(options.CheckpointFolder!, $"checkpoint-{step}");
+            if (!AllFinite(setup.Parameters))
+            {
+                throw new TrainingDivergedException(
+                    $"The trained weights hold NaN or infinite values at step {step}; checkpoint '{folder}' was not written. {Advice(options)}",
+                    step, Partial(), weightsFinite: false);
+            }
+
             setup.SaveCheckpoint(folder, cancellationToken);
             checkpoints.Add(folder);
             logger.LogInformation("saved {What} checkpoint {Folder}", setup.CheckpointKind, folder);
@@ -81,38 +103,66 @@ internal static class TrainingLoop
                     var stepWatch = Stopwatch.StartNew();
                     var group = microBatches.Skip(first).Take(options.GradientAccumulationSteps).ToList();
                     StepLosses losses = AccumulateStep(model, data, group, device, cancellationToken);
-                    int lossIndex = queue.Count;
-                    foreach (var loss in losses.Losses)
-                    {
-                        queue.Add(loss);
-                    }
-
-                    int normIndex = queue.Add(GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm));
+                    Tensor norm = GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm);
                     double learningRate = options.LearningRateAt(step + 1, totalSteps);
-                    foreach (var g in optimizer.ParamGroups)
-                    {
-                        g.LearningRate = learningRate;
-                    }
-
-                    StepAndZeroGrad(optimizer, step: true);
-                    stepWatch.Stop();
-                    clock.Stop();
                     step++;
-                    tokens += losses.Tokens;
-                    pending.Add(new PendingStep(step, epoch, group.Count, losses.Weights, lossIndex, normIndex, losses.Tokens, losses.TargetTokens,
-                        learningRate, stepWatch.Elapsed, tokens, clock.Elapsed));
+                    if (checkEachStep && NonFinite(losses, norm) is string values)
+                    {
+                        // Caught before the update: drop the gradients, then stop or skip.
+                        StepAndZeroGrad(optimizer, step: false);
+                        stepWatch.Stop();
+                        clock.Stop();
+                        if (options.NonFiniteStep == NonFiniteStepPolicy.Stop)
+                        {
+                            if (pending.Count > 0)
+                            {
+                                Read(null, CancellationToken.None);
+                            }
+
+                            throw Diverged(step, epoch, values, Partial(), weightsFinite: true, options);
+                        }
+
+                        skipped++;
+                        tokens += losses.Tokens;
+                        logger.LogWarning("step {Step}/{TotalSteps} epoch {Epoch}: {Values}; the step is skipped (NonFiniteStep = Skip)", step, totalSteps, epoch, values);
+                    }
+                    else
+                    {
+                        int lossIndex = queue.Count;
+                        foreach (var loss in losses.Losses)
+                        {
+                            queue.Add(loss);
+                        }
+
+                        int normIndex = queue.Add(norm);
+                        foreach (var g in optimizer.ParamGroups)
+                        {
+                            g.LearningRate = learningRate;
+                        }
+
+                        StepAndZeroGrad(optimizer, step: true);
+                        stepWatch.Stop();
+                        clock.Stop();
+                        tokens += losses.Tokens;
+                        pending.Add(new PendingStep(step, epoch, group.Count, losses.Weights, lossIndex, normIndex, losses.Tokens, losses.TargetTokens,
+                            learningRate, stepWatch.Elapsed, tokens, clock.Elapsed));
+                    }
 
                     bool epochEnd = first + options.GradientAccumulationSteps >= microBatches.Count;
-                    if (epochEnd || step % reportEvery == 0 || step % options.LogEverySteps == 0)
+                    if (pending.Count > 0 && (epochEnd || step % reportEvery == 0 || step % options.LogEverySteps == 0))
                     {
                         // The read waits for the device: its time belongs to the step that triggered it (and to the run).
                         clock.Start();
                         var readWatch = Stopwatch.StartNew();
-                        float[] values = queue.ReadAll();
+                        float[] read = queue.ReadAll();
                         readWatch.Stop();
                         clock.Stop();
                         pending[^1] = pending[^1] with { Elapsed = pending[^1].Elapsed + readWatch.Elapsed, Clock = clock.Elapsed };
-                        ReportPending(logger, pending, values, steps, totalSteps, options.LogEverySteps, progress, cancellationToken);
+                        TrainingStep? diverged = ReportPending(logger, pending, read, steps, totalSteps, options.LogEverySteps, progress, cancellationToken);
+                        if (diverged is not null)
+                        {
+                            throw Diverged(diverged.Step, diverged.Epoch, Describe(diverged.Loss, diverged.GradNorm), Partial(), weightsFinite: false, options);
+                        }
                     }
 
                     if (options.CheckpointFolder is not null && options.SaveEverySteps is int every && (step % every == 0 || step == totalSteps))
@@ -130,6 +180,13 @@ internal static class TrainingLoop
                         epochLossSum += s.Loss;
                         epochSteps++;
                     }
+                }
+
+                if (epochSteps == 0)
+                {
+                    throw new TrainingDivergedException(
+                        $"Every step of epoch {epoch} (up to step {step}) had a non-finite loss or gradient norm and was skipped. {Advice(options)}",
+                        step, Partial(), weightsFinite: true);
                 }
 
                 double epochLoss = epochLossSum / epochSteps;
@@ -151,8 +208,7 @@ internal static class TrainingLoop
                 ReportPending(logger, pending, values, steps, totalSteps, options.LogEverySteps, progress: null, CancellationToken.None);
             }
 
-            var partial = new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints);
-            throw new TrainingCanceledException(partial, step, totalSteps, cancellationToken);
+            throw new TrainingCanceledException(Partial(), step, totalSteps, cancellationToken);
         }
         finally
         {
@@ -163,7 +219,68 @@ internal static class TrainingLoop
             model.train(wasTraining);
         }
 
-        return new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints);
+        return new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints) { SkippedSteps = skipped };
+    }
+
+    /// <summary>"loss NaN, gradient norm 1.2E+20" when the step's loss or norm is not finite (one read of a device flag); null otherwise.</summary>
+    private static string? NonFinite(StepLosses losses, Tensor norm)
+    {
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        Tensor flag = norm.isfinite();
+        foreach (var l in losses.Losses)
+        {
+            flag = flag.logical_and(l.isfinite());
+        }
+
+        if (flag.item<bool>())
+        {
+            return null;
+        }
+
+        double loss = 0;
+        for (int i = 0; i < losses.Losses.Count; i++)
+        {
+            loss += losses.Weights[i] * losses.Losses[i].to_type(ScalarType.Float64).item<double>();
+        }
+
+        double n = norm.to_type(ScalarType.Float64).item<double>();
+        foreach (var l in losses.Losses)
+        {
+            l.Dispose();
+        }
+
+        norm.Dispose();
+        return Describe(loss, n);
+    }
+
+    private static string Describe(double loss, double gradNorm) =>
+        string.Create(CultureInfo.InvariantCulture, $"loss {loss:G4}, gradient norm {gradNorm:G4}");
+
+    private static string Advice(TrainingOptions options) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"Lower the learning rate ({options.LearningRate:G4}), set MaxGradNorm, or use NonFiniteStep = Skip to drop such steps.");
+
+    private static TrainingDivergedException Diverged(int step, int epoch, string values, TrainingResult partial, bool weightsFinite, TrainingOptions options) =>
+        new($"Training diverged at step {step} (epoch {epoch}): {values}. " +
+            (weightsFinite
+                ? "The step was not applied: the trained weights are those of the last finite step. "
+                : "Its update (and any later ones) were applied, so the trained weights may be non-finite; no checkpoint was written since. ") +
+            Advice(options), step, partial, weightsFinite);
+
+    /// <summary>Whether every element of every parameter is finite (one device reduction, one read).</summary>
+    private static bool AllFinite(IReadOnlyList<Parameter> parameters)
+    {
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        Tensor? flag = null;
+        foreach (var p in parameters)
+        {
+            Tensor f = p.isfinite().all();
+            flag = flag is null ? f : flag.logical_and(f);
+        }
+
+        return flag is null || flag.item<bool>();
     }
 
     /// <summary>
@@ -249,10 +366,12 @@ internal static class TrainingLoop
     }
 
     /// <summary>Turns the steps read from the device into results, progress reports and log lines, then clears them.</summary>
-    private static void ReportPending(ILogger logger, List<PendingStep> pending, float[] values, List<TrainingStep> steps, int totalSteps, int logEvery,
+    /// <returns>The first step whose loss or gradient norm is not finite (it and the steps after it are not added); null when all are.</returns>
+    private static TrainingStep? ReportPending(ILogger logger, List<PendingStep> pending, float[] values, List<TrainingStep> steps, int totalSteps, int logEvery,
         IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         var read = new List<TrainingStep>(pending.Count);
+        TrainingStep? diverged = null;
         foreach (var p in pending)
         {
             double loss = 0;
@@ -267,6 +386,12 @@ internal static class TrainingLoop
                 TargetTokens = p.TargetTokens,
                 LearningRate = p.LearningRate,
             };
+            if (!double.IsFinite(loss) || !double.IsFinite(gradNorm))
+            {
+                diverged = s;
+                break;
+            }
+
             steps.Add(s);
             read.Add(s);
         }
@@ -288,6 +413,8 @@ internal static class TrainingLoop
                 cancellationToken.ThrowIfCancellationRequested();
             }
         }
+
+        return diverged;
     }
 
     /// <summary>

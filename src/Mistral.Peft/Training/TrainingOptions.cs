@@ -110,6 +110,16 @@ public record TrainingOptions
     /// </summary>
     public int? SaveEverySteps { get; init; }
 
+    /// <summary>
+    /// What a step whose loss or gradient norm is NaN or infinite does: <see cref="NonFiniteStepPolicy.Stop"/> (default)
+    /// throws a <see cref="TrainingDivergedException"/> naming the step, <see cref="NonFiniteStepPolicy.Skip"/> drops the
+    /// step's update and goes on. On the CPU, and with <c>Skip</c> on any device, a device-side finiteness flag is read
+    /// before each optimizer step, so a non-finite step is never applied; with <c>Stop</c> on an accelerator the flag is
+    /// read with the step values (<see cref="ReportEverySteps"/>), so up to that many further steps may have been applied.
+    /// Either way the trained weights are checked before every checkpoint, and a non-finite checkpoint is never written.
+    /// </summary>
+    public NonFiniteStepPolicy NonFiniteStep { get; init; } = NonFiniteStepPolicy.Stop;
+
     /// <summary>Optimizer steps per epoch for <paramref name="blocks"/> sequences: ⌈⌈blocks / batch⌉ / accumulation⌉ (a trailing partial accumulation is stepped).</summary>
     /// <param name="blocks">Sequences in the dataset (<see cref="TrainingDataset.Count"/>: packed blocks or completion examples).</param>
     /// <returns>The number of optimizer steps.</returns>
@@ -187,6 +197,7 @@ public record TrainingOptions
         Require(ReportEverySteps is null or >= 1, nameof(ReportEverySteps), "must be null (read at log steps) or at least 1", ReportEverySteps);
         Require(CheckpointFolder is null || !string.IsNullOrWhiteSpace(CheckpointFolder), nameof(CheckpointFolder), "must be null or a non-empty path", CheckpointFolder);
         Require(SaveEverySteps is null or >= 1, nameof(SaveEverySteps), "must be null (a checkpoint per epoch) or at least 1", SaveEverySteps);
+        Require(Enum.IsDefined(NonFiniteStep), nameof(NonFiniteStep), "must be Stop or Skip", NonFiniteStep);
         Require(SaveEverySteps is null || CheckpointFolder is not null, nameof(SaveEverySteps), "needs CheckpointFolder (nothing would be saved)", SaveEverySteps);
         return this;
     }
