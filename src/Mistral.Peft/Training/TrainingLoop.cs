@@ -33,6 +33,7 @@ internal static class TrainingLoop
         int stepsPerEpoch = options.StepsPerEpoch(data.Count);
         int totalSteps = stepsPerEpoch * options.Epochs;
         int reportEvery = options.ReportEverySteps ?? options.LogEverySteps;
+        CheckOutputFolder(options, options.CheckpointSteps(stepsPerEpoch, totalSteps));
         logger.LogInformation(
             "{Kind}: {Data}; {Epochs} epochs × {StepsPerEpoch} steps (batch {Batch} × accumulation {Accumulation}), lr {LearningRate} {Schedule}, max grad norm {MaxGradNorm}, {Trainable}",
             setup.Kind, data.Describe(), options.Epochs, stepsPerEpoch, options.PerDeviceBatchSize, options.GradientAccumulationSteps,
@@ -220,6 +221,47 @@ internal static class TrainingLoop
         }
 
         return new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints) { SkippedSteps = skipped };
+    }
+
+    /// <summary>
+    /// Before the first step: the checkpoint folder must be a folder (created here), and no checkpoint the run will write
+    /// may exist unless <see cref="TrainingOptions.OverwriteCheckpoints"/> is set.
+    /// </summary>
+    private static void CheckOutputFolder(TrainingOptions options, IReadOnlyList<int> checkpointSteps)
+    {
+        if (options.CheckpointFolder is not string folder)
+        {
+            return;
+        }
+
+        string option = $"{options.GetType().Name}.{nameof(TrainingOptions.CheckpointFolder)}";
+        string full = Path.GetFullPath(folder);
+        if (File.Exists(full))
+        {
+            throw new ArgumentException($"{option} '{full}' is a file, not a folder; no step was taken.", "options");
+        }
+
+        try
+        {
+            Directory.CreateDirectory(full);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{option} '{full}' cannot be created ({e.Message}); no step was taken.", e);
+        }
+
+        if (!options.OverwriteCheckpoints)
+        {
+            var existing = checkpointSteps.Select(s => Path.Combine(full, $"checkpoint-{s}"))
+                .Where(p => Directory.Exists(p) || File.Exists(p))
+                .ToList();
+            if (existing.Count > 0)
+            {
+                throw new ArgumentException(
+                    $"{option} '{full}' already holds {string.Join(", ", existing.Select(Path.GetFileName))}, which this run would write; " +
+                    $"choose another folder, delete them, or set {nameof(TrainingOptions.OverwriteCheckpoints)} = true. No step was taken.", "options");
+            }
+        }
     }
 
     /// <summary>"loss NaN, gradient norm 1.2E+20" when the step's loss or norm is not finite (one read of a device flag); null otherwise.</summary>

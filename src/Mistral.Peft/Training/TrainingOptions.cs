@@ -120,6 +120,29 @@ public record TrainingOptions
     /// </summary>
     public NonFiniteStepPolicy NonFiniteStep { get; init; } = NonFiniteStepPolicy.Stop;
 
+    /// <summary>
+    /// Whether a run may replace an existing <c>checkpoint-{step}</c> folder in <see cref="CheckpointFolder"/>. Default
+    /// false: the trainers check the folder before the first step and refuse to start when a checkpoint the run would
+    /// write already exists (the message names them). When true each is replaced atomically when its step is reached.
+    /// </summary>
+    public bool OverwriteCheckpoints { get; init; }
+
+    /// <summary>The 1-based steps after which a run of <paramref name="totalSteps"/> steps writes a checkpoint (none without <see cref="CheckpointFolder"/>).</summary>
+    /// <param name="stepsPerEpoch">Optimizer steps per epoch (<see cref="StepsPerEpoch"/>).</param>
+    /// <param name="totalSteps">Optimizer steps of the whole run.</param>
+    /// <returns>The steps, ascending.</returns>
+    public IReadOnlyList<int> CheckpointSteps(int stepsPerEpoch, int totalSteps)
+    {
+        if (CheckpointFolder is null)
+        {
+            return [];
+        }
+
+        return SaveEverySteps is int every
+            ? [.. Enumerable.Range(1, totalSteps).Where(s => s % every == 0 || s == totalSteps)]
+            : [.. Enumerable.Range(1, totalSteps / stepsPerEpoch).Select(e => e * stepsPerEpoch)];
+    }
+
     /// <summary>Optimizer steps per epoch for <paramref name="blocks"/> sequences: ⌈⌈blocks / batch⌉ / accumulation⌉ (a trailing partial accumulation is stepped).</summary>
     /// <param name="blocks">Sequences in the dataset (<see cref="TrainingDataset.Count"/>: packed blocks or completion examples).</param>
     /// <returns>The number of optimizer steps.</returns>
