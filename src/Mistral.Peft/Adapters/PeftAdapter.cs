@@ -51,14 +51,26 @@ public static class PeftAdapter
     {
         ArgumentNullException.ThrowIfNull(lora);
         ArgumentException.ThrowIfNullOrEmpty(folder);
-        var config = PeftAdapterConfig.FromOptions(lora.Options, lora.ConfigTargetModules ?? [], baseModelNameOrPath);
         using var staged = StagedFolder.Create(folder);
+        var names = WriteFiles(lora, staged.StagingPath, baseModelNameOrPath, cancellationToken, fileStaged);
+        staged.Commit(names, commitStep);
+    }
+
+    /// <summary>
+    /// Writes the adapter's two files into <paramref name="directory"/> (an existing folder, normally a staging folder
+    /// committed by the caller), weights first; returns their names.
+    /// </summary>
+    internal static IReadOnlyList<string> WriteFiles(LoraModel lora, string directory, string? baseModelNameOrPath, CancellationToken cancellationToken,
+        Action<string>? fileStaged = null)
+    {
+        ArgumentNullException.ThrowIfNull(lora);
+        var config = PeftAdapterConfig.FromOptions(lora.Options, lora.ConfigTargetModules ?? [], baseModelNameOrPath);
         using (var scope = NewDisposeScope())
         {
             var tensors = lora.NamedAdapterParameters()
                 .Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu()))
                 .ToList();
-            SafeTensorsWriter.Write(staged.PathFor(WeightsFileName), tensors,
+            SafeTensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors,
                 new Dictionary<string, string>
                 {
                     ["format"] = "pt",
@@ -69,10 +81,10 @@ public static class PeftAdapter
 
         fileStaged?.Invoke(WeightsFileName);
         cancellationToken.ThrowIfCancellationRequested();
-        WriteText(staged.PathFor(ConfigFileName), config.ToJson());
+        WriteText(Path.Combine(directory, ConfigFileName), config.ToJson());
         fileStaged?.Invoke(ConfigFileName);
         cancellationToken.ThrowIfCancellationRequested();
-        staged.Commit([WeightsFileName, ConfigFileName], commitStep);
+        return [WeightsFileName, ConfigFileName];
     }
 
     /// <summary>Reads <c>adapter_config.json</c> from <paramref name="folder"/>.</summary>

@@ -115,7 +115,7 @@ public sealed class CausalLMTrainer
         long all = model.parameters().Sum(p => p.numel());
         var trainable = new TrainableParameterCount(parameters.Sum(p => p.numel()), all);
         var setup = new TrainingLoop.Setup("Full-parameter training", $"{selection.Description}: {trainable}; weight decay on {groups[0].Parameters.Count} of {parameters.Count} tensors",
-            parameters, groups, (folder, ct) => SaveCheckpoint(model, folder, ct), "model");
+            parameters, groups, (directory, ct) => WriteCheckpointFiles(model, directory, ct), folder => CheckpointLoader.Load(model, folder), "model");
 
         var previous = model.named_parameters().Select(p => (p.parameter, p.parameter.requires_grad)).ToList();
         var chosen = new HashSet<Parameter>(parameters, ReferenceEqualityComparer.Instance);
@@ -170,22 +170,27 @@ public sealed class CausalLMTrainer
     internal static void SaveCheckpoint(MistralForCausalLM model, string folder, CancellationToken cancellationToken)
     {
         using var staged = StagedFolder.Create(folder);
-        string staging = Path.GetDirectoryName(staged.PathFor(CheckpointReader.SingleFileName))!;
+        staged.Commit(WriteCheckpointFiles(model, staged.StagingPath, cancellationToken));
+    }
+
+    /// <summary>Writes <c>model.safetensors</c> and <c>config.json</c> into <paramref name="directory"/> (a staging folder); returns their names.</summary>
+    internal static IReadOnlyList<string> WriteCheckpointFiles(MistralForCausalLM model, string directory, CancellationToken cancellationToken)
+    {
         using (no_grad())
         {
-            CheckpointLoader.Save(model, staging, cancellationToken);
+            CheckpointLoader.Save(model, directory, cancellationToken);
         }
 
         cancellationToken.ThrowIfCancellationRequested();
         var config = model.Config with { TorchDtype = DtypeName(model.parameters().First().dtype) };
-        using (var fs = new FileStream(staged.PathFor(ConfigFileName), FileMode.CreateNew, FileAccess.Write, FileShare.None))
+        using (var fs = new FileStream(Path.Combine(directory, ConfigFileName), FileMode.CreateNew, FileAccess.Write, FileShare.None))
         {
             fs.Write(new UTF8Encoding(false).GetBytes(config.ToJson() + "\n"));
             fs.Flush(flushToDisk: true);
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        staged.Commit([CheckpointReader.SingleFileName, ConfigFileName]);
+        return [CheckpointReader.SingleFileName, ConfigFileName];
     }
 
     private static string DtypeName(ScalarType dtype) => dtype switch

@@ -93,7 +93,7 @@ public sealed class LoraTrainer
 
         var setup = new TrainingLoop.Setup("LoRA training", lora.TrainableParameters().ToString(), parameters,
             [new TrainingLoop.ParameterGroup(parameters, options.WeightDecay)],
-            (folder, ct) => PeftAdapter.Save(lora, folder, options.BaseModelNameOrPath, ct), "adapter");
+            (directory, ct) => PeftAdapter.WriteFiles(lora, directory, options.BaseModelNameOrPath, ct), folder => PeftAdapter.LoadWeights(lora, folder), "adapter");
         return TrainingLoop.Run(_logger, model, data, options, setup, progress, cancellationToken);
     }
 }

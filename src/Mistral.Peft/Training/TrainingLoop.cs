@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Mistral.Core.Modeling;
+using Mistral.Peft.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -33,7 +35,11 @@ internal static class TrainingLoop
         int stepsPerEpoch = options.StepsPerEpoch(data.Count);
         int totalSteps = stepsPerEpoch * options.Epochs;
         int reportEvery = options.ReportEverySteps ?? options.LogEverySteps;
-        CheckOutputFolder(options, options.CheckpointSteps(stepsPerEpoch, totalSteps));
+        string? resumeFolder = ResolveResume(options);
+        TrainerState? resume = resumeFolder is null ? null : TrainerState.Read(resumeFolder);
+        resume?.CheckMatches(resumeFolder!, options, stepsPerEpoch, totalSteps, data.Count);
+        int startStep = resume?.GlobalStep ?? 0;
+        CheckOutputFolder(options, [.. options.CheckpointSteps(stepsPerEpoch, totalSteps).Where(s => s > startStep)]);
         logger.LogInformation(
             "{Kind}: {Data}; {Epochs} epochs × {StepsPerEpoch} steps (batch {Batch} × accumulation {Accumulation}), lr {LearningRate} {Schedule}, max grad norm {MaxGradNorm}, {Trainable}",
             setup.Kind, data.Describe(), options.Epochs, stepsPerEpoch, options.PerDeviceBatchSize, options.GradientAccumulationSteps,
@@ -78,6 +84,11 @@ internal static class TrainingLoop
         void SaveCheckpoint()
         {
             string folder = Path.Combine(options.CheckpointFolder!, $"checkpoint-{step}");
+            if (pending.Count > 0)
+            {
+                Read(progress, cancellationToken); // the state's log history holds every step
+            }
+
             if (!AllFinite(setup.Parameters))
             {
                 throw new TrainingDivergedException(
@@ -85,21 +96,51 @@ internal static class TrainingLoop
                     step, Partial(), weightsFinite: false);
             }
 
-            setup.SaveCheckpoint(folder, cancellationToken);
+            using (var staged = StagedFolder.Create(folder))
+            {
+                var names = setup.WriteCheckpointFiles(staged.StagingPath, cancellationToken).ToList();
+                var state = new TrainerState(step, totalSteps, stepsPerEpoch, options.Epochs, options.Seed, options.PerDeviceBatchSize,
+                    options.GradientAccumulationSteps, data.Count, tokens, skipped, TrainerState.Steps(optimizer), [.. steps]);
+                names.AddRange(state.Write(staged.StagingPath, optimizer, cancellationToken));
+                cancellationToken.ThrowIfCancellationRequested();
+                staged.Commit(names);
+            }
+
             checkpoints.Add(folder);
             logger.LogInformation("saved {What} checkpoint {Folder}", setup.CheckpointKind, folder);
         }
 
         try
         {
+            if (resume is not null)
+            {
+                setup.LoadCheckpointWeights(resumeFolder!);
+                resume.LoadOptimizer(resumeFolder!, optimizer);
+                step = startStep;
+                steps.AddRange(resume.LogHistory);
+                tokens = resume.Tokens;
+                skipped = resume.SkippedSteps;
+                for (int e = 1; e <= startStep / stepsPerEpoch; e++)
+                {
+                    epochLosses.Add(steps.Where(s => s.Epoch == e).Select(s => s.Loss).DefaultIfEmpty(0).Average());
+                }
+
+                logger.LogInformation("resumed from {Folder} at step {Step}/{TotalSteps}", resumeFolder, startStep, totalSteps);
+            }
+
             model.GradientCheckpointing = options.GradientCheckpointing;
             model.train();
-            for (int epoch = 1; epoch <= options.Epochs; epoch++)
+            for (int epoch = startStep / stepsPerEpoch + 1; epoch <= options.Epochs; epoch++)
             {
                 int[] order = EpochShuffle.Order(data.Count, options.Seed, epoch - 1, options.Shuffle);
                 var microBatches = order.Chunk(options.PerDeviceBatchSize).ToList();
                 for (int first = 0; first < microBatches.Count; first += options.GradientAccumulationSteps)
                 {
+                    if ((epoch - 1) * stepsPerEpoch + (first / options.GradientAccumulationSteps) < startStep)
+                    {
+                        continue; // taken before the resumed checkpoint
+                    }
+
                     clock.Start();
                     var stepWatch = Stopwatch.StartNew();
                     var group = microBatches.Skip(first).Take(options.GradientAccumulationSteps).ToList();
@@ -222,6 +263,56 @@ internal static class TrainingLoop
 
         return new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints) { SkippedSteps = skipped };
     }
+
+    /// <summary>The checkpoint to resume from (<see cref="TrainingOptions.ResumeFrom"/>), after recovering an interrupted save of it; null for none.</summary>
+    private static string? ResolveResume(TrainingOptions options)
+    {
+        if (options.ResumeFrom is not string from)
+        {
+            return null;
+        }
+
+        if (from != TrainingOptions.Latest)
+        {
+            string full = Path.GetFullPath(from);
+            StagedFolder.Recover(full);
+            if (!Directory.Exists(full))
+            {
+                throw new DirectoryNotFoundException($"{options.GetType().Name}.{nameof(TrainingOptions.ResumeFrom)} '{full}' does not exist.");
+            }
+
+            return full;
+        }
+
+        string folder = Path.GetFullPath(options.CheckpointFolder!);
+        if (Directory.Exists(folder))
+        {
+            // A checkpoint whose save was interrupted mid-swap exists only as a hidden folder: recover it first.
+            foreach (string hidden in Directory.GetDirectories(folder, ".checkpoint-*"))
+            {
+                var m = HiddenCheckpoint.Match(Path.GetFileName(hidden));
+                if (m.Success)
+                {
+                    StagedFolder.Recover(Path.Combine(folder, m.Groups[1].Value));
+                }
+            }
+        }
+
+        var latest = Directory.Exists(folder)
+            ? Directory.GetDirectories(folder, "checkpoint-*")
+                .Select(d => (Path: d, Match: CheckpointName.Match(Path.GetFileName(d))))
+                .Where(c => c.Match.Success && File.Exists(Path.Combine(c.Path, TrainerState.FileName)))
+                .OrderByDescending(c => long.Parse(c.Match.Groups[1].Value, CultureInfo.InvariantCulture))
+                .Select(c => c.Path)
+                .FirstOrDefault()
+            : null;
+        return latest ?? throw new ArgumentException(
+            $"{options.GetType().Name}.{nameof(TrainingOptions.ResumeFrom)} is \"latest\" but '{folder}' holds no checkpoint-{{step}} folder with {TrainerState.FileName}.", "options");
+    }
+
+    private static readonly Regex CheckpointName = new(@"^checkpoint-([0-9]{1,9})$", RegexOptions.CultureInvariant);
+
+    private static readonly Regex HiddenCheckpoint = new(@"^\.(checkpoint-[0-9]{1,9})\.[0-9a-f]{32}\.(?:new|old|tmp)$", RegexOptions.CultureInvariant);
 
     /// <summary>
     /// Before the first step: the checkpoint folder must be a folder (created here), and no checkpoint the run will write
@@ -479,10 +570,11 @@ internal static class TrainingLoop
     /// <param name="Trainable">The trained parameter count for the first log line.</param>
     /// <param name="Parameters">Every trained parameter, in a fixed order: their gradients are clipped together.</param>
     /// <param name="Groups">The AdamW parameter groups (together exactly <paramref name="Parameters"/>); empty groups are skipped.</param>
-    /// <param name="SaveCheckpoint">Writes a checkpoint into the folder given.</param>
+    /// <param name="WriteCheckpointFiles">Writes the checkpoint's weight files into the (staging) folder given and returns their names.</param>
+    /// <param name="LoadCheckpointWeights">Loads the trained weights of a checkpoint folder (to resume).</param>
     /// <param name="CheckpointKind">What a checkpoint holds, for the log ("adapter", "model").</param>
     internal sealed record Setup(string Kind, string Trainable, IReadOnlyList<Parameter> Parameters, IReadOnlyList<ParameterGroup> Groups,
-        Action<string, CancellationToken> SaveCheckpoint, string CheckpointKind);
+        Func<string, CancellationToken, IReadOnlyList<string>> WriteCheckpointFiles, Action<string> LoadCheckpointWeights, string CheckpointKind);
 
     /// <summary>Parameters that AdamW updates with one weight decay.</summary>
     /// <param name="Parameters">The parameters.</param>

@@ -98,8 +98,11 @@ public record TrainingOptions
     /// <summary>
     /// When set, checkpoints are written into <c>{CheckpointFolder}/checkpoint-{step}</c> (HF's layout): after each epoch,
     /// or every <see cref="SaveEverySteps"/> steps. <see cref="LoraTrainer"/> writes the adapter (PEFT format);
-    /// <see cref="CausalLMTrainer"/> the whole model (<c>model.safetensors</c> and <c>config.json</c>). Each is written
-    /// into a temporary sibling folder and then moved into place. Default null (no checkpoints).
+    /// <see cref="CausalLMTrainer"/> the whole model (<c>model.safetensors</c> and <c>config.json</c>); next to them
+    /// <c>optimizer.safetensors</c> (AdamW moments) and <c>trainer_state.json</c> (step, run shape, log history), from
+    /// which <see cref="ResumeFrom"/> continues. Each checkpoint is written into a temporary sibling folder that then
+    /// replaces <c>checkpoint-{step}</c> by directory renames (never a mix of two saves). The folder is checked before
+    /// the first step (see <see cref="OverwriteCheckpoints"/>). Default null (no checkpoints).
     /// </summary>
     public string? CheckpointFolder { get; init; }
 
@@ -126,6 +129,20 @@ public record TrainingOptions
     /// write already exists (the message names them). When true each is replaced atomically when its step is reached.
     /// </summary>
     public bool OverwriteCheckpoints { get; init; }
+
+    /// <summary>
+    /// Resume an interrupted run (Hugging Face's <c>resume_from_checkpoint</c>): a checkpoint folder written by a run with
+    /// <see cref="CheckpointFolder"/> (it holds the weights, <c>optimizer.safetensors</c> and <c>trainer_state.json</c>), or
+    /// <c>"latest"</c> for the highest <c>checkpoint-{step}</c> in <see cref="CheckpointFolder"/>. The trained weights, the
+    /// AdamW moments and steps, the step (hence the schedule position) and the data position are restored, and the run
+    /// goes on from the next step with the same losses as an uninterrupted run (same options and data; LoRA dropout 0, or
+    /// TorchSharp's generator seeded alike, since it is process-wide and not restored). The result's steps include the
+    /// restored ones. Default null (start from scratch).
+    /// </summary>
+    public string? ResumeFrom { get; init; }
+
+    /// <summary>The value of <see cref="ResumeFrom"/> that picks the highest checkpoint in <see cref="CheckpointFolder"/>.</summary>
+    public const string Latest = "latest";
 
     /// <summary>The 1-based steps after which a run of <paramref name="totalSteps"/> steps writes a checkpoint (none without <see cref="CheckpointFolder"/>).</summary>
     /// <param name="stepsPerEpoch">Optimizer steps per epoch (<see cref="StepsPerEpoch"/>).</param>
@@ -220,6 +237,8 @@ public record TrainingOptions
         Require(ReportEverySteps is null or >= 1, nameof(ReportEverySteps), "must be null (read at log steps) or at least 1", ReportEverySteps);
         Require(CheckpointFolder is null || !string.IsNullOrWhiteSpace(CheckpointFolder), nameof(CheckpointFolder), "must be null or a non-empty path", CheckpointFolder);
         Require(SaveEverySteps is null or >= 1, nameof(SaveEverySteps), "must be null (a checkpoint per epoch) or at least 1", SaveEverySteps);
+        Require(ResumeFrom is null || !string.IsNullOrWhiteSpace(ResumeFrom), nameof(ResumeFrom), "must be null, \"latest\" or a checkpoint folder", ResumeFrom);
+        Require(ResumeFrom != Latest || CheckpointFolder is not null, nameof(ResumeFrom), "\"latest\" needs CheckpointFolder (where to look)", ResumeFrom);
         Require(Enum.IsDefined(NonFiniteStep), nameof(NonFiniteStep), "must be Stop or Skip", NonFiniteStep);
         Require(SaveEverySteps is null || CheckpointFolder is not null, nameof(SaveEverySteps), "needs CheckpointFolder (nothing would be saved)", SaveEverySteps);
         return this;

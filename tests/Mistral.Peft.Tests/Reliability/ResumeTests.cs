@@ -1,0 +1,100 @@
+using Mistral.Peft.Adapters;
+using Mistral.Peft.Tests.Training;
+using Mistral.Peft.Training;
+
+namespace Mistral.Peft.Tests.Reliability;
+
+/// <summary>
+/// Issue 11 §1 "No resume": checkpoints used to hold only the adapter. Now each holds the full training state, and a run
+/// interrupted after a checkpoint and resumed from it gives exactly the losses and weights of the uninterrupted run.
+/// </summary>
+public sealed class ResumeTests : IDisposable
+{
+    private readonly string _dir = TestPaths.TempDir();
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    // 12 blocks, batch 2 × accumulation 2: 3 steps per epoch, 6 in all; a checkpoint every 2 steps (the first mid-epoch).
+    private static LoraTrainingOptions Options(string folder) => new()
+    {
+        Epochs = 2,
+        PerDeviceBatchSize = 2,
+        GradientAccumulationSteps = 2,
+        LearningRate = 3e-2,
+        Schedule = LearningRateSchedule.Cosine,
+        WarmupSteps = 2,
+        WeightDecay = 0.01,
+        Seed = 9,
+        ReportEverySteps = 1,
+        CheckpointFolder = folder,
+        SaveEverySteps = 2,
+    };
+
+    [Theory]
+    [InlineData(3)] // killed after step 3: resumes mid-epoch 1 from checkpoint-2
+    [InlineData(5)] // killed after step 5: resumes mid-epoch 2 from checkpoint-4
+    public void AnInterruptedRunResumedFromTheLatestCheckpointMatchesTheUninterruptedRunExactly(int interruptAfter)
+    {
+        var data = TrainingFixture.RandomBlocks(12);
+        TrainingResult full;
+        List<float[]> fullWeights;
+        using (var f = new TrainingFixture())
+        {
+            full = new LoraTrainer().Train(f.Model, f.Lora, data, Options(Path.Combine(_dir, "full")));
+            fullWeights = f.Weights();
+        }
+
+        full.Steps.Should().HaveCount(6);
+        string folder = Path.Combine(_dir, "interrupted");
+        using (var f = new TrainingFixture())
+        using (var cts = new CancellationTokenSource())
+        {
+            var progress = new ListProgress(p =>
+            {
+                if (p.Step == interruptAfter)
+                {
+                    cts.Cancel();
+                }
+            });
+            FluentActions.Invoking(() => new LoraTrainer().Train(f.Model, f.Lora, data, Options(folder), progress, cts.Token))
+                .Should().Throw<TrainingCanceledException>();
+        }
+
+        int resumedFrom = interruptAfter / 2 * 2;
+        string checkpoint = Path.Combine(folder, $"checkpoint-{resumedFrom}");
+        Directory.GetFiles(checkpoint).Select(Path.GetFileName).Should().BeEquivalentTo(
+            [PeftAdapter.ConfigFileName, PeftAdapter.WeightsFileName, "optimizer.safetensors", "trainer_state.json"]);
+        File.ReadAllText(Path.Combine(checkpoint, "trainer_state.json")).Should().Contain($"\"global_step\": {resumedFrom}");
+
+        using var resumedFixture = new TrainingFixture();
+        var resumed = new LoraTrainer().Train(resumedFixture.Model, resumedFixture.Lora, data, Options(folder) with { ResumeFrom = TrainingOptions.Latest });
+
+        resumed.Steps.Select(s => s.Step).Should().Equal(1, 2, 3, 4, 5, 6);
+        resumed.Steps.Select(s => s.Loss).Should().Equal(full.Steps.Select(s => s.Loss), "every loss is bit-identical");
+        resumed.Steps.Select(s => s.GradNorm).Should().Equal(full.Steps.Select(s => s.GradNorm));
+        resumed.Steps.Select(s => s.LearningRate).Should().Equal(full.Steps.Select(s => s.LearningRate));
+        resumed.EpochLosses.Should().Equal(full.EpochLosses);
+        resumed.Tokens.Should().Be(full.Tokens);
+        TrainingFixture.MaxAbsDiff(resumedFixture.Weights(), fullWeights).Should().Be(0);
+        resumed.Checkpoints.Select(Path.GetFileName).Should().Equal(
+            Enumerable.Range(1, 3).Select(i => i * 2).Where(s => s > resumedFrom).Select(s => $"checkpoint-{s}"));
+    }
+
+    [Fact]
+    public void ResumingWithOtherOptionsIsRefusedNamingTheField()
+    {
+        var data = TrainingFixture.RandomBlocks(12);
+        string folder = Path.Combine(_dir, "run");
+        using (var f = new TrainingFixture())
+        {
+            new LoraTrainer().Train(f.Model, f.Lora, data, Options(folder) with { Epochs = 1 });
+        }
+
+        using var g = new TrainingFixture();
+        FluentActions.Invoking(() => new LoraTrainer().Train(g.Model, g.Lora, data,
+                Options(folder) with { Epochs = 1, ResumeFrom = Path.Combine(folder, "checkpoint-2"), PerDeviceBatchSize = 3 }))
+            .Should().Throw<ArgumentException>().WithMessage("*checkpoint-2*trainer_state.json*'train_batch_size' is 2 but this run has PerDeviceBatchSize 3*");
+        FluentActions.Invoking(() => new LoraTrainer().Train(g.Model, g.Lora, data, Options(Path.Combine(_dir, "empty")) with { ResumeFrom = TrainingOptions.Latest }))
+            .Should().Throw<ArgumentException>().WithMessage("*ResumeFrom is \"latest\" but*empty* holds no checkpoint-{step} folder with trainer_state.json*");
+    }
+}
