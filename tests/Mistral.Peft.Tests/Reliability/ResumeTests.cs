@@ -1,3 +1,4 @@
+using Mistral.Core.Modeling;
 using Mistral.Peft.Adapters;
 using Mistral.Peft.Tests.Training;
 using Mistral.Peft.Training;
@@ -96,5 +97,59 @@ public sealed class ResumeTests : IDisposable
             .Should().Throw<ArgumentException>().WithMessage("*checkpoint-2*trainer_state.json*'train_batch_size' is 2 but this run has PerDeviceBatchSize 3*");
         FluentActions.Invoking(() => new LoraTrainer().Train(g.Model, g.Lora, data, Options(Path.Combine(_dir, "empty")) with { ResumeFrom = TrainingOptions.Latest }))
             .Should().Throw<ArgumentException>().WithMessage("*ResumeFrom is \"latest\" but*empty* holds no checkpoint-{step} folder with trainer_state.json*");
+    }
+
+    private static float[] AllWeights(MistralForCausalLM model) =>
+        [.. model.parameters().SelectMany(p => p.detach().cpu().data<float>().ToArray())];
+
+    [Fact]
+    public void AFullParameterRunResumesExactlyToo()
+    {
+        // CausalLMTrainer: the checkpoint's model.safetensors is loaded back into the model, with both AdamW groups' moments.
+        var data = TrainingFixture.RandomBlocks(6);
+        TrainingOptions Opts(string folder) => new()
+        {
+            PerDeviceBatchSize = 1, GradientAccumulationSteps = 2, LearningRate = 1e-2, WeightDecay = 0.1, ReportEverySteps = 1,
+            CheckpointFolder = folder, SaveEverySteps = 1,
+        };
+        TrainingResult full;
+        float[] fullHead;
+        using (var model = TinyModels.RandomModel(seed: 1))
+        {
+            full = new CausalLMTrainer().Train(model, TrainableSelection.All, data, Opts(Path.Combine(_dir, "full")));
+            fullHead = AllWeights(model);
+        }
+
+        string folder = Path.Combine(_dir, "interrupted");
+        using (var model = TinyModels.RandomModel(seed: 1))
+        using (var cts = new CancellationTokenSource())
+        {
+            var progress = new ListProgress(p =>
+            {
+                if (p.Step == 2)
+                {
+                    cts.Cancel();
+                }
+            });
+            FluentActions.Invoking(() => new CausalLMTrainer().Train(model, TrainableSelection.All, data, Opts(folder), progress, cts.Token))
+                .Should().Throw<TrainingCanceledException>();
+        }
+
+        Directory.GetDirectories(folder).Select(Path.GetFileName).Should().Equal("checkpoint-1");
+        using var fresh = TinyModels.RandomModel(seed: 1);
+        var resumed = new CausalLMTrainer().Train(fresh, TrainableSelection.All, data, Opts(folder) with { ResumeFrom = Path.Combine(folder, "checkpoint-1") });
+        resumed.Steps.Select(s => s.Loss).Should().Equal(full.Steps.Select(s => s.Loss));
+        AllWeights(fresh).Should().Equal(fullHead, "every weight is bit-identical");
+    }
+
+    [Fact]
+    public void AMalformedTrainerStateIsRejectedNamingTheFile()
+    {
+        string checkpoint = Path.Combine(_dir, "run", "checkpoint-2");
+        Directory.CreateDirectory(checkpoint);
+        File.WriteAllText(Path.Combine(checkpoint, "trainer_state.json"), "{\"log_history\": [], \"adam_steps\": [], \"global_step\": \"two\"}");
+        using var f = new TrainingFixture();
+        FluentActions.Invoking(() => new LoraTrainer().Train(f.Model, f.Lora, TrainingFixture.RandomBlocks(12), Options(Path.Combine(_dir, "run")) with { ResumeFrom = checkpoint }))
+            .Should().Throw<InvalidDataException>().WithMessage($"*{Path.Combine(checkpoint, "trainer_state.json")}*not a valid trainer state*");
     }
 }
