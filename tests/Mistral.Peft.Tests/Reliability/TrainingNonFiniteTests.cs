@@ -94,4 +94,25 @@ public sealed class TrainingNonFiniteTests : IDisposable
         FluentActions.Invoking(() => new LoraTrainingOptions { NonFiniteStep = (NonFiniteStepPolicy)7 }.Validate())
             .Should().Throw<ArgumentException>().WithMessage("LoraTrainingOptions.NonFiniteStep must be Stop or Skip; got 7.*");
     }
+
+    [Fact]
+    public void ACheckpointIsNotWrittenWhenATrainedWeightIsNonFiniteEvenWithFiniteLosses()
+    {
+        // A NaN in an embedding row that no token uses (ids are in [3, 97)) leaves every loss and gradient norm finite, but
+        // the trained weights are not: the checkpoint due after step 1 is refused.
+        using var model = TinyModels.RandomModel(seed: 1);
+        using (TorchSharp.torch.no_grad())
+        {
+            model.get_parameter("model.embed_tokens.weight")![0, 0] = float.NaN;
+        }
+
+        string folder = Path.Combine(_dir, "run");
+        var options = new TrainingOptions { PerDeviceBatchSize = 2, GradientAccumulationSteps = 1, LearningRate = 1e-3, CheckpointFolder = folder, SaveEverySteps = 1 };
+        var e = FluentActions.Invoking(() => new CausalLMTrainer().Train(model, TrainableSelection.Matching("model.embed_tokens.weight"), TrainingFixture.RandomBlocks(4), options))
+            .Should().Throw<TrainingDivergedException>().Which;
+        e.Step.Should().Be(1);
+        e.Message.Should().Contain("NaN or infinite values at step 1").And.Contain("checkpoint-1").And.Contain("not written");
+        e.PartialResult.Steps.Should().ContainSingle().Which.Loss.Should().Match(l => double.IsFinite(l));
+        Directory.GetFileSystemEntries(folder).Should().BeEmpty("neither a checkpoint nor a staging folder is left");
+    }
 }
