@@ -152,4 +152,26 @@ public sealed class ResumeTests : IDisposable
         FluentActions.Invoking(() => new LoraTrainer().Train(f.Model, f.Lora, TrainingFixture.RandomBlocks(12), Options(Path.Combine(_dir, "run")) with { ResumeFrom = checkpoint }))
             .Should().Throw<InvalidDataException>().WithMessage($"*{Path.Combine(checkpoint, "trainer_state.json")}*not a valid trainer state*");
     }
+
+    [Fact]
+    public void LatestRecoversACheckpointWhoseSaveWasKilledMidSwap()
+    {
+        // Killed between "previous aside" and "new into place" while writing checkpoint-4: only its hidden complete copy exists.
+        var data = TrainingFixture.RandomBlocks(12);
+        string folder = Path.Combine(_dir, "run");
+        TrainingResult full;
+        using (var f = new TrainingFixture())
+        {
+            full = new LoraTrainer().Train(f.Model, f.Lora, data, Options(folder));
+        }
+
+        Directory.Move(Path.Combine(folder, "checkpoint-4"), Path.Combine(folder, $".checkpoint-4.{Guid.NewGuid():N}.new"));
+        Directory.Delete(Path.Combine(folder, "checkpoint-6"), recursive: true);
+
+        using var g = new TrainingFixture();
+        var resumed = new LoraTrainer().Train(g.Model, g.Lora, data, Options(folder) with { ResumeFrom = TrainingOptions.Latest });
+        resumed.Checkpoints.Select(Path.GetFileName).Should().Equal(["checkpoint-6"], "the run resumed from the recovered checkpoint-4");
+        resumed.Steps.Select(s => s.Loss).Should().Equal(full.Steps.Select(s => s.Loss));
+        Directory.GetFileSystemEntries(folder).Select(Path.GetFileName).Order().Should().Equal("checkpoint-2", "checkpoint-4", "checkpoint-6");
+    }
 }
