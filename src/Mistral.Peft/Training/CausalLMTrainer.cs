@@ -78,6 +78,11 @@ public sealed class CausalLMTrainer
     /// LoRA layers (not a plain Mistral checkpoint); or an option is invalid.
     /// </exception>
     /// <exception cref="TrainingCanceledException">The token was cancelled; the exception (an <see cref="OperationCanceledException"/>) carries every step taken.</exception>
+    /// <exception cref="TrainingDivergedException">
+    /// A step's loss or gradient norm was not finite (<see cref="TrainingOptions.NonFiniteStep"/>), or the trained weights
+    /// were not finite when a checkpoint was due (it is not written); the exception names the step and carries the steps taken.
+    /// </exception>
+    /// <exception cref="IOException"><see cref="TrainingOptions.CheckpointFolder"/> cannot be created, or writing a checkpoint failed.</exception>
     public TrainingResult Train(MistralForCausalLM model, TrainableSelection selection, TrainingDataset data, TrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
