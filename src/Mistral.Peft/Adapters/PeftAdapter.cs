@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -25,9 +26,11 @@ public static class PeftAdapter
 
     /// <summary>
     /// Writes <paramref name="lora"/>'s adapter into <paramref name="folder"/> (created if needed) as one unit: both files
-    /// are written completely into a temporary sibling folder first and only then moved into place, weights first and
-    /// the config last, each replacing its previous version atomically; if a move fails the previous files are restored.
-    /// A failure or cancellation therefore leaves the folder's previous adapter as it was, and no temporary folder behind.
+    /// are written completely into a temporary sibling folder (with the folder's other files copied next to them) that
+    /// then replaces the folder by directory renames. A failure or cancellation leaves the folder's previous adapter as
+    /// it was, and no temporary folder behind; a process killed during the swap leaves the previous or the new adapter,
+    /// completed by the next save or load of the folder, never a mix. The weights file's metadata records <c>r</c> and
+    /// <c>lora_alpha</c>, so that <see cref="Load"/> refuses weights next to another adapter's config.
     /// </summary>
     /// <param name="lora">The adapted model.</param>
     /// <param name="folder">The output folder.</param>
@@ -36,28 +39,52 @@ public static class PeftAdapter
     public static void Save(LoraModel lora, string folder, string? baseModelNameOrPath = null, CancellationToken cancellationToken = default) =>
         Save(lora, folder, baseModelNameOrPath, cancellationToken, fileStaged: null);
 
+    /// <summary>The weights file's metadata key recording the config's <c>r</c>.</summary>
+    internal const string RankMetadataKey = "lora_r";
+
+    /// <summary>The weights file's metadata key recording the config's <c>lora_alpha</c>.</summary>
+    internal const string AlphaMetadataKey = "lora_alpha";
+
     /// <summary><see cref="Save(LoraModel, string, string?, CancellationToken)"/>; <paramref name="fileStaged"/> is told each file name once it is fully written to the staging folder (tests inject failures there).</summary>
-    internal static void Save(LoraModel lora, string folder, string? baseModelNameOrPath, CancellationToken cancellationToken, Action<string>? fileStaged)
+    internal static void Save(LoraModel lora, string folder, string? baseModelNameOrPath, CancellationToken cancellationToken, Action<string>? fileStaged,
+        Action<StagedFolder.CommitStep>? commitStep = null)
     {
         ArgumentNullException.ThrowIfNull(lora);
         ArgumentException.ThrowIfNullOrEmpty(folder);
-        var config = PeftAdapterConfig.FromOptions(lora.Options, lora.ConfigTargetModules ?? [], baseModelNameOrPath);
         using var staged = StagedFolder.Create(folder);
+        var names = WriteFiles(lora, staged.StagingPath, baseModelNameOrPath, cancellationToken, fileStaged);
+        staged.Commit(names, commitStep);
+    }
+
+    /// <summary>
+    /// Writes the adapter's two files into <paramref name="directory"/> (an existing folder, normally a staging folder
+    /// committed by the caller), weights first; returns their names.
+    /// </summary>
+    internal static IReadOnlyList<string> WriteFiles(LoraModel lora, string directory, string? baseModelNameOrPath, CancellationToken cancellationToken,
+        Action<string>? fileStaged = null)
+    {
+        ArgumentNullException.ThrowIfNull(lora);
+        var config = PeftAdapterConfig.FromOptions(lora.Options, lora.ConfigTargetModules ?? [], baseModelNameOrPath);
         using (var scope = NewDisposeScope())
         {
             var tensors = lora.NamedAdapterParameters()
                 .Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.detach().cpu()))
                 .ToList();
-            SafeTensorsWriter.Write(staged.PathFor(WeightsFileName), tensors,
-                new Dictionary<string, string> { ["format"] = "pt" }, cancellationToken);
+            SafeTensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors,
+                new Dictionary<string, string>
+                {
+                    ["format"] = "pt",
+                    [RankMetadataKey] = config.R.ToString(CultureInfo.InvariantCulture),
+                    [AlphaMetadataKey] = config.LoraAlpha.ToString("R", CultureInfo.InvariantCulture),
+                }, cancellationToken);
         }
 
         fileStaged?.Invoke(WeightsFileName);
         cancellationToken.ThrowIfCancellationRequested();
-        WriteText(staged.PathFor(ConfigFileName), config.ToJson());
+        WriteText(Path.Combine(directory, ConfigFileName), config.ToJson());
         fileStaged?.Invoke(ConfigFileName);
         cancellationToken.ThrowIfCancellationRequested();
-        staged.Commit([WeightsFileName, ConfigFileName]);
+        return [WeightsFileName, ConfigFileName];
     }
 
     /// <summary>Reads <c>adapter_config.json</c> from <paramref name="folder"/>.</summary>
@@ -97,10 +124,13 @@ public static class PeftAdapter
     {
         ArgumentNullException.ThrowIfNull(model);
         logger ??= NullLogger.Instance;
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        StagedFolder.Recover(folder);
         PeftAdapterConfig config = ReadConfig(folder, logger);
         LoraOptions options = config.ToLoraOptions();
         string weightsPath = WeightsPath(folder);
         using SafeTensorsFile file = SafeTensorsFile.Open(weightsPath);
+        CheckSameSave(weightsPath, file, config);
 
         var expected = new Dictionary<string, long[]>(StringComparer.Ordinal);
         foreach (string name in LoraInjector.SelectTargets(model, options))
@@ -151,6 +181,28 @@ public static class PeftAdapter
         finally
         {
             DisposeAll(weights);
+        }
+    }
+
+    // Weights saved by this library record the r and lora_alpha of the config saved with them: a config of another save is refused.
+    private static void CheckSameSave(string weightsPath, SafeTensorsFile file, PeftAdapterConfig config)
+    {
+        var differences = new List<string>();
+        if (file.Metadata.TryGetValue(RankMetadataKey, out string? r) && r != config.R.ToString(CultureInfo.InvariantCulture))
+        {
+            differences.Add($"r {r} (config {config.R})");
+        }
+
+        if (file.Metadata.TryGetValue(AlphaMetadataKey, out string? alpha)
+            && (!double.TryParse(alpha, NumberStyles.Float, CultureInfo.InvariantCulture, out double a) || a != config.LoraAlpha))
+        {
+            differences.Add($"lora_alpha {alpha} (config {config.LoraAlpha.ToString("R", CultureInfo.InvariantCulture)})");
+        }
+
+        if (differences.Count > 0)
+        {
+            throw new InvalidDataException(
+                $"{weightsPath} was saved with {string.Join(" and ", differences)} in {ConfigFileName}: the weights and the config come from different saves (an interrupted copy or save?).");
         }
     }
 

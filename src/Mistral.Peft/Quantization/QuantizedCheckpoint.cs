@@ -22,9 +22,10 @@ public static class QuantizedCheckpoint
     /// <summary>
     /// Saves <paramref name="model"/> to <paramref name="folder"/> as <c>model.safetensors</c> (metadata
     /// <c>{"format":"pt"}</c>) and <c>config.json</c>, as one unit: both are written completely into a temporary sibling
-    /// folder, then moved into place (the tensors first, the config last), each replacing its previous version atomically,
-    /// with the previous files restored if a move fails. A failure or cancellation leaves the folder as it was (other
-    /// files in it are never touched) and no temporary folder behind.
+    /// folder (with the folder's other files copied next to them), which then replaces the folder by directory renames. A
+    /// failure or cancellation leaves the folder as it was (its other files are kept) and no temporary folder behind; a
+    /// process killed during the swap leaves the previous or the new checkpoint, completed by the next save of the
+    /// folder, never a mix.
     /// </summary>
     /// <param name="model">A model with at least one <see cref="Linear4bit"/>, all with the same double quantization and compute dtype.</param>
     /// <param name="folder">Destination folder (created when absent).</param>
@@ -35,7 +36,8 @@ public static class QuantizedCheckpoint
         Save(model, folder, cancellationToken, fileStaged: null);
 
     /// <summary><see cref="Save(MistralForCausalLM, string, CancellationToken)"/>; <paramref name="fileStaged"/> is told each file name once it is fully written to the staging folder (tests inject failures there).</summary>
-    internal static void Save(MistralForCausalLM model, string folder, CancellationToken cancellationToken, Action<string>? fileStaged)
+    internal static void Save(MistralForCausalLM model, string folder, CancellationToken cancellationToken, Action<string>? fileStaged,
+        Action<StagedFolder.CommitStep>? commitStep = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
@@ -113,7 +115,7 @@ public static class QuantizedCheckpoint
             WriteText(staged.PathFor(QuantizedModelLoader.ConfigFileName), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
             fileStaged?.Invoke(QuantizedModelLoader.ConfigFileName);
             cancellationToken.ThrowIfCancellationRequested();
-            staged.Commit([CheckpointReader.SingleFileName, QuantizedModelLoader.ConfigFileName]);
+            staged.Commit([CheckpointReader.SingleFileName, QuantizedModelLoader.ConfigFileName], commitStep);
         }
         finally
         {

@@ -78,6 +78,11 @@ public sealed class CausalLMTrainer
     /// LoRA layers (not a plain Mistral checkpoint); or an option is invalid.
     /// </exception>
     /// <exception cref="TrainingCanceledException">The token was cancelled; the exception (an <see cref="OperationCanceledException"/>) carries every step taken.</exception>
+    /// <exception cref="TrainingDivergedException">
+    /// A step's loss or gradient norm was not finite (<see cref="TrainingOptions.NonFiniteStep"/>), or the trained weights
+    /// were not finite when a checkpoint was due (it is not written); the exception names the step and carries the steps taken.
+    /// </exception>
+    /// <exception cref="IOException"><see cref="TrainingOptions.CheckpointFolder"/> cannot be created, or writing a checkpoint failed.</exception>
     public TrainingResult Train(MistralForCausalLM model, TrainableSelection selection, TrainingDataset data, TrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -115,7 +120,7 @@ public sealed class CausalLMTrainer
         long all = model.parameters().Sum(p => p.numel());
         var trainable = new TrainableParameterCount(parameters.Sum(p => p.numel()), all);
         var setup = new TrainingLoop.Setup("Full-parameter training", $"{selection.Description}: {trainable}; weight decay on {groups[0].Parameters.Count} of {parameters.Count} tensors",
-            parameters, groups, (folder, ct) => SaveCheckpoint(model, folder, ct), "model");
+            parameters, groups, (directory, ct) => WriteCheckpointFiles(model, directory, ct), folder => CheckpointLoader.Load(model, folder), "model");
 
         var previous = model.named_parameters().Select(p => (p.parameter, p.parameter.requires_grad)).ToList();
         var chosen = new HashSet<Parameter>(parameters, ReferenceEqualityComparer.Instance);
@@ -170,22 +175,27 @@ public sealed class CausalLMTrainer
     internal static void SaveCheckpoint(MistralForCausalLM model, string folder, CancellationToken cancellationToken)
     {
         using var staged = StagedFolder.Create(folder);
-        string staging = Path.GetDirectoryName(staged.PathFor(CheckpointReader.SingleFileName))!;
+        staged.Commit(WriteCheckpointFiles(model, staged.StagingPath, cancellationToken));
+    }
+
+    /// <summary>Writes <c>model.safetensors</c> and <c>config.json</c> into <paramref name="directory"/> (a staging folder); returns their names.</summary>
+    internal static IReadOnlyList<string> WriteCheckpointFiles(MistralForCausalLM model, string directory, CancellationToken cancellationToken)
+    {
         using (no_grad())
         {
-            CheckpointLoader.Save(model, staging, cancellationToken);
+            CheckpointLoader.Save(model, directory, cancellationToken);
         }
 
         cancellationToken.ThrowIfCancellationRequested();
         var config = model.Config with { TorchDtype = DtypeName(model.parameters().First().dtype) };
-        using (var fs = new FileStream(staged.PathFor(ConfigFileName), FileMode.CreateNew, FileAccess.Write, FileShare.None))
+        using (var fs = new FileStream(Path.Combine(directory, ConfigFileName), FileMode.CreateNew, FileAccess.Write, FileShare.None))
         {
             fs.Write(new UTF8Encoding(false).GetBytes(config.ToJson() + "\n"));
             fs.Flush(flushToDisk: true);
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        staged.Commit([CheckpointReader.SingleFileName, ConfigFileName]);
+        return [CheckpointReader.SingleFileName, ConfigFileName];
     }
 
     private static string DtypeName(ScalarType dtype) => dtype switch

@@ -66,6 +66,11 @@ public sealed class LoraTrainer
     /// message names the block or example, the position and the id), or an option is invalid.
     /// </exception>
     /// <exception cref="TrainingCanceledException">The token was cancelled; the exception (an <see cref="OperationCanceledException"/>) carries every step taken.</exception>
+    /// <exception cref="TrainingDivergedException">
+    /// A step's loss or gradient norm was not finite (<see cref="TrainingOptions.NonFiniteStep"/>), or the trained weights
+    /// were not finite when a checkpoint was due (it is not written); the exception names the step and carries the steps taken.
+    /// </exception>
+    /// <exception cref="IOException"><see cref="TrainingOptions.CheckpointFolder"/> cannot be created, or writing a checkpoint failed.</exception>
     public TrainingResult Train(MistralForCausalLM model, LoraModel lora, TrainingDataset data, LoraTrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -93,7 +98,7 @@ public sealed class LoraTrainer
 
         var setup = new TrainingLoop.Setup("LoRA training", lora.TrainableParameters().ToString(), parameters,
             [new TrainingLoop.ParameterGroup(parameters, options.WeightDecay)],
-            (folder, ct) => PeftAdapter.Save(lora, folder, options.BaseModelNameOrPath, ct), "adapter");
+            (directory, ct) => PeftAdapter.WriteFiles(lora, directory, options.BaseModelNameOrPath, ct), folder => PeftAdapter.LoadWeights(lora, folder), "adapter");
         return TrainingLoop.Run(_logger, model, data, options, setup, progress, cancellationToken);
     }
 }

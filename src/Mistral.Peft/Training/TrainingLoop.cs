@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Mistral.Core.Modeling;
+using Mistral.Peft.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -33,6 +35,11 @@ internal static class TrainingLoop
         int stepsPerEpoch = options.StepsPerEpoch(data.Count);
         int totalSteps = stepsPerEpoch * options.Epochs;
         int reportEvery = options.ReportEverySteps ?? options.LogEverySteps;
+        string? resumeFolder = ResolveResume(options);
+        TrainerState? resume = resumeFolder is null ? null : TrainerState.Read(resumeFolder);
+        resume?.CheckMatches(resumeFolder!, options, stepsPerEpoch, totalSteps, data.Count);
+        int startStep = resume?.GlobalStep ?? 0;
+        CheckOutputFolder(options, [.. options.CheckpointSteps(stepsPerEpoch, totalSteps).Where(s => s > startStep)]);
         logger.LogInformation(
             "{Kind}: {Data}; {Epochs} epochs × {StepsPerEpoch} steps (batch {Batch} × accumulation {Accumulation}), lr {LearningRate} {Schedule}, max grad norm {MaxGradNorm}, {Trainable}",
             setup.Kind, data.Describe(), options.Epochs, stepsPerEpoch, options.PerDeviceBatchSize, options.GradientAccumulationSteps,
@@ -58,61 +65,146 @@ internal static class TrainingLoop
             eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
         StepAndZeroGrad(optimizer, step: false);
         int step = 0;
+        int skipped = 0;
+        bool checkEachStep = options.NonFiniteStep == NonFiniteStepPolicy.Skip || device.type == DeviceType.CPU;
+
+        TrainingResult Partial() => new(steps, epochLosses, tokens, clock.Elapsed, checkpoints) { SkippedSteps = skipped };
+
+        // Reads the pending steps and stops at the first non-finite one (found late: its update and later ones were applied).
+        void Read(IProgress<TrainingProgress>? report, CancellationToken ct)
+        {
+            float[] values = queue.ReadAll();
+            TrainingStep? diverged = ReportPending(logger, pending, values, steps, totalSteps, options.LogEverySteps, report, ct);
+            if (diverged is not null)
+            {
+                throw Diverged(diverged.Step, diverged.Epoch, Describe(diverged.Loss, diverged.GradNorm), Partial(), weightsFinite: false, options);
+            }
+        }
 
         void SaveCheckpoint()
         {
             string folder = Path.Combine(options.CheckpointFolder!, $"checkpoint-{step}");
-            setup.SaveCheckpoint(folder, cancellationToken);
+            if (pending.Count > 0)
+            {
+                Read(progress, cancellationToken); // the state's log history holds every step
+            }
+
+            if (!AllFinite(setup.Parameters))
+            {
+                throw new TrainingDivergedException(
+                    $"The trained weights hold NaN or infinite values at step {step}; checkpoint '{folder}' was not written. {Advice(options)}",
+                    step, Partial(), weightsFinite: false);
+            }
+
+            using (var staged = StagedFolder.Create(folder))
+            {
+                var names = setup.WriteCheckpointFiles(staged.StagingPath, cancellationToken).ToList();
+                var state = new TrainerState(step, totalSteps, stepsPerEpoch, options.Epochs, options.Seed, options.PerDeviceBatchSize,
+                    options.GradientAccumulationSteps, data.Count, tokens, skipped, TrainerState.Steps(optimizer), [.. steps]);
+                names.AddRange(state.Write(staged.StagingPath, optimizer, cancellationToken));
+                cancellationToken.ThrowIfCancellationRequested();
+                staged.Commit(names);
+            }
+
             checkpoints.Add(folder);
             logger.LogInformation("saved {What} checkpoint {Folder}", setup.CheckpointKind, folder);
         }
 
         try
         {
+            if (resume is not null)
+            {
+                setup.LoadCheckpointWeights(resumeFolder!);
+                resume.LoadOptimizer(resumeFolder!, optimizer);
+                step = startStep;
+                steps.AddRange(resume.LogHistory);
+                tokens = resume.Tokens;
+                skipped = resume.SkippedSteps;
+                for (int e = 1; e <= startStep / stepsPerEpoch; e++)
+                {
+                    epochLosses.Add(steps.Where(s => s.Epoch == e).Select(s => s.Loss).DefaultIfEmpty(0).Average());
+                }
+
+                logger.LogInformation("resumed from {Folder} at step {Step}/{TotalSteps}", resumeFolder, startStep, totalSteps);
+            }
+
             model.GradientCheckpointing = options.GradientCheckpointing;
             model.train();
-            for (int epoch = 1; epoch <= options.Epochs; epoch++)
+            for (int epoch = startStep / stepsPerEpoch + 1; epoch <= options.Epochs; epoch++)
             {
                 int[] order = EpochShuffle.Order(data.Count, options.Seed, epoch - 1, options.Shuffle);
                 var microBatches = order.Chunk(options.PerDeviceBatchSize).ToList();
                 for (int first = 0; first < microBatches.Count; first += options.GradientAccumulationSteps)
                 {
+                    if ((epoch - 1) * stepsPerEpoch + (first / options.GradientAccumulationSteps) < startStep)
+                    {
+                        continue; // taken before the resumed checkpoint
+                    }
+
                     clock.Start();
                     var stepWatch = Stopwatch.StartNew();
                     var group = microBatches.Skip(first).Take(options.GradientAccumulationSteps).ToList();
                     StepLosses losses = AccumulateStep(model, data, group, device, cancellationToken);
-                    int lossIndex = queue.Count;
-                    foreach (var loss in losses.Losses)
-                    {
-                        queue.Add(loss);
-                    }
-
-                    int normIndex = queue.Add(GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm));
+                    Tensor norm = GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm);
                     double learningRate = options.LearningRateAt(step + 1, totalSteps);
-                    foreach (var g in optimizer.ParamGroups)
-                    {
-                        g.LearningRate = learningRate;
-                    }
-
-                    StepAndZeroGrad(optimizer, step: true);
-                    stepWatch.Stop();
-                    clock.Stop();
                     step++;
-                    tokens += losses.Tokens;
-                    pending.Add(new PendingStep(step, epoch, group.Count, losses.Weights, lossIndex, normIndex, losses.Tokens, losses.TargetTokens,
-                        learningRate, stepWatch.Elapsed, tokens, clock.Elapsed));
+                    if (checkEachStep && NonFinite(losses, norm) is string values)
+                    {
+                        // Caught before the update: drop the gradients, then stop or skip.
+                        StepAndZeroGrad(optimizer, step: false);
+                        stepWatch.Stop();
+                        clock.Stop();
+                        if (options.NonFiniteStep == NonFiniteStepPolicy.Stop)
+                        {
+                            if (pending.Count > 0)
+                            {
+                                Read(null, CancellationToken.None);
+                            }
+
+                            throw Diverged(step, epoch, values, Partial(), weightsFinite: true, options);
+                        }
+
+                        skipped++;
+                        tokens += losses.Tokens;
+                        logger.LogWarning("step {Step}/{TotalSteps} epoch {Epoch}: {Values}; the step is skipped (NonFiniteStep = Skip)", step, totalSteps, epoch, values);
+                    }
+                    else
+                    {
+                        int lossIndex = queue.Count;
+                        foreach (var loss in losses.Losses)
+                        {
+                            queue.Add(loss);
+                        }
+
+                        int normIndex = queue.Add(norm);
+                        foreach (var g in optimizer.ParamGroups)
+                        {
+                            g.LearningRate = learningRate;
+                        }
+
+                        StepAndZeroGrad(optimizer, step: true);
+                        stepWatch.Stop();
+                        clock.Stop();
+                        tokens += losses.Tokens;
+                        pending.Add(new PendingStep(step, epoch, group.Count, losses.Weights, lossIndex, normIndex, losses.Tokens, losses.TargetTokens,
+                            learningRate, stepWatch.Elapsed, tokens, clock.Elapsed));
+                    }
 
                     bool epochEnd = first + options.GradientAccumulationSteps >= microBatches.Count;
-                    if (epochEnd || step % reportEvery == 0 || step % options.LogEverySteps == 0)
+                    if (pending.Count > 0 && (epochEnd || step % reportEvery == 0 || step % options.LogEverySteps == 0))
                     {
                         // The read waits for the device: its time belongs to the step that triggered it (and to the run).
                         clock.Start();
                         var readWatch = Stopwatch.StartNew();
-                        float[] values = queue.ReadAll();
+                        float[] read = queue.ReadAll();
                         readWatch.Stop();
                         clock.Stop();
                         pending[^1] = pending[^1] with { Elapsed = pending[^1].Elapsed + readWatch.Elapsed, Clock = clock.Elapsed };
-                        ReportPending(logger, pending, values, steps, totalSteps, options.LogEverySteps, progress, cancellationToken);
+                        TrainingStep? diverged = ReportPending(logger, pending, read, steps, totalSteps, options.LogEverySteps, progress, cancellationToken);
+                        if (diverged is not null)
+                        {
+                            throw Diverged(diverged.Step, diverged.Epoch, Describe(diverged.Loss, diverged.GradNorm), Partial(), weightsFinite: false, options);
+                        }
                     }
 
                     if (options.CheckpointFolder is not null && options.SaveEverySteps is int every && (step % every == 0 || step == totalSteps))
@@ -130,6 +222,13 @@ internal static class TrainingLoop
                         epochLossSum += s.Loss;
                         epochSteps++;
                     }
+                }
+
+                if (epochSteps == 0)
+                {
+                    throw new TrainingDivergedException(
+                        $"Every step of epoch {epoch} (up to step {step}) had a non-finite loss or gradient norm and was skipped. {Advice(options)}",
+                        step, Partial(), weightsFinite: true);
                 }
 
                 double epochLoss = epochLossSum / epochSteps;
@@ -151,8 +250,7 @@ internal static class TrainingLoop
                 ReportPending(logger, pending, values, steps, totalSteps, options.LogEverySteps, progress: null, CancellationToken.None);
             }
 
-            var partial = new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints);
-            throw new TrainingCanceledException(partial, step, totalSteps, cancellationToken);
+            throw new TrainingCanceledException(Partial(), step, totalSteps, cancellationToken);
         }
         finally
         {
@@ -163,7 +261,159 @@ internal static class TrainingLoop
             model.train(wasTraining);
         }
 
-        return new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints);
+        return new TrainingResult(steps, epochLosses, tokens, clock.Elapsed, checkpoints) { SkippedSteps = skipped };
+    }
+
+    /// <summary>The checkpoint to resume from (<see cref="TrainingOptions.ResumeFrom"/>), after recovering an interrupted save of it; null for none.</summary>
+    private static string? ResolveResume(TrainingOptions options)
+    {
+        if (options.ResumeFrom is not string from)
+        {
+            return null;
+        }
+
+        if (from != TrainingOptions.Latest)
+        {
+            string full = Path.GetFullPath(from);
+            StagedFolder.Recover(full);
+            if (!Directory.Exists(full))
+            {
+                throw new DirectoryNotFoundException($"{options.GetType().Name}.{nameof(TrainingOptions.ResumeFrom)} '{full}' does not exist.");
+            }
+
+            return full;
+        }
+
+        string folder = Path.GetFullPath(options.CheckpointFolder!);
+        if (Directory.Exists(folder))
+        {
+            // A checkpoint whose save was interrupted mid-swap exists only as a hidden folder: recover it first.
+            foreach (string hidden in Directory.GetDirectories(folder, ".checkpoint-*"))
+            {
+                var m = HiddenCheckpoint.Match(Path.GetFileName(hidden));
+                if (m.Success)
+                {
+                    StagedFolder.Recover(Path.Combine(folder, m.Groups[1].Value));
+                }
+            }
+        }
+
+        var latest = Directory.Exists(folder)
+            ? Directory.GetDirectories(folder, "checkpoint-*")
+                .Select(d => (Path: d, Match: CheckpointName.Match(Path.GetFileName(d))))
+                .Where(c => c.Match.Success && File.Exists(Path.Combine(c.Path, TrainerState.FileName)))
+                .OrderByDescending(c => long.Parse(c.Match.Groups[1].Value, CultureInfo.InvariantCulture))
+                .Select(c => c.Path)
+                .FirstOrDefault()
+            : null;
+        return latest ?? throw new ArgumentException(
+            $"{options.GetType().Name}.{nameof(TrainingOptions.ResumeFrom)} is \"latest\" but '{folder}' holds no checkpoint-{{step}} folder with {TrainerState.FileName}.", "options");
+    }
+
+    private static readonly Regex CheckpointName = new(@"^checkpoint-([0-9]{1,9})$", RegexOptions.CultureInvariant);
+
+    private static readonly Regex HiddenCheckpoint = new(@"^\.(checkpoint-[0-9]{1,9})\.[0-9a-f]{32}\.(?:new|old|tmp)$", RegexOptions.CultureInvariant);
+
+    /// <summary>
+    /// Before the first step: the checkpoint folder must be a folder (created here), and no checkpoint the run will write
+    /// may exist unless <see cref="TrainingOptions.OverwriteCheckpoints"/> is set.
+    /// </summary>
+    private static void CheckOutputFolder(TrainingOptions options, IReadOnlyList<int> checkpointSteps)
+    {
+        if (options.CheckpointFolder is not string folder)
+        {
+            return;
+        }
+
+        string option = $"{options.GetType().Name}.{nameof(TrainingOptions.CheckpointFolder)}";
+        string full = Path.GetFullPath(folder);
+        if (File.Exists(full))
+        {
+            throw new ArgumentException($"{option} '{full}' is a file, not a folder; no step was taken.", "options");
+        }
+
+        try
+        {
+            Directory.CreateDirectory(full);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{option} '{full}' cannot be created ({e.Message}); no step was taken.", e);
+        }
+
+        if (!options.OverwriteCheckpoints)
+        {
+            var existing = checkpointSteps.Select(s => Path.Combine(full, $"checkpoint-{s}"))
+                .Where(p => Directory.Exists(p) || File.Exists(p))
+                .ToList();
+            if (existing.Count > 0)
+            {
+                throw new ArgumentException(
+                    $"{option} '{full}' already holds {string.Join(", ", existing.Select(Path.GetFileName))}, which this run would write; " +
+                    $"choose another folder, delete them, or set {nameof(TrainingOptions.OverwriteCheckpoints)} = true. No step was taken.", "options");
+            }
+        }
+    }
+
+    /// <summary>"loss NaN, gradient norm 1.2E+20" when the step's loss or norm is not finite (one read of a device flag); null otherwise.</summary>
+    private static string? NonFinite(StepLosses losses, Tensor norm)
+    {
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        Tensor flag = norm.isfinite();
+        foreach (var l in losses.Losses)
+        {
+            flag = flag.logical_and(l.isfinite());
+        }
+
+        if (flag.item<bool>())
+        {
+            return null;
+        }
+
+        double loss = 0;
+        for (int i = 0; i < losses.Losses.Count; i++)
+        {
+            loss += losses.Weights[i] * losses.Losses[i].to_type(ScalarType.Float64).item<double>();
+        }
+
+        double n = norm.to_type(ScalarType.Float64).item<double>();
+        foreach (var l in losses.Losses)
+        {
+            l.Dispose();
+        }
+
+        norm.Dispose();
+        return Describe(loss, n);
+    }
+
+    private static string Describe(double loss, double gradNorm) =>
+        string.Create(CultureInfo.InvariantCulture, $"loss {loss:G4}, gradient norm {gradNorm:G4}");
+
+    private static string Advice(TrainingOptions options) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"Lower the learning rate ({options.LearningRate:G4}), set MaxGradNorm, or use NonFiniteStep = Skip to drop such steps.");
+
+    private static TrainingDivergedException Diverged(int step, int epoch, string values, TrainingResult partial, bool weightsFinite, TrainingOptions options) =>
+        new($"Training diverged at step {step} (epoch {epoch}): {values}. " +
+            (weightsFinite
+                ? "The step was not applied: the trained weights are those of the last finite step. "
+                : "Its update (and any later ones) were applied, so the trained weights may be non-finite; no checkpoint was written since. ") +
+            Advice(options), step, partial, weightsFinite);
+
+    /// <summary>Whether every element of every parameter is finite (one device reduction, one read).</summary>
+    private static bool AllFinite(IReadOnlyList<Parameter> parameters)
+    {
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        Tensor? flag = null;
+        foreach (var p in parameters)
+        {
+            Tensor f = p.isfinite().all();
+            flag = flag is null ? f : flag.logical_and(f);
+        }
+
+        return flag is null || flag.item<bool>();
     }
 
     /// <summary>
@@ -249,10 +499,12 @@ internal static class TrainingLoop
     }
 
     /// <summary>Turns the steps read from the device into results, progress reports and log lines, then clears them.</summary>
-    private static void ReportPending(ILogger logger, List<PendingStep> pending, float[] values, List<TrainingStep> steps, int totalSteps, int logEvery,
+    /// <returns>The first step whose loss or gradient norm is not finite (it and the steps after it are not added); null when all are.</returns>
+    private static TrainingStep? ReportPending(ILogger logger, List<PendingStep> pending, float[] values, List<TrainingStep> steps, int totalSteps, int logEvery,
         IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         var read = new List<TrainingStep>(pending.Count);
+        TrainingStep? diverged = null;
         foreach (var p in pending)
         {
             double loss = 0;
@@ -267,6 +519,12 @@ internal static class TrainingLoop
                 TargetTokens = p.TargetTokens,
                 LearningRate = p.LearningRate,
             };
+            if (!double.IsFinite(loss) || !double.IsFinite(gradNorm))
+            {
+                diverged = s;
+                break;
+            }
+
             steps.Add(s);
             read.Add(s);
         }
@@ -288,6 +546,8 @@ internal static class TrainingLoop
                 cancellationToken.ThrowIfCancellationRequested();
             }
         }
+
+        return diverged;
     }
 
     /// <summary>
@@ -310,10 +570,11 @@ internal static class TrainingLoop
     /// <param name="Trainable">The trained parameter count for the first log line.</param>
     /// <param name="Parameters">Every trained parameter, in a fixed order: their gradients are clipped together.</param>
     /// <param name="Groups">The AdamW parameter groups (together exactly <paramref name="Parameters"/>); empty groups are skipped.</param>
-    /// <param name="SaveCheckpoint">Writes a checkpoint into the folder given.</param>
+    /// <param name="WriteCheckpointFiles">Writes the checkpoint's weight files into the (staging) folder given and returns their names.</param>
+    /// <param name="LoadCheckpointWeights">Loads the trained weights of a checkpoint folder (to resume).</param>
     /// <param name="CheckpointKind">What a checkpoint holds, for the log ("adapter", "model").</param>
     internal sealed record Setup(string Kind, string Trainable, IReadOnlyList<Parameter> Parameters, IReadOnlyList<ParameterGroup> Groups,
-        Action<string, CancellationToken> SaveCheckpoint, string CheckpointKind);
+        Func<string, CancellationToken, IReadOnlyList<string>> WriteCheckpointFiles, Action<string> LoadCheckpointWeights, string CheckpointKind);
 
     /// <summary>Parameters that AdamW updates with one weight decay.</summary>
     /// <param name="Parameters">The parameters.</param>

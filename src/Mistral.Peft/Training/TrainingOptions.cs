@@ -98,8 +98,11 @@ public record TrainingOptions
     /// <summary>
     /// When set, checkpoints are written into <c>{CheckpointFolder}/checkpoint-{step}</c> (HF's layout): after each epoch,
     /// or every <see cref="SaveEverySteps"/> steps. <see cref="LoraTrainer"/> writes the adapter (PEFT format);
-    /// <see cref="CausalLMTrainer"/> the whole model (<c>model.safetensors</c> and <c>config.json</c>). Each is written
-    /// into a temporary sibling folder and then moved into place. Default null (no checkpoints).
+    /// <see cref="CausalLMTrainer"/> the whole model (<c>model.safetensors</c> and <c>config.json</c>); next to them
+    /// <c>optimizer.safetensors</c> (AdamW moments) and <c>trainer_state.json</c> (step, run shape, log history), from
+    /// which <see cref="ResumeFrom"/> continues. Each checkpoint is written into a temporary sibling folder that then
+    /// replaces <c>checkpoint-{step}</c> by directory renames (never a mix of two saves). The folder is checked before
+    /// the first step (see <see cref="OverwriteCheckpoints"/>). Default null (no checkpoints).
     /// </summary>
     public string? CheckpointFolder { get; init; }
 
@@ -109,6 +112,53 @@ public record TrainingOptions
     /// null (a checkpoint per epoch).
     /// </summary>
     public int? SaveEverySteps { get; init; }
+
+    /// <summary>
+    /// What a step whose loss or gradient norm is NaN or infinite does: <see cref="NonFiniteStepPolicy.Stop"/> (default)
+    /// throws a <see cref="TrainingDivergedException"/> naming the step, <see cref="NonFiniteStepPolicy.Skip"/> drops the
+    /// step's update and goes on. On the CPU, and with <c>Skip</c> on any device, a device-side finiteness flag is read
+    /// before each optimizer step, so a non-finite step is never applied; with <c>Stop</c> on an accelerator the flag is
+    /// read with the step values (<see cref="ReportEverySteps"/>), so up to that many further steps may have been applied.
+    /// Either way the trained weights are checked before every checkpoint, and a non-finite checkpoint is never written.
+    /// </summary>
+    public NonFiniteStepPolicy NonFiniteStep { get; init; } = NonFiniteStepPolicy.Stop;
+
+    /// <summary>
+    /// Whether a run may replace an existing <c>checkpoint-{step}</c> folder in <see cref="CheckpointFolder"/>. Default
+    /// false: the trainers check the folder before the first step and refuse to start when a checkpoint the run would
+    /// write already exists (the message names them). When true each is replaced atomically when its step is reached.
+    /// </summary>
+    public bool OverwriteCheckpoints { get; init; }
+
+    /// <summary>
+    /// Resume an interrupted run (Hugging Face's <c>resume_from_checkpoint</c>): a checkpoint folder written by a run with
+    /// <see cref="CheckpointFolder"/> (it holds the weights, <c>optimizer.safetensors</c> and <c>trainer_state.json</c>), or
+    /// <c>"latest"</c> for the highest <c>checkpoint-{step}</c> in <see cref="CheckpointFolder"/>. The trained weights, the
+    /// AdamW moments and steps, the step (hence the schedule position) and the data position are restored, and the run
+    /// goes on from the next step with the same losses as an uninterrupted run (same options and data; LoRA dropout 0, or
+    /// TorchSharp's generator seeded alike, since it is process-wide and not restored). The result's steps include the
+    /// restored ones. Default null (start from scratch).
+    /// </summary>
+    public string? ResumeFrom { get; init; }
+
+    /// <summary>The value of <see cref="ResumeFrom"/> that picks the highest checkpoint in <see cref="CheckpointFolder"/>.</summary>
+    public const string Latest = "latest";
+
+    /// <summary>The 1-based steps after which a run of <paramref name="totalSteps"/> steps writes a checkpoint (none without <see cref="CheckpointFolder"/>).</summary>
+    /// <param name="stepsPerEpoch">Optimizer steps per epoch (<see cref="StepsPerEpoch"/>).</param>
+    /// <param name="totalSteps">Optimizer steps of the whole run.</param>
+    /// <returns>The steps, ascending.</returns>
+    public IReadOnlyList<int> CheckpointSteps(int stepsPerEpoch, int totalSteps)
+    {
+        if (CheckpointFolder is null)
+        {
+            return [];
+        }
+
+        return SaveEverySteps is int every
+            ? [.. Enumerable.Range(1, totalSteps).Where(s => s % every == 0 || s == totalSteps)]
+            : [.. Enumerable.Range(1, totalSteps / stepsPerEpoch).Select(e => e * stepsPerEpoch)];
+    }
 
     /// <summary>Optimizer steps per epoch for <paramref name="blocks"/> sequences: ⌈⌈blocks / batch⌉ / accumulation⌉ (a trailing partial accumulation is stepped).</summary>
     /// <param name="blocks">Sequences in the dataset (<see cref="TrainingDataset.Count"/>: packed blocks or completion examples).</param>
@@ -187,6 +237,9 @@ public record TrainingOptions
         Require(ReportEverySteps is null or >= 1, nameof(ReportEverySteps), "must be null (read at log steps) or at least 1", ReportEverySteps);
         Require(CheckpointFolder is null || !string.IsNullOrWhiteSpace(CheckpointFolder), nameof(CheckpointFolder), "must be null or a non-empty path", CheckpointFolder);
         Require(SaveEverySteps is null or >= 1, nameof(SaveEverySteps), "must be null (a checkpoint per epoch) or at least 1", SaveEverySteps);
+        Require(ResumeFrom is null || !string.IsNullOrWhiteSpace(ResumeFrom), nameof(ResumeFrom), "must be null, \"latest\" or a checkpoint folder", ResumeFrom);
+        Require(ResumeFrom != Latest || CheckpointFolder is not null, nameof(ResumeFrom), "\"latest\" needs CheckpointFolder (where to look)", ResumeFrom);
+        Require(Enum.IsDefined(NonFiniteStep), nameof(NonFiniteStep), "must be Stop or Skip", NonFiniteStep);
         Require(SaveEverySteps is null || CheckpointFolder is not null, nameof(SaveEverySteps), "needs CheckpointFolder (nothing would be saved)", SaveEverySteps);
         return this;
     }

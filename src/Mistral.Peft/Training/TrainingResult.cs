@@ -15,4 +15,10 @@ public sealed record TrainingResult(
 {
     /// <summary>Training throughput: <see cref="Tokens"/> per second of <see cref="Elapsed"/>.</summary>
     public double TokensPerSecond => Elapsed.TotalSeconds > 0 ? Tokens / Elapsed.TotalSeconds : 0;
+
+    /// <summary>
+    /// Optimizer steps skipped because their loss or gradient norm was not finite (<see cref="NonFiniteStepPolicy.Skip"/>);
+    /// they are not in <see cref="Steps"/>, whose step numbers then have gaps.
+    /// </summary>
+    public int SkippedSteps { get; init; }
 }

@@ -211,18 +211,21 @@ public sealed class PeftAdapterRobustnessTests : IDisposable
     }
 
     [Fact]
-    public void AFailureMovingTheSecondFileRestoresTheFirst()
+    public void AFailureMovingThePreviousFolderAsideLeavesItUnchanged()
     {
-        // The folder already holds weights, and a directory where the config should go: the config cannot be moved in.
+        // The commit swaps whole folders: a failing rename of the previous folder (a reader holding it open on Windows) leaves it as it was.
         SaveDefaultAdapter();
-        File.Delete(Path.Combine(_dir, PeftAdapter.ConfigFileName));
-        Directory.CreateDirectory(Path.Combine(_dir, PeftAdapter.ConfigFileName));
         var before = FolderBytes();
         using var model = TinyModels.RandomModel();
         var other = LoraInjector.Inject(model, Options(seed: 7) with { TargetModules = ["k_proj"], R = 2 });
-        FluentActions.Invoking(() => PeftAdapter.Save(other, _dir)).Should().Throw<IOException>().WithMessage($"*{_dir}*previous files are unchanged*");
-        FolderBytes().Should().BeEquivalentTo(before, "the weights replaced first must have been put back");
-        Directory.Exists(Path.Combine(_dir, PeftAdapter.ConfigFileName)).Should().BeTrue();
+        FluentActions.Invoking(() => PeftAdapter.Save(other, _dir, null, CancellationToken.None, fileStaged: null, commitStep: step =>
+        {
+            if (step == Mistral.Peft.IO.StagedFolder.CommitStep.MovePreviousAside)
+            {
+                throw new IOException("in use");
+            }
+        })).Should().Throw<IOException>().WithMessage($"*{_dir}*previous files are unchanged*");
+        FolderBytes().Should().BeEquivalentTo(before);
         NoStagingFolderLeft();
     }
 

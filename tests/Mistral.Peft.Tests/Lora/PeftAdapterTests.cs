@@ -36,7 +36,8 @@ public sealed class PeftAdapterTests : IDisposable
         Directory.GetFiles(_dir).Select(Path.GetFileName).Should().BeEquivalentTo(["adapter_config.json", "adapter_model.safetensors"]);
         using (var file = SafeTensorsFile.Open(Path.Combine(_dir, "adapter_model.safetensors")))
         {
-            file.Metadata.Should().BeEquivalentTo(new Dictionary<string, string> { ["format"] = "pt" });
+            // PEFT's {"format":"pt"}, plus r and lora_alpha so that a load can tell weights of another save (issue 11).
+            file.Metadata.Should().BeEquivalentTo(new Dictionary<string, string> { ["format"] = "pt", ["lora_r"] = "4", ["lora_alpha"] = "8" });
             file.Tensors.Should().HaveCount(12);
             file.Tensors["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"].Shape.Should().Equal(4L, 32L);
             file.Tensors["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"].Shape.Should().Equal(32L, 4L);

@@ -119,7 +119,8 @@ public class PeftInteropTests(ITestOutputHelper output)
             using var theirs = SafeTensorsFile.Open(Peft("peft_adapter", "adapter_model.safetensors"));
             using var ours = SafeTensorsFile.Open(Path.Combine(dir, "adapter_model.safetensors"));
             ours.Tensors.Keys.Should().BeEquivalentTo(theirs.Tensors.Keys);
-            ours.Metadata.Should().BeEquivalentTo(theirs.Metadata);
+            ours.Metadata.Should().Contain(theirs.Metadata);
+            ours.Metadata.Keys.Except(theirs.Metadata.Keys).Should().BeEquivalentTo(["lora_r", "lora_alpha"], "PEFT ignores extra metadata; ours records the config's r and alpha");
             foreach (string key in theirs.Tensors.Keys)
             {
                 ours.Tensors[key].Shape.Should().Equal(theirs.Tensors[key].Shape);
@@ -142,9 +143,18 @@ public class PeftInteropTests(ITestOutputHelper output)
         {
             WriteOurAdapter(dir);
             File.ReadAllText(Path.Combine(dir, "adapter_config.json")).Should().Be(File.ReadAllText(Peft("ours", "adapter_config.json")));
-            foreach (string file in new[] { "adapter_model.safetensors", "our_logits.safetensors" })
+            File.ReadAllBytes(Path.Combine(dir, "our_logits.safetensors")).Should().Equal(File.ReadAllBytes(Peft("ours", "our_logits.safetensors")));
+            using (var written = SafeTensorsFile.Open(Path.Combine(dir, "adapter_model.safetensors")))
+            using (var committed = SafeTensorsFile.Open(Peft("ours", "adapter_model.safetensors")))
             {
-                File.ReadAllBytes(Path.Combine(dir, file)).Should().Equal(File.ReadAllBytes(Peft("ours", file)), file);
+                // Same tensors byte for byte; the metadata now also records r and lora_alpha (issue 11), which PEFT ignores.
+                written.Tensors.Keys.Should().Equal(committed.Tensors.Keys);
+                foreach (string key in committed.Tensors.Keys)
+                {
+                    written.ReadBytes(key).Should().Equal(committed.ReadBytes(key), key);
+                }
+
+                written.Metadata.Should().BeEquivalentTo(new Dictionary<string, string>(committed.Metadata) { ["lora_r"] = "4", ["lora_alpha"] = "6" });
             }
 
             using var ourLogits = SafeTensorsFile.Open(Path.Combine(dir, "our_logits.safetensors"));

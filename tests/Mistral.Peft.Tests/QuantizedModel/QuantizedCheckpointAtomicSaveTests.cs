@@ -52,18 +52,22 @@ public sealed class QuantizedCheckpointAtomicSaveTests : IDisposable
     }
 
     [Fact]
-    public void AFailureMovingTheConfigPutsThePreviousTensorsBack()
+    public void AFailedSwapPutsThePreviousCheckpointBack()
     {
         using (var first = QuantizedModelLoader.Load(TinyCheckpoints.Folder()).Model)
         {
             QuantizedCheckpoint.Save(first, _dir);
         }
 
-        File.Delete(Path.Combine(_dir, "config.json"));
-        Directory.CreateDirectory(Path.Combine(_dir, "config.json"));
         var before = FolderBytes();
         using var other = QuantizedModelLoader.Load(TinyCheckpoints.Folder(), SingleQuant).Model;
-        FluentActions.Invoking(() => QuantizedCheckpoint.Save(other, _dir)).Should().Throw<IOException>().WithMessage("*previous files are unchanged*");
+        FluentActions.Invoking(() => QuantizedCheckpoint.Save(other, _dir, CancellationToken.None, fileStaged: null, commitStep: step =>
+        {
+            if (step == Mistral.Peft.IO.StagedFolder.CommitStep.Swap)
+            {
+                throw new IOException("disk unplugged");
+            }
+        })).Should().Throw<IOException>().WithMessage("*previous files are unchanged*");
         FolderBytes().Should().BeEquivalentTo(before);
         NoStagingFolderLeft();
     }

@@ -249,7 +249,7 @@ public class FullTrainingTests(ITestOutputHelper output)
             Directory.GetFileSystemEntries(root).Select(Path.GetFileName).Order().Should().Equal("checkpoint-2", "checkpoint-4", "checkpoint-5");
             foreach (var (folder, step) in result.Checkpoints.Zip(new[] { 2, 4, 5 }))
             {
-                Directory.GetFiles(folder).Select(Path.GetFileName).Order().Should().Equal("config.json", "model.safetensors");
+                Directory.GetFiles(folder).Select(Path.GetFileName).Order().Should().Equal("config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json");
                 MistralConfig.FromFile(Path.Combine(folder, "config.json")).Should().Be(model.Config with { TorchDtype = "float32" });
                 using var loaded = new MistralForCausalLM(MistralConfig.FromFile(Path.Combine(folder, "config.json")));
                 CheckpointLoader.Load(loaded, folder);
