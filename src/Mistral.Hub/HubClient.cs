@@ -211,8 +211,22 @@ public sealed class HubClient : IDisposable
         var uri = new Uri(_endpoint, $"api/{kind}/{repoId}/revision/{Uri.EscapeDataString(options.Revision)}");
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(Options.RequestTimeout);
-        using HttpRequestMessage request = NewRequest(HttpMethod.Get, uri);
-        using HttpResponseMessage response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
+        HttpResponseMessage response;
+        for (int hop = 0; ; hop++)
+        {
+            using HttpRequestMessage request = NewRequest(HttpMethod.Get, uri);
+            response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            if ((int)response.StatusCode is >= 300 and < 400 && response.Headers.Location is { } loc && hop < MaxRedirects)
+            {
+                uri = new Uri(uri, loc); // a renamed repository
+                response.Dispose();
+                continue;
+            }
+
+            break;
+        }
+
+        using HttpResponseMessage disposeResponse = response;
         if (!response.IsSuccessStatusCode)
         {
             throw StatusError(response, repoId, options.Revision, file: null, options.RepoType);
@@ -268,6 +282,8 @@ public sealed class HubClient : IDisposable
         await gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            string lockPath = Path.Combine(Options.CacheDirectory, ".locks", Path.GetFileName(st.RepoFolder), meta.Etag + ".lock");
+            await using FileStream? fileLock = File.Exists(blob) ? null : await AcquireLockAsync(lockPath, st, file, ct).ConfigureAwait(false);
             if (!File.Exists(blob))
             {
                 for (int attempt = 0; ; attempt++)
@@ -293,6 +309,31 @@ public sealed class HubClient : IDisposable
         st.FileDone(file, new FileInfo(blob).Length);
     }
 
+    /// <summary>
+    /// Takes <c>{cache}/.locks/{repo folder}/{etag}.lock</c> exclusively, as huggingface_hub's <c>filelock</c> does (an
+    /// exclusive open is an advisory <c>flock</c> on Unix, so the two programs exclude each other).
+    /// </summary>
+    private async Task<FileStream> AcquireLockAsync(string lockPath, CallState st, string file, CancellationToken ct)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(lockPath)!);
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException e) when (!ct.IsCancellationRequested)
+            {
+                if (attempt == 0)
+                {
+                    _logger.LogInformation("{Repo}/{File}: waiting for {Lock}, held by another download ({Error}).", st.RepoId, file, lockPath, e.Message);
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(100), ct).ConfigureAwait(false);
+            }
+        }
+    }
+
     private async Task<FileMetadata> HeadAsync(CallState st, string file, Uri uri, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -303,10 +344,9 @@ public sealed class HubClient : IDisposable
             using HttpResponseMessage response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token).ConfigureAwait(false);
             int code = (int)response.StatusCode;
             Uri? location = response.Headers.Location is { } loc ? new Uri(uri, loc) : null;
-            if (code is >= 300 and < 400 && location is not null && IsSameAuthority(location, _endpoint) && hop < MaxRedirects
-                && Header(response, "X-Repo-Commit") is null)
+            if (code is >= 300 and < 400 && response.Headers.Location is { IsAbsoluteUri: false } && hop < MaxRedirects)
             {
-                uri = location; // a relative redirect (renamed repository): follow, as huggingface_hub does
+                uri = location!; // a relative redirect (renamed repository): follow, as huggingface_hub does
                 continue;
             }
 

@@ -305,6 +305,42 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_renamed_repository_is_followed_through_relative_redirects()
+    {
+        string commit = LoopbackHub.NewCommit();
+        await using var hub = new LoopbackHub(Model(commit));
+        hub.Renamed["old-name"] = "tiny-model";
+        using HubClient client = Client(hub);
+
+        string snapshot = await client.DownloadAsync("org/old-name", new HubDownloadOptions { AllowPatterns = ["*.json", "*.md"] }, null, _timeout.Token);
+
+        snapshot.Should().Be(Path.Combine(_cache, "models--org--old-name", "snapshots", commit));
+        Tree(snapshot).Should().Equal("README.md", "config.json");
+        File.ReadAllBytes(Path.Combine(snapshot, "config.json")).Should().Equal(Config.Content);
+    }
+
+    [Fact]
+    public async Task A_blob_locked_by_another_downloader_is_waited_for()
+    {
+        string commit = LoopbackHub.NewCommit();
+        await using var hub = new LoopbackHub(Model(commit));
+        using HubClient client = Client(hub);
+        string lockPath = Path.Combine(_cache, ".locks", "models--org--tiny-model", Weights.Sha256 + ".lock");
+        Directory.CreateDirectory(Path.GetDirectoryName(lockPath)!);
+        Task<string> download;
+        using (new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+        {
+            download = client.DownloadAsync("org/tiny-model", new HubDownloadOptions { AllowPatterns = [Weights.Path] }, null, _timeout.Token);
+            await Task.Delay(700);
+            download.IsCompleted.Should().BeFalse();
+            hub.Requests.Should().NotContain(r => r.Server == "cdn");
+        }
+
+        string snapshot = await download;
+        File.ReadAllBytes(Path.Combine(snapshot, Weights.Path)).Should().Equal(Weights.Content);
+    }
+
+    [Fact]
     public void Options_read_the_huggingface_variables_through_the_injected_reader()
     {
         var env = new Dictionary<string, string>

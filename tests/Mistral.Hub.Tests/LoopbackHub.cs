@@ -74,6 +74,9 @@ public sealed class LoopbackHub : IAsyncDisposable
 
     public int CdnDelayMs { get; set; }
 
+    /// <summary>Old repository id → new one; the Hub answers 307 with a relative Location.</summary>
+    public Dictionary<string, string> Renamed { get; } = [];
+
     public int MaxCdnConcurrency { get; private set; }
 
     public static string NewCommit() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20));
@@ -220,7 +223,7 @@ public sealed class LoopbackHub : IAsyncDisposable
 
     private static string ReasonFor(int status) => status switch
     {
-        200 => "OK", 206 => "Partial Content", 302 => "Found", 401 => "Unauthorized", 404 => "Not Found", 416 => "Range Not Satisfiable", _ => "X",
+        200 => "OK", 206 => "Partial Content", 302 => "Found", 307 => "Temporary Redirect", 401 => "Unauthorized", 404 => "Not Found", 416 => "Range Not Satisfiable", _ => "X",
     };
 
     private async Task ServeHub(NetworkStream s, SeenRequest req, CancellationToken ct)
@@ -228,6 +231,15 @@ public sealed class LoopbackHub : IAsyncDisposable
         bool head = req.Method == "HEAD";
         string path = req.Path.Split('?')[0];
         bool authorized = AcceptedToken is not null && req.Headers.TryGetValue("Authorization", out string? auth) && auth == $"Bearer {AcceptedToken}";
+        foreach (var (from, to) in Renamed)
+        {
+            if (path.Contains($"/{from}/", StringComparison.Ordinal))
+            {
+                await Respond(s, 307, new Dictionary<string, string> { ["Location"] = req.Path.Replace($"/{from}/", $"/{to}/", StringComparison.Ordinal) }, null, head, null, ct);
+                return;
+            }
+        }
+
         if (path.StartsWith("/api/", StringComparison.Ordinal))
         {
             // /api/{models|datasets}/{org}/{name}/revision/{rev}
