@@ -180,6 +180,13 @@ public sealed class HubClient : IDisposable
             && parts.All(p => p.Length > 0 && p[0] != '.' && p.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'));
     }
 
+    /// <summary>Whether a snapshot file exists with its content (a symlink whose blob was deleted does not count).</summary>
+    private static bool PointsToContent(string pointer)
+    {
+        var info = new FileInfo(pointer);
+        return info.Exists && (info.LinkTarget is null || info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: true });
+    }
+
     private static void ValidateRepoId(string repoId)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(repoId);
@@ -264,7 +271,7 @@ public sealed class HubClient : IDisposable
             throw new HubException($"{st.RepoId}@{st.Options.Revision}: the Hub listed an unsafe file name \"{file}\".", st.RepoId, st.Options.Revision, file);
         }
 
-        if (File.Exists(pointer))
+        if (PointsToContent(pointer))
         {
             st.FileDone(file, new FileInfo(pointer).Length);
             return;

@@ -341,6 +341,41 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_snapshot_file_whose_blob_was_deleted_is_downloaded_again()
+    {
+        string commit = LoopbackHub.NewCommit();
+        await using var hub = new LoopbackHub(Model(commit));
+        using HubClient client = Client(hub);
+        var options = new HubDownloadOptions { AllowPatterns = [Weights.Path] };
+        string snapshot = await client.DownloadAsync("org/tiny-model", options, null, _timeout.Token);
+        File.Delete(Path.Combine(_cache, "models--org--tiny-model", "blobs", Weights.Sha256));
+
+        await client.DownloadAsync("org/tiny-model", options, null, _timeout.Token);
+
+        File.ReadAllBytes(Path.Combine(snapshot, Weights.Path)).Should().Equal(Weights.Content);
+        hub.Requests.Count(r => r.Server == "cdn").Should().Be(2);
+    }
+
+    [Fact]
+    public async Task Cancellation_leaves_no_blob_and_the_next_call_completes()
+    {
+        string commit = LoopbackHub.NewCommit();
+        await using var hub = new LoopbackHub(Model(commit)) { CdnDelayMs = 2_000 };
+        using HubClient client = Client(hub);
+        var options = new HubDownloadOptions { AllowPatterns = [Weights.Path] };
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+
+        await client.Invoking(c => c.DownloadAsync("org/tiny-model", options, null, cancel.Token)).Should().ThrowAsync<OperationCanceledException>();
+
+        string repo = Path.Combine(_cache, "models--org--tiny-model");
+        File.Exists(Path.Combine(repo, "blobs", Weights.Sha256)).Should().BeFalse();
+        Directory.Exists(Path.Combine(repo, "refs")).Should().BeFalse();
+        hub.CdnDelayMs = 0;
+        string snapshot = await client.DownloadAsync("org/tiny-model", options, null, _timeout.Token);
+        File.ReadAllBytes(Path.Combine(snapshot, Weights.Path)).Should().Equal(Weights.Content);
+    }
+
+    [Fact]
     public void Options_read_the_huggingface_variables_through_the_injected_reader()
     {
         var env = new Dictionary<string, string>
