@@ -376,6 +376,34 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_cache_laid_out_by_huggingface_hub_is_used_offline_and_online_without_transfers()
+    {
+        // Built by hand exactly as huggingface_hub writes it: refs/main without newline, relative symlinks into blobs/.
+        string commit = LoopbackHub.NewCommit();
+        string repo = Path.Combine(_cache, "models--org--tiny-model");
+        Directory.CreateDirectory(Path.Combine(repo, "blobs"));
+        Directory.CreateDirectory(Path.Combine(repo, "refs"));
+        Directory.CreateDirectory(Path.Combine(repo, "snapshots", commit));
+        File.WriteAllText(Path.Combine(repo, "refs", "main"), commit);
+        foreach (FakeFile f in new[] { Config, Weights })
+        {
+            File.WriteAllBytes(Path.Combine(repo, "blobs", f.Etag), f.Content);
+            File.CreateSymbolicLink(Path.Combine(repo, "snapshots", commit, f.Path), $"../../blobs/{f.Etag}");
+        }
+
+        await using var hub = new LoopbackHub(Model(commit));
+        using (HubClient offline = Client(hub, offline: true))
+        {
+            string folder = await offline.ResolveModelFolderAsync("org/tiny-model", cancellationToken: _timeout.Token);
+            folder.Should().Be(Path.Combine(repo, "snapshots", commit));
+        }
+
+        using HubClient online = Client(hub);
+        await online.DownloadAsync("org/tiny-model", new HubDownloadOptions { AllowPatterns = ["*.json", "*.safetensors"], IgnorePatterns = ["consolidated*"] }, null, _timeout.Token);
+        hub.Requests.Select(r => $"{r.Method} {r.Path}").Should().Equal("GET /api/models/org/tiny-model/revision/main");
+    }
+
+    [Fact]
     public void Options_read_the_huggingface_variables_through_the_injected_reader()
     {
         var env = new Dictionary<string, string>
