@@ -50,14 +50,32 @@ public sealed class MistralPipeline
     /// <summary>The choices made so far (read by the experiments API to resolve a run's configuration).</summary>
     internal PipelineSettings Settings => _settings;
 
-    /// <summary>The Hugging Face checkpoint folder to load: <c>config.json</c>, <c>model.safetensors</c> or a sharded index (16/32-bit, or a bitsandbytes 4-bit one), and <c>tokenizer.model</c>.</summary>
-    /// <param name="folder">The folder.</param>
+    /// <summary>
+    /// The Hugging Face checkpoint to load: a folder (<c>config.json</c>, <c>model.safetensors</c> or a sharded index
+    /// (16/32-bit, or a bitsandbytes 4-bit one), and <c>tokenizer.model</c>), or a Hub id such as
+    /// <c>mistralai/Mistral-7B-v0.1</c>, downloaded at <see cref="Build"/>/<see cref="Train(IReadOnlyList{Example})"/> into
+    /// the cache Python's <c>huggingface_hub</c> uses (or found there; see <see cref="WithHub"/>).
+    /// </summary>
+    /// <param name="folder">The folder, or a Hub id (<c>org/name</c>; append <c>@revision</c> for a branch, tag or commit).</param>
     /// <param name="baseModelName">The name recorded as <c>base_model_name_or_path</c> in saved adapters (e.g. <c>mistralai/Mistral-7B-v0.1</c>); null records the folder.</param>
     /// <returns>This builder.</returns>
     public MistralPipeline FromPretrained(string folder, string? baseModelName = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         _settings = _settings with { ModelFolder = folder, BaseModelName = baseModelName };
+        return this;
+    }
+
+    /// <summary>
+    /// How Hub ids given to <see cref="FromPretrained"/> are fetched; default <see cref="Mistral.Hub.HubClientOptions.FromEnvironment"/>
+    /// (HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE).
+    /// </summary>
+    /// <param name="options">The Hub client options.</param>
+    /// <returns>This builder.</returns>
+    public MistralPipeline WithHub(Mistral.Hub.HubClientOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _settings = _settings with { Hub = options };
         return this;
     }
 
@@ -261,7 +279,7 @@ public sealed class MistralPipeline
     /// <exception cref="InvalidOperationException">A required call is missing or two calls conflict (the message names them).</exception>
     public LoadedPipeline Build(IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        var settings = Validate("Build");
+        var settings = Validate("Build", progress, cancellationToken);
         var loggers = settings.Loggers ?? NullLoggerFactory.Instance;
         var (model, tokenizer, lora) = Load(settings, loggers, progress, cancellationToken);
         return new LoadedPipeline(settings, model, tokenizer, lora, loggers);
@@ -286,7 +304,7 @@ public sealed class MistralPipeline
     public TrainedPipeline Train(IReadOnlyList<Example> trainExamples, IProgress<PipelineProgress>? progress, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(trainExamples);
-        var settings = Validate("Train");
+        var settings = Validate("Train", progress, cancellationToken);
         if (settings.Task is null)
         {
             throw new InvalidOperationException("Train: no task; call ForClassification(), ForSummarization() or ForTask(task) first.");
@@ -359,9 +377,16 @@ public sealed class MistralPipeline
         return this;
     }
 
-    private PipelineSettings Validate(string call)
+    private PipelineSettings Validate(string call, IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var s = _settings;
+        if (s.Conflicts.Count == 0 && s.ModelFolder is { } id && !Directory.Exists(id) && IsHubId(id))
+        {
+            s = s with { ModelFolder = ResolveHub(call, id, s.Hub, progress, cancellationToken) };
+            _settings = _settings with { ModelFolder = s.ModelFolder, BaseModelName = _settings.BaseModelName ?? id };
+            s = s with { BaseModelName = s.BaseModelName ?? id };
+        }
+
         if (s.Conflicts.Count > 0)
         {
             throw new InvalidOperationException($"{call}: {string.Join(" ", s.Conflicts)}");
@@ -418,6 +443,32 @@ public sealed class MistralPipeline
         }
 
         return s with { Conflicts = [] };
+    }
+
+    /// <summary>A Hub repository id (<c>org/name</c>, optionally <c>@revision</c>) rather than a path.</summary>
+    private static bool IsHubId(string value)
+    {
+        string repo = value.Split('@')[0];
+        string[] parts = repo.Split('/');
+        return !Path.IsPathRooted(value) && parts.Length == 2 && parts.All(p => p.Length > 0 && p != "." && p != ".." &&
+            p.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'));
+    }
+
+    private static string ResolveHub(string call, string id, Mistral.Hub.HubClientOptions? options, IProgress<PipelineProgress>? progress, CancellationToken cancellationToken)
+    {
+        string repo = id.Split('@')[0];
+        string revision = id.Contains('@', StringComparison.Ordinal) ? id[(id.IndexOf('@', StringComparison.Ordinal) + 1)..] : "main";
+        using var hub = new Mistral.Hub.HubClient(options);
+        var hubProgress = progress is null ? null : new SyncProgress<Mistral.Hub.HubDownloadProgress>(p =>
+            progress.Report(new PipelineProgress(PipelineStage.Loading, p.FilesCompleted, p.TotalFiles, $"downloading {repo}: {p.File}")));
+        try
+        {
+            return hub.ResolveModelFolderAsync(repo, revision, hubProgress, cancellationToken).GetAwaiter().GetResult();
+        }
+        catch (Mistral.Hub.HubException e)
+        {
+            throw new InvalidOperationException($"{call}: FromPretrained(\"{id}\"): {e.Message}", e);
+        }
     }
 
     private static (MistralForCausalLM Model, MistralTokenizer Tokenizer, LoraModel? Lora) Load(PipelineSettings s, ILoggerFactory loggers,

@@ -19,6 +19,8 @@ internal sealed record PipelineSettings
 {
     public string? ModelFolder { get; init; }
 
+    public Mistral.Hub.HubClientOptions? Hub { get; init; }
+
     public string? BaseModelName { get; init; }
 
     public string? DeviceName { get; init; }
