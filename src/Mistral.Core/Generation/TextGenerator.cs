@@ -49,18 +49,48 @@ public sealed class TextGenerator
     }
 
     /// <summary>
+    /// Generates a continuation of a prompt given as token ids, used as they are (no BOS is added): for chat formats
+    /// whose special tokens (BOS, EOS between turns) cannot be written as text.
+    /// </summary>
+    public GeneratedSequence Generate(IReadOnlyList<int> promptTokenIds, GenerationOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(promptTokenIds);
+        ArgumentNullException.ThrowIfNull(options);
+        options = WithTokenizerEos(options);
+        var streams = new[] { new TextStream(tokenizer, options.StopStrings) };
+        GenerationResult raw = tokens.Generate([promptTokenIds], options, (row, token) =>
+        {
+            streams[row].Append(token);
+            return streams[row].Stopped;
+        }, cancellationToken);
+        return Finish(raw, streams).Sequences[0];
+    }
+
+    /// <summary>
     /// Streams the continuation of one prompt as text pieces; their concatenation equals the text
     /// <see cref="Generate(string, GenerationOptions, CancellationToken)"/> returns. Cancelling ends the stream.
     /// </summary>
-    public async IAsyncEnumerable<string> StreamAsync(string prompt, GenerationOptions options,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<string> StreamAsync(string prompt, GenerationOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
+        return StreamAsync(tokenizer.Encode(prompt), options, null, cancellationToken);
+    }
+
+    /// <summary>
+    /// Streams the continuation of a prompt given as token ids (used as they are, no BOS is added) as text pieces; their
+    /// concatenation equals the text of <see cref="Generate(IReadOnlyList{int}, GenerationOptions, CancellationToken)"/>.
+    /// <paramref name="completed"/>, when given, receives the finished sequence (token ids, finish reason) before the
+    /// stream ends. Cancelling ends the stream.
+    /// </summary>
+    public async IAsyncEnumerable<string> StreamAsync(IReadOnlyList<int> promptTokenIds, GenerationOptions options,
+        Action<GeneratedSequence>? completed, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(promptTokenIds);
         options = WithTokenizerEos(options ?? throw new ArgumentNullException(nameof(options)));
         // A small bounded channel: the producer stays a few tokens ahead of the reader, and stops when the reader does.
         var channel = Channel.CreateBounded<string>(new BoundedChannelOptions(8) { SingleReader = true, SingleWriter = true });
         var stream = new TextStream(tokenizer, options.StopStrings);
-        int[] ids = tokenizer.Encode(prompt);
+        IReadOnlyList<int> ids = promptTokenIds;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         CancellationToken token = stop.Token;
         // Generation is synchronous tensor work: give it its own thread rather than holding a pool thread for minutes.
@@ -68,7 +98,7 @@ public sealed class TextGenerator
         {
             try
             {
-                tokens.Generate([ids], options, (_, id) =>
+                GenerationResult raw = tokens.Generate([ids], options, (_, id) =>
                 {
                     string piece = stream.Append(id);
                     if (piece.Length > 0)
@@ -84,6 +114,7 @@ public sealed class TextGenerator
                     channel.Writer.WriteAsync(rest, token).AsTask().GetAwaiter().GetResult();
                 }
 
+                completed?.Invoke(raw.Sequences[0] with { Text = stream.Text });
                 channel.Writer.TryComplete();
             }
             catch (Exception e)
