@@ -33,7 +33,15 @@ internal static class TrainingLoop
         IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         int stepsPerEpoch = options.StepsPerEpoch(data.Count);
-        int totalSteps = stepsPerEpoch * options.Epochs;
+        long plannedSteps = (long)stepsPerEpoch * options.Epochs;
+        if (plannedSteps > int.MaxValue)
+        {
+            throw new ArgumentException(
+                $"{options.GetType().Name}.Epochs {options.Epochs} × {stepsPerEpoch} steps per epoch is {plannedSteps:N0} optimizer steps, more than a run can count ({int.MaxValue:N0}).",
+                nameof(options));
+        }
+
+        int totalSteps = (int)plannedSteps;
         int reportEvery = options.ReportEverySteps ?? options.LogEverySteps;
         string? resumeFolder = ResolveResume(options);
         TrainerState? resume = resumeFolder is null ? null : TrainerState.Read(resumeFolder);

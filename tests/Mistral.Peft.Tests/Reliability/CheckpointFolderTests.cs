@@ -60,3 +60,18 @@ public sealed class CheckpointFolderTests : IDisposable
         File.ReadAllBytes(Path.Combine(folder, "checkpoint-2", PeftAdapter.WeightsFileName)).Should().NotEqual(saved);
     }
 }
+
+/// <summary>Run sizes that overflow a step counter are refused before anything runs.</summary>
+public sealed class RunSizeTests
+{
+    [Fact]
+    public void EpochsThatOverflowTheStepCountAreRefusedNamingTheOption()
+    {
+        using var model = TinyModels.RandomModel();
+        var lora = Mistral.Peft.Lora.LoraInjector.Inject(model, new Mistral.Peft.Lora.LoraOptions { R = 2, TargetModules = ["q_proj"] });
+        var data = new Mistral.Peft.Training.PackedDataset(Enumerable.Range(0, 40).Select(i => (IReadOnlyList<int>)Enumerable.Range(3, 8).ToArray()), 8);
+        var options = new Mistral.Peft.Training.LoraTrainingOptions { Epochs = int.MaxValue, PerDeviceBatchSize = 1, GradientAccumulationSteps = 1 };
+        var act = () => new Mistral.Peft.Training.LoraTrainer().Train(model, lora, data, options);
+        act.Should().Throw<ArgumentException>().WithMessage("LoraTrainingOptions.Epochs 2147483647 × 40 steps per epoch is *");
+    }
+}
