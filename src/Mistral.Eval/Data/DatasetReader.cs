@@ -61,7 +61,7 @@ public sealed class DatasetReader
         var rows = new RowCollector(path, mapping, options, "line");
         bool sawInput = false, sawTarget = false;
         await using var stream = OpenSequential(path);
-        var lines = new Utf8LineReader(stream);
+        var lines = new Utf8LineReader(stream, maxLineBytes: options.MaxLineBytes);
         while (true)
         {
             try
@@ -74,6 +74,11 @@ public sealed class DatasetReader
             catch (DecoderFallbackException e)
             {
                 throw new DatasetException(path, rows.Location(lines.LineNumber), lines.LineNumber, null, $"invalid UTF-8: {lines.Describe(e)}.", e);
+            }
+            catch (LineTooLongException e)
+            {
+                throw new DatasetException(path, rows.Location(e.Line), e.Line, null,
+                    $"the line is longer than {e.MaxLineBytes} bytes (ReadOptions.MaxLineBytes); expected one JSON object per line.", e);
             }
 
             long line = lines.LineNumber;
@@ -102,8 +107,19 @@ public sealed class DatasetReader
                     continue;
                 }
 
-                var input = JsonValue(doc.RootElement, mapping.InputColumn);
-                var target = JsonValue(doc.RootElement, mapping.TargetColumn);
+                RawValue input, target;
+                try
+                {
+                    input = JsonValue(doc.RootElement, mapping.InputColumn);
+                    target = JsonValue(doc.RootElement, mapping.TargetColumn);
+                }
+                catch (InvalidOperationException e)
+                {
+                    // System.Text.Json parses "\ud800" but cannot unescape a lone surrogate into text.
+                    rows.Malformed(line, $"a mapped key's string is not valid Unicode (a lone surrogate escape such as \\ud800?): {e.Message}");
+                    continue;
+                }
+
                 sawInput |= input.Kind != RawValueKind.Missing;
                 sawTarget |= target.Kind != RawValueKind.Missing;
                 rows.Add(line, input, target);
@@ -137,7 +153,7 @@ public sealed class DatasetReader
         options = Prepare(path, mapping, options);
         var rows = new RowCollector(path, mapping, options, "line");
         await using var stream = OpenSequential(path);
-        var csv = new CsvRecordReader(new Utf8LineReader(stream), options.CsvDelimiter);
+        var csv = new CsvRecordReader(new Utf8LineReader(stream, maxLineBytes: options.MaxLineBytes), options.CsvDelimiter);
         CsvRecord? header;
         do
         {
@@ -336,6 +352,15 @@ public sealed class DatasetReader
         catch (DecoderFallbackException e)
         {
             throw new DatasetException(path, $"line {csv.PhysicalLine}", csv.PhysicalLine, null, $"invalid UTF-8: {csv.DescribeInvalidUtf8(e)}.", e);
+        }
+        catch (LineTooLongException e) when (e.RecordStartLine is { } start)
+        {
+            throw new DatasetException(path, $"line {e.Line}", e.Line, null,
+                $"the record that starts on line {start} is longer than {e.MaxLineBytes} bytes (ReadOptions.MaxLineBytes) by this line; is a quote never closed?", e);
+        }
+        catch (LineTooLongException e)
+        {
+            throw new DatasetException(path, $"line {e.Line}", e.Line, null, $"the line is longer than {e.MaxLineBytes} bytes (ReadOptions.MaxLineBytes).", e);
         }
     }
 
