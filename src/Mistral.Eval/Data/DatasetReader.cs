@@ -107,19 +107,8 @@ public sealed class DatasetReader
                     continue;
                 }
 
-                RawValue input, target;
-                try
-                {
-                    input = JsonValue(doc.RootElement, mapping.InputColumn);
-                    target = JsonValue(doc.RootElement, mapping.TargetColumn);
-                }
-                catch (InvalidOperationException e)
-                {
-                    // System.Text.Json parses "\ud800" but cannot unescape a lone surrogate into text.
-                    rows.Malformed(line, $"a mapped key's string is not valid Unicode (a lone surrogate escape such as \\ud800?): {e.Message}");
-                    continue;
-                }
-
+                var input = JsonValue(doc.RootElement, mapping.InputColumn);
+                var target = JsonValue(doc.RootElement, mapping.TargetColumn);
                 sawInput |= input.Kind != RawValueKind.Missing;
                 sawTarget |= target.Kind != RawValueKind.Missing;
                 rows.Add(line, input, target);
@@ -373,19 +362,54 @@ public sealed class DatasetReader
 
     private static RawValue JsonValue(JsonElement obj, string key)
     {
-        if (!obj.TryGetProperty(key, out var v))
+        // Like TryGetProperty (the last of duplicate keys wins), but a key that cannot be unescaped (a lone
+        // surrogate such as "\ud800") is some other key, not an exception.
+        JsonElement v = default;
+        bool found = false;
+        foreach (var p in obj.EnumerateObject())
+        {
+            bool equal;
+            try
+            {
+                equal = p.NameEquals(key);
+            }
+            catch (InvalidOperationException)
+            {
+                equal = false;
+            }
+
+            if (equal)
+            {
+                (v, found) = (p.Value, true);
+            }
+        }
+
+        if (!found)
         {
             return RawValue.Missing;
         }
 
         return v.ValueKind switch
         {
-            JsonValueKind.String => RawValue.Of(v.GetString()!),
+            JsonValueKind.String => JsonString(v),
             JsonValueKind.Null => RawValue.Null,
             JsonValueKind.Number => RawValue.Scalar(v.GetRawText(), $"a number ({v.GetRawText()})"),
             JsonValueKind.True or JsonValueKind.False => RawValue.Scalar(v.GetRawText(), $"a boolean ({v.GetRawText()})"),
             _ => RawValue.Other($"a JSON {v.ValueKind.ToString().ToLowerInvariant()}"),
         };
+    }
+
+    // System.Text.Json parses "\ud800" (valid JSON syntax) but cannot unescape a lone surrogate into text.
+    private static RawValue JsonString(JsonElement v)
+    {
+        try
+        {
+            return RawValue.Of(v.GetString()!);
+        }
+        catch (InvalidOperationException)
+        {
+            return RawValue.Malformed("the string is not valid Unicode (a lone surrogate escape such as \\ud800); expected text");
+        }
     }
 
     private static ReadOptions Prepare(string path, ColumnMapping mapping, ReadOptions? options)

@@ -9,7 +9,7 @@ public sealed record ReadOptions
     private readonly int _maxSkippedDetails = 100;
     private readonly int _maxLineBytes = DefaultMaxLineBytes;
 
-    /// <summary>What to do with a malformed record (invalid JSON, wrong CSV field count, bad quoting). Default: fail.</summary>
+    /// <summary>What to do with a malformed record (invalid JSON, a mapped JSON string that is not valid Unicode such as <c>"\ud800"</c>, wrong CSV field count, bad quoting). Default: fail.</summary>
     public RowErrorPolicy MalformedRecords { get; init; } = RowErrorPolicy.Fail;
 
     /// <summary>
