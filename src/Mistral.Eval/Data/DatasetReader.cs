@@ -211,38 +211,123 @@ public sealed class DatasetReader
         options = Prepare(path, mapping, options);
         var rows = new RowCollector(path, mapping, options, "row");
         await using var stream = File.OpenRead(path);
-        ParquetReader reader;
+        long dataEnd = await CheckParquetFrameAsync(path, stream, cancellationToken).ConfigureAwait(false);
+
+        // Parquet.Net reports corrupt input with many exception types (Thrift, null references, overflows, out of
+        // range, ...): whatever it throws becomes a DatasetException naming the file, and the row group and column
+        // being read when known.
+        string? where = null;
+        string? column = null;
         try
         {
-            reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException)
-        {
-            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: {e.Message}", e);
-        }
-
-        await using (reader)
-        {
-            var topLevel = reader.Schema.Fields.OfType<DataField>().ToArray();
-            var inputField = ParquetField(path, topLevel, mapping.InputColumn);
-            var targetField = ParquetField(path, topLevel, mapping.TargetColumn);
-            long offset = 0;
-            for (int g = 0; g < reader.RowGroupCount; g++)
+            var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+            await using (reader)
             {
-                using var group = reader.OpenRowGroupReader(g);
-                int n = checked((int)group.RowCount);
-                var inputs = await ReadParquetColumnAsync(group, inputField, n, cancellationToken).ConfigureAwait(false);
-                var targets = await ReadParquetColumnAsync(group, targetField, n, cancellationToken).ConfigureAwait(false);
-                for (int i = 0; i < n; i++)
+                var topLevel = reader.Schema.Fields.OfType<DataField>().ToArray();
+                var inputField = ParquetField(path, topLevel, mapping.InputColumn);
+                var targetField = ParquetField(path, topLevel, mapping.TargetColumn);
+                long offset = 0;
+                for (int g = 0; g < reader.RowGroupCount; g++)
                 {
-                    rows.Add(offset + i, inputs[i], targets[i]);
-                }
+                    (where, column) = ($"row group {g}", null);
+                    using var group = reader.OpenRowGroupReader(g);
+                    long count = group.RowCount;
+                    if (count < 0 || count > Array.MaxLength)
+                    {
+                        throw new DatasetException(path, where, null, null, $"the row group says it has {count} rows; expected 0 to {Array.MaxLength}. The file is corrupt.");
+                    }
 
-                offset += n;
+                    int n = (int)count;
+                    where = n == 0 ? where : $"row group {g} (rows {offset} to {offset + n - 1})";
+                    CheckParquetChunk(path, where, group, inputField, n, dataEnd);
+                    CheckParquetChunk(path, where, group, targetField, n, dataEnd);
+                    column = inputField.Name;
+                    var inputs = await ReadParquetColumnAsync(group, inputField, n, cancellationToken).ConfigureAwait(false);
+                    column = targetField.Name;
+                    var targets = await ReadParquetColumnAsync(group, targetField, n, cancellationToken).ConfigureAwait(false);
+                    (where, column) = (null, null);
+                    for (int i = 0; i < n; i++)
+                    {
+                        rows.Add(offset + i, inputs[i], targets[i]);
+                    }
+
+                    offset += n;
+                }
             }
+        }
+        catch (Exception e) when (e is not DatasetException && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+        {
+            var detail = where is null
+                ? $"not a readable Parquet file ({e.GetType().Name}: {e.Message})."
+                : $"cannot read {(column is null ? "the row group" : "the column chunk")} ({e.GetType().Name}: {e.Message}); the file is corrupt or uses a feature Parquet.Net does not read.";
+            throw new DatasetException(path, where, null, column, detail, e);
         }
 
         return Finish(rows.Result());
+    }
+
+    // A Parquet file is "PAR1", the data, the footer, the footer's length (int32, little-endian) and "PAR1". The
+    // length is checked against the file before Parquet.Net allocates it (a corrupt length of int.MaxValue was an
+    // OutOfMemoryException). Returns where the footer starts (the end of the column data); leaves the stream at 0.
+    private static async Task<long> CheckParquetFrameAsync(string path, FileStream stream, CancellationToken ct)
+    {
+        if (!stream.CanSeek)
+        {
+            throw new DatasetException(path, null, null, null, "not a readable Parquet file: it is not a regular file, and a Parquet file is read from its end.");
+        }
+
+        long length = stream.Length;
+        if (length < 12)
+        {
+            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: it is {length} bytes; expected at least 12 (PAR1, the footer, its length, PAR1).");
+        }
+
+        var head = new byte[4];
+        var tail = new byte[8];
+        await stream.ReadExactlyAsync(head, ct).ConfigureAwait(false);
+        stream.Seek(length - 8, SeekOrigin.Begin);
+        await stream.ReadExactlyAsync(tail, ct).ConfigureAwait(false);
+        stream.Seek(0, SeekOrigin.Begin);
+        if (!head.AsSpan().SequenceEqual("PAR1"u8) || !tail.AsSpan(4).SequenceEqual("PAR1"u8))
+        {
+            var encrypted = tail.AsSpan(4).SequenceEqual("PARE"u8) ? " (it ends with PARE: encrypted Parquet is not supported)" : string.Empty;
+            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: expected the magic bytes PAR1 at its start and end{encrypted}.");
+        }
+
+        int footer = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(tail);
+        if (footer <= 0 || footer > length - 12)
+        {
+            throw new DatasetException(path, null, null, null,
+                $"not a readable Parquet file: the footer length {footer} does not fit in the file of {length} bytes (expected 1 to {length - 12}); the file is truncated or corrupt.");
+        }
+
+        return length - 8 - footer;
+    }
+
+    // The chunk's metadata must agree with the row group and lie inside the file before Parquet.Net reads it.
+    private static void CheckParquetChunk(string path, string where, ParquetRowGroupReader group, DataField field, int rows, long dataEnd)
+    {
+        var meta = group.GetMetadata(field)?.MetaData;
+        string? problem = null;
+        if (meta is null)
+        {
+            problem = "the column chunk has no metadata";
+        }
+        else if (meta.NumValues != rows)
+        {
+            problem = $"the column chunk holds {meta.NumValues} values but the row group has {rows} rows; expected one value (or null) per row";
+        }
+        else if (meta.TotalCompressedSize < 0 || meta.DataPageOffset < 4 || meta.DataPageOffset > dataEnd
+            || meta.DictionaryPageOffset is { } d && (d < 4 || d > dataEnd)
+            || Math.Min(meta.DataPageOffset, meta.DictionaryPageOffset ?? long.MaxValue) > dataEnd - meta.TotalCompressedSize)
+        {
+            problem = $"the column chunk's pages (at {meta.DataPageOffset}, {meta.TotalCompressedSize} bytes) are not inside the file's data (bytes 4 to {dataEnd})";
+        }
+
+        if (problem is not null)
+        {
+            throw new DatasetException(path, where, null, field.Name, problem + ". The file is corrupt.");
+        }
     }
 
     // Values of every row are read and then checked row by row (input before target) by the RowCollector, so under
