@@ -239,8 +239,8 @@ public sealed class DatasetReader
 
                     int n = (int)count;
                     where = n == 0 ? where : $"row group {g} (rows {offset} to {offset + n - 1})";
-                    CheckParquetChunk(path, where, group, inputField, n, dataEnd);
-                    CheckParquetChunk(path, where, group, targetField, n, dataEnd);
+                    CheckParquetChunk(path, where, group, inputField, n, dataEnd, stream);
+                    CheckParquetChunk(path, where, group, targetField, n, dataEnd, stream);
                     column = inputField.Name;
                     var inputs = await ReadParquetColumnAsync(group, inputField, n, cancellationToken).ConfigureAwait(false);
                     column = targetField.Name;
@@ -305,7 +305,7 @@ public sealed class DatasetReader
     }
 
     // The chunk's metadata must agree with the row group and lie inside the file before Parquet.Net reads it.
-    private static void CheckParquetChunk(string path, string where, ParquetRowGroupReader group, DataField field, int rows, long dataEnd)
+    private static void CheckParquetChunk(string path, string where, ParquetRowGroupReader group, DataField field, int rows, long dataEnd, Stream file)
     {
         var meta = group.GetMetadata(field)?.MetaData;
         string? problem = null;
@@ -322,6 +322,12 @@ public sealed class DatasetReader
             || Math.Min(meta.DataPageOffset, meta.DictionaryPageOffset ?? long.MaxValue) > dataEnd - meta.TotalCompressedSize)
         {
             problem = $"the column chunk's pages (at {meta.DataPageOffset}, {meta.TotalCompressedSize} bytes) are not inside the file's data (bytes 4 to {dataEnd})";
+        }
+        else
+        {
+            long at = file.Position;
+            problem = ParquetPages.Check(file, meta);
+            file.Position = at;
         }
 
         if (problem is not null)

@@ -90,6 +90,7 @@ public class FuzzTests
         var outcomes = new SortedDictionary<string, int>(StringComparer.Ordinal);
         var escaped = new List<string>();
         var total = Stopwatch.StartNew();
+        var slowest = (Time: TimeSpan.Zero, Case: string.Empty);
         for (int i = 0; i < Cases; i++)
         {
             var (bytes, how) = Mutate(seed, random);
@@ -126,6 +127,11 @@ public class FuzzTests
                 escaped.Add($"case {i} ({how}): allocated {allocated:N0} bytes");
             }
 
+            if (watch.Elapsed > slowest.Time)
+            {
+                slowest = (watch.Elapsed, $"case {i} ({how})");
+            }
+
             if (watch.Elapsed > MaxTimePerCase)
             {
                 escaped.Add($"case {i} ({how}): took {watch.Elapsed}");
@@ -134,7 +140,12 @@ public class FuzzTests
             outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
         }
 
-        _output.WriteLine($"{extension}: {Cases} cases (seed {Seed}) in {total.Elapsed.TotalSeconds:F1} s: {string.Join(", ", outcomes.Select(kv => $"{kv.Key} {kv.Value}"))}");
+        _output.WriteLine($"{extension}: {Cases} cases (seed {Seed}) in {total.Elapsed.TotalSeconds:F1} s: {string.Join(", ", outcomes.Select(kv => $"{kv.Key} {kv.Value}"))}; slowest {slowest.Case} {slowest.Time.TotalMilliseconds:F0} ms");
+        foreach (var e in escaped)
+        {
+            _output.WriteLine(e);
+        }
+
         escaped.Should().BeEmpty();
     }
 
