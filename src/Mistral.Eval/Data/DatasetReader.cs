@@ -301,6 +301,15 @@ public sealed class DatasetReader
                 $"not a readable Parquet file: the footer length {footer} does not fit in the file of {length} bytes (expected 1 to {length - 12}); the file is truncated or corrupt.");
         }
 
+        var footerBytes = new byte[footer];
+        stream.Seek(length - 8 - footer, SeekOrigin.Begin);
+        await stream.ReadExactlyAsync(footerBytes, ct).ConfigureAwait(false);
+        stream.Seek(0, SeekOrigin.Begin);
+        if (ParquetPages.CheckFooter(footerBytes) is { } problem)
+        {
+            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: the footer (file metadata, {footer} bytes) is not valid Thrift: {problem}; the file is corrupt.");
+        }
+
         return length - 8 - footer;
     }
 

@@ -58,6 +58,25 @@ internal static class ParquetPages
         return null;
     }
 
+    /// <summary>
+    /// Checks that the footer is one well-formed Thrift struct whose lists fit in its bytes (Parquet.Net allocated a
+    /// list's stated size, 256 MiB for a corrupt one, and then parsed empty elements past the end for minutes).
+    /// </summary>
+    /// <returns>Null when well-formed, else what is wrong.</returns>
+    public static string? CheckFooter(ReadOnlySpan<byte> footer)
+    {
+        var reader = new Reader(footer);
+        try
+        {
+            reader.SkipStruct();
+            return null;
+        }
+        catch (Exception e) when (e is IndexOutOfRangeException or InvalidDataException or OverflowException)
+        {
+            return e is IndexOutOfRangeException ? "a value or list runs past its end" : e.Message;
+        }
+    }
+
     private readonly record struct PageHeader(int Type, long Uncompressed, long Compressed, long Values)
     {
         public bool IsData => Type is 0 or 3; // DATA_PAGE, DATA_PAGE_V2
@@ -103,6 +122,8 @@ internal static class ParquetPages
         }
 
         public int Position { get; private set; }
+
+        public void SkipStruct() => Skip(12);
 
         public PageHeader PageHeader()
         {
