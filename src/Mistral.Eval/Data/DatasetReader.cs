@@ -54,7 +54,10 @@ public sealed class DatasetReader
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <returns>The examples and skip counts.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="DatasetException">A line is malformed or a value is missing/not a string (under <see cref="RowErrorPolicy.Fail"/>), or no record has a mapped column.</exception>
+    /// <exception cref="DatasetException">A line is malformed (invalid JSON, a mapped string with a lone surrogate escape) or a
+    /// value is missing/not a string (under <see cref="RowErrorPolicy.Fail"/>), no record has a mapped column, the file is not
+    /// UTF-8, or a line is longer than <see cref="ReadOptions.MaxLineBytes"/> (whatever the policies).</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     public async Task<DatasetReadResult> ReadJsonlAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options = Prepare(path, mapping, options);
@@ -136,7 +139,10 @@ public sealed class DatasetReader
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <returns>The examples and skip counts.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="DatasetException">No header, a mapped column missing from the header, or (under <see cref="RowErrorPolicy.Fail"/>) a malformed record or empty value.</exception>
+    /// <exception cref="DatasetException">No header, a mapped column missing from the header, (under <see cref="RowErrorPolicy.Fail"/>) a
+    /// malformed record or empty value, invalid UTF-8, or a line or record longer than <see cref="ReadOptions.MaxLineBytes"/>
+    /// (whatever the policies).</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     public async Task<DatasetReadResult> ReadCsvAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options = Prepare(path, mapping, options);
@@ -205,7 +211,11 @@ public sealed class DatasetReader
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <returns>The examples and skip counts.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="DatasetException">Not a Parquet file, a mapped column missing, or (under <see cref="RowErrorPolicy.Fail"/>) a null or non-string value.</exception>
+    /// <exception cref="DatasetException">Not a Parquet file, a corrupt one (the footer length, the footer's Thrift, each
+    /// column chunk's metadata and page headers are checked before Parquet.Net reads them, and whatever Parquet.Net
+    /// throws is wrapped, naming the row group and column), a mapped column missing, or (under
+    /// <see cref="RowErrorPolicy.Fail"/>) a null or non-string value.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     public async Task<DatasetReadResult> ReadParquetAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options = Prepare(path, mapping, options);

@@ -47,6 +47,14 @@ internal static class ParquetPages
                 return $"the page at byte {pos} says it holds {h.Values} values; the column chunk has {meta.NumValues - values} left";
             }
 
+            // Snappier allocates the length a Snappy block states (128 MiB for a corrupt one) before decoding it.
+            if (meta.Codec == CompressionCodec.SNAPPY && h.Compressed > h.LevelBytes && h.LevelBytes >= 0
+                && SnappyLength(file, pos + headerLength + h.LevelBytes, (int)Math.Min(5, h.Compressed - h.LevelBytes)) is var snappy
+                && (snappy is null || snappy > h.Uncompressed))
+            {
+                return $"the Snappy data of the page at byte {pos} says it is {(snappy is null ? "an unreadable number of" : snappy)} bytes uncompressed; the page header says {h.Uncompressed}";
+            }
+
             if (h.IsData)
             {
                 values += h.Values;
@@ -77,7 +85,26 @@ internal static class ParquetPages
         }
     }
 
-    private readonly record struct PageHeader(int Type, long Uncompressed, long Compressed, long Values)
+    private static long? SnappyLength(Stream file, long at, int available)
+    {
+        var bytes = new byte[available];
+        file.Seek(at, SeekOrigin.Begin);
+        file.ReadExactly(bytes);
+        long v = 0;
+        for (int i = 0; i < available; i++)
+        {
+            v |= (long)(bytes[i] & 0x7F) << (7 * i);
+            if ((bytes[i] & 0x80) == 0)
+            {
+                return v;
+            }
+        }
+
+        return null;
+    }
+
+    // LevelBytes: for DATA_PAGE_V2 the uncompressed repetition and definition levels before the compressed values.
+    private readonly record struct PageHeader(int Type, long Uncompressed, long Compressed, long Values, long LevelBytes)
     {
         public bool IsData => Type is 0 or 3; // DATA_PAGE, DATA_PAGE_V2
     }
@@ -128,7 +155,7 @@ internal static class ParquetPages
         public PageHeader PageHeader()
         {
             int type = -1;
-            long uncompressed = -1, compressed = -1, values = 0;
+            long uncompressed = -1, compressed = -1, values = 0, levels = 0;
             short id = 0;
             while (Field(ref id, out int t))
             {
@@ -137,7 +164,7 @@ internal static class ParquetPages
                     case 1 when t == 5: type = checked((int)ZigZag()); break;
                     case 2 when t == 5: uncompressed = ZigZag(); break;
                     case 3 when t == 5: compressed = ZigZag(); break;
-                    case 5 or 7 or 8 when t == 12: values = NumValues(); break;
+                    case 5 or 7 or 8 when t == 12: (values, levels) = NumValues(); break;
                     default: Skip(t); break;
                 }
             }
@@ -147,13 +174,16 @@ internal static class ParquetPages
                 throw new InvalidDataException("a required page header field is missing");
             }
 
-            return new PageHeader(type, uncompressed, compressed, values);
+            return new PageHeader(type, uncompressed, compressed, values, levels);
         }
 
-        // DataPageHeader, DictionaryPageHeader and DataPageHeaderV2 all hold num_values as field 1 (i32).
-        private long NumValues()
+        // DataPageHeader, DictionaryPageHeader and DataPageHeaderV2 all hold num_values as field 1 (i32); V2 holds
+        // the byte lengths of its definition and repetition levels as fields 5 and 6 (the other headers have no
+        // i32 fields 5 and 6).
+        private (long Values, long LevelBytes) NumValues()
         {
-            long values = -1;
+            long values = -1, levels = 0;
+            bool uncompressedValues = false;
             short id = 0;
             while (Field(ref id, out int t))
             {
@@ -161,13 +191,21 @@ internal static class ParquetPages
                 {
                     values = ZigZag();
                 }
+                else if (id is 5 or 6 && t == 5)
+                {
+                    levels += ZigZag();
+                }
+                else if (id == 7 && t == 2)
+                {
+                    uncompressedValues = true; // V2 is_compressed = false: no Snappy block to check
+                }
                 else
                 {
                     Skip(t);
                 }
             }
 
-            return values;
+            return (values, uncompressedValues ? -1 : levels);
         }
 
         private bool Field(ref short id, out int type)
