@@ -214,7 +214,8 @@ internal static class ParquetPages
             type = h & 0x0F;
             if (type == 0)
             {
-                return false;
+                // STOP is the byte 0; a field delta with no type is corrupt (Parquet.Net read on past the footer for ever).
+                return h == 0 ? false : throw new InvalidDataException($"the field header 0x{h:X2} has no type");
             }
 
             int delta = h >> 4;

@@ -79,6 +79,23 @@ public class ParquetCorruptionTests
         (e.FilePath, e.Column).Should().Be((path, "label"));
     }
 
+    [Fact]
+    public async Task A_footer_whose_last_stop_byte_is_corrupt_fails_at_once_instead_of_hanging_in_Parquet_Net()
+    {
+        // Found by the fuzz test (seed 7): Parquet.Net read on past such a footer for ever.
+        using var dir = new TempDir();
+        var path = Path.Combine(dir.Path, "stop.parquet");
+        var bytes = await SeedAsync(path);
+        int footer = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(bytes.Length - 8));
+        bytes[^9].Should().Be(0, "the footer ends with the STOP of its struct");
+        bytes[^9] = 0x30;
+        await File.WriteAllBytesAsync(path, bytes);
+
+        var act = () => _reader.ReadAsync(path, ColumnMapping.Classification).WaitAsync(TimeSpan.FromSeconds(20));
+        (await act.Should().ThrowAsync<DatasetException>()).Which.Message.Should().Be(
+            $"'{path}': not a readable Parquet file: the footer (file metadata, {footer} bytes) is not valid Thrift: the field header 0x30 has no type; the file is corrupt.");
+    }
+
     [Theory]
     [InlineData("", 0)]
     [InlineData("PAR1PAR1", 8)]
