@@ -77,7 +77,7 @@ internal static class ParquetPages
         try
         {
             reader.SkipStruct();
-            return null;
+            return reader.Position == footer.Length ? null : $"its struct ends at byte {reader.Position} of {footer.Length}";
         }
         catch (Exception e) when (e is IndexOutOfRangeException or InvalidDataException or OverflowException)
         {
