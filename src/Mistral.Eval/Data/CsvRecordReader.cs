@@ -26,6 +26,7 @@ internal sealed class CsvRecordReader
     private int _pos;
     private bool _eof;
     private long _line = 1;
+    private long _recordBytes;
 
     public CsvRecordReader(Utf8LineReader lines, char delimiter)
     {
@@ -58,6 +59,7 @@ internal sealed class CsvRecordReader
         var field = new StringBuilder();
         long start = _line;
         RecordStartLine = start;
+        _recordBytes = 0;
         long quoteLine = _line;
         string? error = null;
         bool any = false;
@@ -183,6 +185,13 @@ internal sealed class CsvRecordReader
 
             _buffer = _lines.Chars;
             _length = _lines.Length; // 0 only for a last line that is nothing but a byte order mark
+
+            // A record may span lines (quoted line breaks); its lines together are held to the line limit too.
+            _recordBytes += _lines.ByteLength;
+            if (_recordBytes > _lines.MaxLineBytes && _lines.LineNumber != RecordStartLine)
+            {
+                throw new LineTooLongException(_lines.LineNumber, _lines.MaxLineBytes, RecordStartLine);
+            }
         }
         while (_length == 0);
 

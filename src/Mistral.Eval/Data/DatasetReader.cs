@@ -54,14 +54,17 @@ public sealed class DatasetReader
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <returns>The examples and skip counts.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="DatasetException">A line is malformed or a value is missing/not a string (under <see cref="RowErrorPolicy.Fail"/>), or no record has a mapped column.</exception>
+    /// <exception cref="DatasetException">A line is malformed (invalid JSON, a mapped string with a lone surrogate escape) or a
+    /// value is missing/not a string (under <see cref="RowErrorPolicy.Fail"/>), no record has a mapped column, the file is not
+    /// UTF-8, or a line is longer than <see cref="ReadOptions.MaxLineBytes"/> (whatever the policies).</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     public async Task<DatasetReadResult> ReadJsonlAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options = Prepare(path, mapping, options);
         var rows = new RowCollector(path, mapping, options, "line");
         bool sawInput = false, sawTarget = false;
         await using var stream = OpenSequential(path);
-        var lines = new Utf8LineReader(stream);
+        var lines = new Utf8LineReader(stream, maxLineBytes: options.MaxLineBytes);
         while (true)
         {
             try
@@ -74,6 +77,11 @@ public sealed class DatasetReader
             catch (DecoderFallbackException e)
             {
                 throw new DatasetException(path, rows.Location(lines.LineNumber), lines.LineNumber, null, $"invalid UTF-8: {lines.Describe(e)}.", e);
+            }
+            catch (LineTooLongException e)
+            {
+                throw new DatasetException(path, rows.Location(e.Line), e.Line, null,
+                    $"the line is longer than {e.MaxLineBytes} bytes (ReadOptions.MaxLineBytes); expected one JSON object per line.", e);
             }
 
             long line = lines.LineNumber;
@@ -131,13 +139,16 @@ public sealed class DatasetReader
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <returns>The examples and skip counts.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="DatasetException">No header, a mapped column missing from the header, or (under <see cref="RowErrorPolicy.Fail"/>) a malformed record or empty value.</exception>
+    /// <exception cref="DatasetException">No header, a mapped column missing from the header, (under <see cref="RowErrorPolicy.Fail"/>) a
+    /// malformed record or empty value, invalid UTF-8, or a line or record longer than <see cref="ReadOptions.MaxLineBytes"/>
+    /// (whatever the policies).</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     public async Task<DatasetReadResult> ReadCsvAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options = Prepare(path, mapping, options);
         var rows = new RowCollector(path, mapping, options, "line");
         await using var stream = OpenSequential(path);
-        var csv = new CsvRecordReader(new Utf8LineReader(stream), options.CsvDelimiter);
+        var csv = new CsvRecordReader(new Utf8LineReader(stream, maxLineBytes: options.MaxLineBytes), options.CsvDelimiter);
         CsvRecord? header;
         do
         {
@@ -200,44 +211,148 @@ public sealed class DatasetReader
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <returns>The examples and skip counts.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="DatasetException">Not a Parquet file, a mapped column missing, or (under <see cref="RowErrorPolicy.Fail"/>) a null or non-string value.</exception>
+    /// <exception cref="DatasetException">Not a Parquet file, a corrupt one (the footer length, the footer's Thrift, each
+    /// column chunk's metadata and page headers are checked before Parquet.Net reads them, and whatever Parquet.Net
+    /// throws is wrapped, naming the row group and column), a mapped column missing, or (under
+    /// <see cref="RowErrorPolicy.Fail"/>) a null or non-string value.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     public async Task<DatasetReadResult> ReadParquetAsync(string path, ColumnMapping mapping, ReadOptions? options = null, CancellationToken cancellationToken = default)
     {
         options = Prepare(path, mapping, options);
         var rows = new RowCollector(path, mapping, options, "row");
         await using var stream = File.OpenRead(path);
-        ParquetReader reader;
+        long dataEnd = await CheckParquetFrameAsync(path, stream, cancellationToken).ConfigureAwait(false);
+
+        // Parquet.Net reports corrupt input with many exception types (Thrift, null references, overflows, out of
+        // range, ...): whatever it throws becomes a DatasetException naming the file, and the row group and column
+        // being read when known.
+        string? where = null;
+        string? column = null;
         try
         {
-            reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException)
-        {
-            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: {e.Message}", e);
-        }
-
-        await using (reader)
-        {
-            var topLevel = reader.Schema.Fields.OfType<DataField>().ToArray();
-            var inputField = ParquetField(path, topLevel, mapping.InputColumn);
-            var targetField = ParquetField(path, topLevel, mapping.TargetColumn);
-            long offset = 0;
-            for (int g = 0; g < reader.RowGroupCount; g++)
+            var reader = await ParquetReader.CreateAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+            await using (reader)
             {
-                using var group = reader.OpenRowGroupReader(g);
-                int n = checked((int)group.RowCount);
-                var inputs = await ReadParquetColumnAsync(group, inputField, n, cancellationToken).ConfigureAwait(false);
-                var targets = await ReadParquetColumnAsync(group, targetField, n, cancellationToken).ConfigureAwait(false);
-                for (int i = 0; i < n; i++)
+                var topLevel = reader.Schema.Fields.OfType<DataField>().ToArray();
+                var inputField = ParquetField(path, topLevel, mapping.InputColumn);
+                var targetField = ParquetField(path, topLevel, mapping.TargetColumn);
+                long offset = 0;
+                for (int g = 0; g < reader.RowGroupCount; g++)
                 {
-                    rows.Add(offset + i, inputs[i], targets[i]);
-                }
+                    (where, column) = ($"row group {g}", null);
+                    using var group = reader.OpenRowGroupReader(g);
+                    long count = group.RowCount;
+                    if (count < 0 || count > Array.MaxLength)
+                    {
+                        throw new DatasetException(path, where, null, null, $"the row group says it has {count} rows; expected 0 to {Array.MaxLength}. The file is corrupt.");
+                    }
 
-                offset += n;
+                    int n = (int)count;
+                    where = n == 0 ? where : $"row group {g} (rows {offset} to {offset + n - 1})";
+                    CheckParquetChunk(path, where, group, inputField, n, dataEnd, stream);
+                    CheckParquetChunk(path, where, group, targetField, n, dataEnd, stream);
+                    column = inputField.Name;
+                    var inputs = await ReadParquetColumnAsync(group, inputField, n, cancellationToken).ConfigureAwait(false);
+                    column = targetField.Name;
+                    var targets = await ReadParquetColumnAsync(group, targetField, n, cancellationToken).ConfigureAwait(false);
+                    (where, column) = (null, null);
+                    for (int i = 0; i < n; i++)
+                    {
+                        rows.Add(offset + i, inputs[i], targets[i]);
+                    }
+
+                    offset += n;
+                }
             }
+        }
+        catch (Exception e) when (e is not DatasetException && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+        {
+            var detail = where is null
+                ? $"not a readable Parquet file ({e.GetType().Name}: {e.Message})."
+                : $"cannot read {(column is null ? "the row group" : "the column chunk")} ({e.GetType().Name}: {e.Message}); the file is corrupt or uses a feature Parquet.Net does not read.";
+            throw new DatasetException(path, where, null, column, detail, e);
         }
 
         return Finish(rows.Result());
+    }
+
+    // A Parquet file is "PAR1", the data, the footer, the footer's length (int32, little-endian) and "PAR1". The
+    // length is checked against the file before Parquet.Net allocates it (a corrupt length of int.MaxValue was an
+    // OutOfMemoryException). Returns where the footer starts (the end of the column data); leaves the stream at 0.
+    private static async Task<long> CheckParquetFrameAsync(string path, FileStream stream, CancellationToken ct)
+    {
+        if (!stream.CanSeek)
+        {
+            throw new DatasetException(path, null, null, null, "not a readable Parquet file: it is not a regular file, and a Parquet file is read from its end.");
+        }
+
+        long length = stream.Length;
+        if (length < 12)
+        {
+            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: it is {length} bytes; expected at least 12 (PAR1, the footer, its length, PAR1).");
+        }
+
+        var head = new byte[4];
+        var tail = new byte[8];
+        await stream.ReadExactlyAsync(head, ct).ConfigureAwait(false);
+        stream.Seek(length - 8, SeekOrigin.Begin);
+        await stream.ReadExactlyAsync(tail, ct).ConfigureAwait(false);
+        stream.Seek(0, SeekOrigin.Begin);
+        if (!head.AsSpan().SequenceEqual("PAR1"u8) || !tail.AsSpan(4).SequenceEqual("PAR1"u8))
+        {
+            var encrypted = tail.AsSpan(4).SequenceEqual("PARE"u8) ? " (it ends with PARE: encrypted Parquet is not supported)" : string.Empty;
+            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: expected the magic bytes PAR1 at its start and end{encrypted}.");
+        }
+
+        int footer = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(tail);
+        if (footer <= 0 || footer > length - 12)
+        {
+            throw new DatasetException(path, null, null, null,
+                $"not a readable Parquet file: the footer length {footer} does not fit in the file of {length} bytes (expected 1 to {length - 12}); the file is truncated or corrupt.");
+        }
+
+        var footerBytes = new byte[footer];
+        stream.Seek(length - 8 - footer, SeekOrigin.Begin);
+        await stream.ReadExactlyAsync(footerBytes, ct).ConfigureAwait(false);
+        stream.Seek(0, SeekOrigin.Begin);
+        if (ParquetPages.CheckFooter(footerBytes) is { } problem)
+        {
+            throw new DatasetException(path, null, null, null, $"not a readable Parquet file: the footer (file metadata, {footer} bytes) is not valid Thrift: {problem}; the file is corrupt.");
+        }
+
+        return length - 8 - footer;
+    }
+
+    // The chunk's metadata must agree with the row group and lie inside the file before Parquet.Net reads it.
+    private static void CheckParquetChunk(string path, string where, ParquetRowGroupReader group, DataField field, int rows, long dataEnd, Stream file)
+    {
+        var meta = group.GetMetadata(field)?.MetaData;
+        string? problem = null;
+        if (meta is null)
+        {
+            problem = "the column chunk has no metadata";
+        }
+        else if (meta.NumValues != rows)
+        {
+            problem = $"the column chunk holds {meta.NumValues} values but the row group has {rows} rows; expected one value (or null) per row";
+        }
+        else if (meta.TotalCompressedSize < 0 || meta.DataPageOffset < 4 || meta.DataPageOffset > dataEnd
+            || meta.DictionaryPageOffset is { } d && (d < 4 || d > dataEnd)
+            || Math.Min(meta.DataPageOffset, meta.DictionaryPageOffset ?? long.MaxValue) > dataEnd - meta.TotalCompressedSize)
+        {
+            problem = $"the column chunk's pages (at {meta.DataPageOffset}, {meta.TotalCompressedSize} bytes) are not inside the file's data (bytes 4 to {dataEnd})";
+        }
+        else
+        {
+            long at = file.Position;
+            problem = ParquetPages.Check(file, meta);
+            file.Position = at;
+        }
+
+        if (problem is not null)
+        {
+            throw new DatasetException(path, where, null, field.Name, problem + ". The file is corrupt.");
+        }
     }
 
     // Values of every row are read and then checked row by row (input before target) by the RowCollector, so under
@@ -337,6 +452,15 @@ public sealed class DatasetReader
         {
             throw new DatasetException(path, $"line {csv.PhysicalLine}", csv.PhysicalLine, null, $"invalid UTF-8: {csv.DescribeInvalidUtf8(e)}.", e);
         }
+        catch (LineTooLongException e) when (e.RecordStartLine is { } start)
+        {
+            throw new DatasetException(path, $"line {e.Line}", e.Line, null,
+                $"the record that starts on line {start} is longer than {e.MaxLineBytes} bytes (ReadOptions.MaxLineBytes) by this line; is a quote never closed?", e);
+        }
+        catch (LineTooLongException e)
+        {
+            throw new DatasetException(path, $"line {e.Line}", e.Line, null, $"the line is longer than {e.MaxLineBytes} bytes (ReadOptions.MaxLineBytes).", e);
+        }
     }
 
     // Unbuffered: Utf8LineReader reads in its own blocks.
@@ -348,19 +472,54 @@ public sealed class DatasetReader
 
     private static RawValue JsonValue(JsonElement obj, string key)
     {
-        if (!obj.TryGetProperty(key, out var v))
+        // Like TryGetProperty (the last of duplicate keys wins), but a key that cannot be unescaped (a lone
+        // surrogate such as "\ud800") is some other key, not an exception.
+        JsonElement v = default;
+        bool found = false;
+        foreach (var p in obj.EnumerateObject())
+        {
+            bool equal;
+            try
+            {
+                equal = p.NameEquals(key);
+            }
+            catch (InvalidOperationException)
+            {
+                equal = false;
+            }
+
+            if (equal)
+            {
+                (v, found) = (p.Value, true);
+            }
+        }
+
+        if (!found)
         {
             return RawValue.Missing;
         }
 
         return v.ValueKind switch
         {
-            JsonValueKind.String => RawValue.Of(v.GetString()!),
+            JsonValueKind.String => JsonString(v),
             JsonValueKind.Null => RawValue.Null,
             JsonValueKind.Number => RawValue.Scalar(v.GetRawText(), $"a number ({v.GetRawText()})"),
             JsonValueKind.True or JsonValueKind.False => RawValue.Scalar(v.GetRawText(), $"a boolean ({v.GetRawText()})"),
             _ => RawValue.Other($"a JSON {v.ValueKind.ToString().ToLowerInvariant()}"),
         };
+    }
+
+    // System.Text.Json parses "\ud800" (valid JSON syntax) but cannot unescape a lone surrogate into text.
+    private static RawValue JsonString(JsonElement v)
+    {
+        try
+        {
+            return RawValue.Of(v.GetString()!);
+        }
+        catch (InvalidOperationException)
+        {
+            return RawValue.Malformed("the string is not valid Unicode (a lone surrogate escape such as \\ud800); expected text");
+        }
     }
 
     private static ReadOptions Prepare(string path, ColumnMapping mapping, ReadOptions? options)

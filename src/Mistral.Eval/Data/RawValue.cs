@@ -13,6 +13,9 @@ internal readonly record struct RawValue(RawValueKind Kind, string? Text, string
     public static RawValue Scalar(string text, string description) => new(RawValueKind.Scalar, text, description);
 
     public static RawValue Other(string description) => new(RawValueKind.Other, null, description);
+
+    /// <summary>A value the format cannot turn into text (a JSON lone surrogate): a malformed record.</summary>
+    public static RawValue Malformed(string description) => new(RawValueKind.Malformed, null, description);
 }
 
 /// <summary>The kind of a <see cref="RawValue"/>.</summary>
@@ -23,4 +26,5 @@ internal enum RawValueKind
     Null,
     Scalar,
     Other,
+    Malformed,
 }

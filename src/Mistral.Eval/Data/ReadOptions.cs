@@ -3,9 +3,13 @@ namespace Mistral.Eval.Data;
 /// <summary>How a <see cref="DatasetReader"/> treats bad rows and values.</summary>
 public sealed record ReadOptions
 {
-    private readonly int _maxSkippedDetails = 100;
+    /// <summary>The default <see cref="MaxLineBytes"/>: 64 MiB.</summary>
+    public const int DefaultMaxLineBytes = 64 << 20;
 
-    /// <summary>What to do with a malformed record (invalid JSON, wrong CSV field count, bad quoting). Default: fail.</summary>
+    private readonly int _maxSkippedDetails = 100;
+    private readonly int _maxLineBytes = DefaultMaxLineBytes;
+
+    /// <summary>What to do with a malformed record (invalid JSON, a mapped JSON string that is not valid Unicode such as <c>"\ud800"</c>, wrong CSV field count, bad quoting). Default: fail.</summary>
     public RowErrorPolicy MalformedRecords { get; init; } = RowErrorPolicy.Fail;
 
     /// <summary>
@@ -31,6 +35,24 @@ public sealed record ReadOptions
         {
             ArgumentOutOfRangeException.ThrowIfNegative(value, nameof(MaxSkippedDetails));
             _maxSkippedDetails = value;
+        }
+    }
+
+    /// <summary>
+    /// The longest JSONL line, or CSV record (which may span lines), in UTF-8 bytes without its line break. A longer
+    /// one is an error naming the file and line whatever the row policies, found after reading at most this many
+    /// bytes of it, so memory stays bounded (a line holding a whole file, a link to <c>/dev/zero</c>).
+    /// Default <see cref="DefaultMaxLineBytes"/> (64 MiB); at most <see cref="Array.MaxLength"/> - 2.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1 or more than <see cref="Array.MaxLength"/> - 2.</exception>
+    public int MaxLineBytes
+    {
+        get => _maxLineBytes;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(MaxLineBytes));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, Array.MaxLength - 2, nameof(MaxLineBytes));
+            _maxLineBytes = value;
         }
     }
 

@@ -48,6 +48,9 @@ internal sealed class RowCollector
                 return v.Text;
             case RawValueKind.Scalar when _options.ConvertScalarsToString:
                 return v.Text;
+            case RawValueKind.Malformed:
+                Issue(row, column, SkipReason.MalformedRecord, v.Description!, _options.MalformedRecords);
+                return null;
             case RawValueKind.Missing:
                 Issue(row, column, SkipReason.MissingValue, "the column is absent from this record; expected a string", _options.InvalidValues);
                 return null;

@@ -7,14 +7,17 @@ namespace Mistral.Eval.Data;
 /// Splits a UTF-8 byte stream into physical lines (ended by LF, CRLF or a lone CR, the breaks
 /// <see cref="TextReader.ReadLine()"/> knows) and decodes each line on its own with a throwing decoder, so an
 /// invalid byte is reported on exactly the line that holds it. Bytes are read asynchronously in blocks and lines
-/// are cut from the buffer; a line longer than a block grows the buffer. A leading UTF-8 byte order mark is
-/// skipped. After a <see cref="DecoderFallbackException"/>, <see cref="LineNumber"/> is the offending line.
+/// are cut from the buffer; a line longer than a block grows the buffer, up to the line limit: a longer line
+/// throws <see cref="LineTooLongException"/> once the limit is passed, so at most about the limit is buffered.
+/// A leading UTF-8 byte order mark is skipped. After a <see cref="DecoderFallbackException"/> or
+/// <see cref="LineTooLongException"/>, <see cref="LineNumber"/> is the offending line.
 /// </summary>
 internal sealed class Utf8LineReader
 {
     private static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly Stream _stream;
+    private readonly int _maxLineBytes;
     private byte[] _bytes;
     private char[] _chars = new char[256];
     private int _start;  // first byte of the next line
@@ -25,12 +28,22 @@ internal sealed class Utf8LineReader
 
     /// <param name="stream">The bytes; read from its current position, not disposed.</param>
     /// <param name="blockSize">Bytes per read (tests use tiny blocks to hit every boundary).</param>
-    public Utf8LineReader(Stream stream, int blockSize = 1 << 16)
+    /// <param name="maxLineBytes">The longest line allowed, in bytes without its line break.</param>
+    public Utf8LineReader(Stream stream, int blockSize = 1 << 16, int maxLineBytes = ReadOptions.DefaultMaxLineBytes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxLineBytes, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxLineBytes, Array.MaxLength - 2);
         _stream = stream;
+        _maxLineBytes = maxLineBytes;
         _bytes = new byte[blockSize];
     }
+
+    /// <summary>The longest line allowed, in bytes without its line break.</summary>
+    public int MaxLineBytes => _maxLineBytes;
+
+    /// <summary>The UTF-8 bytes of the last line, its line break (and a byte order mark) included.</summary>
+    public int ByteLength { get; private set; }
 
     /// <summary>The 1-based number of the line last returned (or being decoded when decoding failed).</summary>
     public long LineNumber { get; private set; }
@@ -53,6 +66,7 @@ internal sealed class Utf8LineReader
     /// <summary>Reads and decodes the next line.</summary>
     /// <returns>False at the end of the stream.</returns>
     /// <exception cref="DecoderFallbackException">The line is not valid UTF-8; <see cref="LineNumber"/> names it.</exception>
+    /// <exception cref="LineTooLongException">The line is longer than <see cref="MaxLineBytes"/>; <see cref="LineNumber"/> names it.</exception>
     public async ValueTask<bool> ReadLineAsync(CancellationToken ct)
     {
         int lineEnd, breakLength;
@@ -93,10 +107,21 @@ internal sealed class Utf8LineReader
                 }
             }
 
+            if (_scanned > _maxLineBytes)
+            {
+                throw TooLong();
+            }
+
             await ReadBlockAsync(ct).ConfigureAwait(false);
         }
 
+        if (lineEnd - breakLength - _start > _maxLineBytes)
+        {
+            throw TooLong();
+        }
+
         LineNumber++;
+        ByteLength = lineEnd - _start;
         int from = _start;
         if (LineNumber == 1)
         {
@@ -142,6 +167,12 @@ internal sealed class Utf8LineReader
         return $"cannot decode {bytes}{where}{context}; the file must be UTF-8 encoded{bom}";
     }
 
+    private LineTooLongException TooLong()
+    {
+        LineNumber++;
+        return new LineTooLongException(LineNumber, _maxLineBytes);
+    }
+
     private async ValueTask ReadBlockAsync(CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
@@ -155,7 +186,9 @@ internal sealed class Utf8LineReader
 
         if (_end == _bytes.Length)
         {
-            Array.Resize(ref _bytes, checked(_bytes.Length * 2));
+            // The line so far is at most _maxLineBytes + 1 bytes (a CR may wait for its LF), so this size always
+            // leaves room for the byte that proves the line too long.
+            Array.Resize(ref _bytes, (int)Math.Min(2L * _bytes.Length, _maxLineBytes + 2L));
         }
 
         int n = await _stream.ReadAsync(_bytes.AsMemory(_end), ct).ConfigureAwait(false);
@@ -166,4 +199,25 @@ internal sealed class Utf8LineReader
 
         _end += n;
     }
+}
+
+/// <summary>A line is longer than the <see cref="Utf8LineReader"/>'s limit.</summary>
+internal sealed class LineTooLongException : Exception
+{
+    public LineTooLongException(long line, int maxLineBytes, long? recordStartLine = null)
+        : base($"line {line} is longer than {maxLineBytes} bytes")
+    {
+        Line = line;
+        MaxLineBytes = maxLineBytes;
+        RecordStartLine = recordStartLine;
+    }
+
+    /// <summary>For a CSV record spanning lines whose total passed the limit: the line it starts on.</summary>
+    public long? RecordStartLine { get; }
+
+    /// <summary>The 1-based line.</summary>
+    public long Line { get; }
+
+    /// <summary>The limit it passed.</summary>
+    public int MaxLineBytes { get; }
 }
