@@ -36,6 +36,9 @@ internal sealed record TrainerState(
     /// <summary>The optimizer state file's name.</summary>
     public const string OptimizerFileName = "optimizer.safetensors";
 
+    /// <summary>The key of the default CPU generator's state in the optimizer state file.</summary>
+    public const string RngStateKey = "rng_state.cpu";
+
     /// <summary>Writes both files into <paramref name="directory"/>; returns their names.</summary>
     public IReadOnlyList<string> Write(string directory, optim.Optimizer optimizer, CancellationToken cancellationToken)
     {
@@ -49,6 +52,8 @@ internal sealed record TrainerState(
                 tensors.Add(new($"exp_avg_sq.{i}", states[i].exp_avg_sq.detach().cpu()));
             }
 
+            // TorchSharp's default CPU generator (LoRA dropout draws from it on CPU), as transformers' Trainer saves its RNG states.
+            tensors.Add(new(RngStateKey, TorchSharp.torch.random.get_rng_state()));
             SafeTensorsWriter.Write(Path.Combine(directory, OptimizerFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" }, cancellationToken);
         }
 
@@ -169,6 +174,14 @@ internal sealed record TrainerState(
             }
 
             states[i].step = AdamSteps[i];
+        }
+
+        // Resuming continues the random stream where the checkpoint left it (transformers' Trainer does the same), so
+        // dropout masks drawn on the CPU match the uninterrupted run. Older checkpoints without it resume without.
+        if (file.Tensors.ContainsKey(RngStateKey))
+        {
+            using var rng = file.Load(RngStateKey);
+            TorchSharp.torch.random.set_rng_state(rng);
         }
     }
 

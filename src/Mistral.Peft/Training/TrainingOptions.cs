@@ -135,9 +135,12 @@ public record TrainingOptions
     /// <see cref="CheckpointFolder"/> (it holds the weights, <c>optimizer.safetensors</c> and <c>trainer_state.json</c>), or
     /// <c>"latest"</c> for the highest <c>checkpoint-{step}</c> in <see cref="CheckpointFolder"/>. The trained weights, the
     /// AdamW moments and steps, the step (hence the schedule position) and the data position are restored, and the run
-    /// goes on from the next step with the same losses as an uninterrupted run (same options and data; LoRA dropout 0, or
-    /// TorchSharp's generator seeded alike, since it is process-wide and not restored). The result's steps include the
-    /// restored ones. Default null (start from scratch).
+    /// goes on from the next step with the same losses as an uninterrupted run (same options and data). Like
+    /// transformers' Trainer, resuming also restores TorchSharp's default CPU generator to its state at the checkpoint
+    /// (saved in <c>optimizer.safetensors</c>), so LoRA dropout on the CPU continues with the same masks; that is the one
+    /// process-wide state the library changes, and only when asked to resume. The CUDA generator cannot be read through
+    /// TorchSharp, so dropout on a GPU resumes with different masks. The result's steps include the restored ones.
+    /// Default null (start from scratch).
     /// </summary>
     public string? ResumeFrom { get; init; }
 

@@ -175,3 +175,68 @@ public sealed class ResumeTests : IDisposable
         Directory.GetFileSystemEntries(folder).Select(Path.GetFileName).Order().Should().Equal("checkpoint-2", "checkpoint-4", "checkpoint-6");
     }
 }
+
+/// <summary>Runs alone: it seeds TorchSharp's default generator, which other tests' dropout draws from.</summary>
+[CollectionDefinition("default generator", DisableParallelization = true)]
+public sealed class DefaultGeneratorCollection;
+
+/// <summary>Resume restores the default CPU generator saved with the checkpoint, so runs with dropout resume exactly too.</summary>
+[Collection("default generator")]
+public sealed class ResumeWithDropoutTests : IDisposable
+{
+    private readonly string _dir = TestPaths.TempDir();
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static (Core.Modeling.MistralForCausalLM Model, Mistral.Peft.Lora.LoraModel Lora) Fresh()
+    {
+        var model = TinyModels.RandomModel(seed: 1);
+        var lora = Mistral.Peft.Lora.LoraInjector.Inject(model, new Mistral.Peft.Lora.LoraOptions { R = 4, Alpha = 8, Dropout = 0.3, Seed = 11, TargetModules = ["q_proj", "v_proj"] });
+        return (model, lora);
+    }
+
+    private static LoraTrainingOptions Options(string folder) => new()
+    {
+        Epochs = 2, PerDeviceBatchSize = 2, GradientAccumulationSteps = 2, LearningRate = 3e-2, Seed = 9,
+        ReportEverySteps = 1, CheckpointFolder = folder, SaveEverySteps = 2,
+    };
+
+    [Fact]
+    public void ADropoutRunResumedFromACheckpointMatchesTheUninterruptedRunExactly()
+    {
+        var data = TrainingFixture.RandomBlocks(12);
+        TorchSharp.torch.manual_seed(123);
+        var (fullModel, fullLora) = Fresh();
+        TrainingResult full;
+        using (fullModel)
+        {
+            full = new LoraTrainer().Train(fullModel, fullLora, data, Options(Path.Combine(_dir, "full")));
+        }
+
+        string folder = Path.Combine(_dir, "interrupted");
+        TorchSharp.torch.manual_seed(123);
+        var (model, lora) = Fresh();
+        using (model)
+        using (var cts = new CancellationTokenSource())
+        {
+            var progress = new ListProgress(p =>
+            {
+                if (p.Step == 3)
+                {
+                    cts.Cancel();
+                }
+            });
+            FluentActions.Invoking(() => new LoraTrainer().Train(model, lora, data, Options(folder), progress, cts.Token))
+                .Should().Throw<TrainingCanceledException>();
+        }
+
+        TorchSharp.torch.manual_seed(999); // whatever the generator holds now, resuming restores the checkpoint's state
+        var (resumedModel, resumedLora) = Fresh();
+        using (resumedModel)
+        {
+            var resumed = new LoraTrainer().Train(resumedModel, resumedLora, data, Options(folder) with { ResumeFrom = TrainingOptions.Latest });
+            resumed.Steps.Select(s => s.Loss).Should().Equal(full.Steps.Select(s => s.Loss), "dropout masks continue exactly after resume");
+            resumed.Steps.Select(s => s.GradNorm).Should().Equal(full.Steps.Select(s => s.GradNorm));
+        }
+    }
+}
