@@ -211,7 +211,7 @@ public static class StudyCli
     private static async Task<int> InferAsync(ParseResult pr, Options options, string adapter, string task, bool noQuantize, StudyConsole console, CancellationToken ct)
     {
         var studyTask = ParseTask(task);
-        string model = Existing(pr.GetValue(options.Model)!, "--model", isFolder: true);
+        string model = await ModelFolderAsync(pr.GetValue(options.Model)!, ct).ConfigureAwait(false);
         adapter = Existing(adapter, "--adapter", isFolder: true);
         string test = Existing(pr.GetValue(options.Test!) ?? KitPaths.Test(studyTask), "--test", isFolder: false);
         using var loggers = Loggers();
@@ -240,7 +240,7 @@ public static class StudyCli
     private static async Task RunSweepAsync(ParseResult pr, Options options, StudyTask task, SweepDefinition definition, string outFolder, SweepShard shard,
         StudyConsole console, CancellationToken ct)
     {
-        string model = Existing(pr.GetValue(options.Model)!, "--model", isFolder: true);
+        string model = await ModelFolderAsync(pr.GetValue(options.Model)!, ct).ConfigureAwait(false);
         string train = Existing((options.Train is null ? null : pr.GetValue(options.Train)) ?? KitPaths.Train(task), "--train", isFolder: false);
         string test = Existing((options.Test is null ? null : pr.GetValue(options.Test)) ?? KitPaths.Test(task), "--test", isFolder: false);
         using var loggers = Loggers();
@@ -313,6 +313,27 @@ public static class StudyCli
         {
             await err.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
             return 1;
+        }
+    }
+
+    /// <summary>A local model folder for <c>--model</c>: an existing folder, or a Hub id (org/name[@revision]) fetched into the huggingface_hub cache.</summary>
+    private static async Task<string> ModelFolderAsync(string value, CancellationToken ct)
+    {
+        if (Directory.Exists(value) || value.StartsWith("kit/", StringComparison.Ordinal) || Path.IsPathRooted(value) || value.Split('/').Length != 2)
+        {
+            return Existing(value, "--model", isFolder: true);
+        }
+
+        string repo = value.Split('@')[0];
+        string revision = value.Contains('@', StringComparison.Ordinal) ? value[(value.IndexOf('@', StringComparison.Ordinal) + 1)..] : "main";
+        using var hub = new Mistral.Hub.HubClient();
+        try
+        {
+            return await hub.ResolveModelFolderAsync(repo, revision, cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (Mistral.Hub.HubException e)
+        {
+            throw new UsageException($"--model {value}: {e.Message}");
         }
     }
 

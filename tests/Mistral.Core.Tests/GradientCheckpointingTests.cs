@@ -12,6 +12,7 @@ namespace Mistral.Core.Tests;
 /// the same step without it (CPU, float32, tiny random model), keep dropout masks (random state restored), leak no
 /// tensor handles and leave eval / no_grad forwards alone.
 /// </summary>
+[Collection("default generator")]
 public sealed class GradientCheckpointingTests(ITestOutputHelper output)
 {
     private const long Seq = 10;
