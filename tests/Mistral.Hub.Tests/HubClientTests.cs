@@ -37,6 +37,27 @@ public sealed class HubClientTests : IDisposable
         RequestTimeout = TimeSpan.FromSeconds(10),
     });
 
+    private static void CopyPreservingLinks(string from, string to)
+    {
+        foreach (string dir in Directory.EnumerateDirectories(from, "*", SearchOption.AllDirectories).Prepend(from))
+        {
+            Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, dir)));
+        }
+
+        foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            string target = Path.Combine(to, Path.GetRelativePath(from, file));
+            if (new FileInfo(file).LinkTarget is { } link)
+            {
+                File.CreateSymbolicLink(target, link);
+            }
+            else
+            {
+                File.Copy(file, target, overwrite: true);
+            }
+        }
+    }
+
     private static string[] Tree(string root) =>
         Directory.EnumerateFileSystemEntries(root, "*", SearchOption.AllDirectories)
             .Select(p => Path.GetRelativePath(root, p).Replace('\\', '/'))
@@ -64,6 +85,12 @@ public sealed class HubClientTests : IDisposable
             .. all.Select(f => $"snapshots/{commit}/{f.Path}"),
         ];
         Tree(repo).Should().Equal(expected.Order(StringComparer.Ordinal));
+        // For tools/hub/interop_check.py: MISTRAL_HUB_INTEROP_OUT=dir keeps a copy of this cache (symlinks preserved).
+        if (Environment.GetEnvironmentVariable("MISTRAL_HUB_INTEROP_OUT") is { Length: > 0 } keep)
+        {
+            CopyPreservingLinks(_cache, keep);
+        }
+
         foreach (FakeFile f in all)
         {
             string pointer = Path.Combine(snapshot, f.Path);
