@@ -14,24 +14,10 @@ namespace Mistral.Core.Tests;
 /// </summary>
 public sealed class KitModelTests
 {
-    internal static string KitFolder()
-    {
-        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-        {
-            string candidate = Path.Combine(dir, "kit", "model");
-            if (File.Exists(Path.Combine(candidate, "model.safetensors")))
-            {
-                return candidate;
-            }
-        }
-
-        throw new DirectoryNotFoundException($"kit/model not found above {AppContext.BaseDirectory}");
-    }
-
     [Fact]
     public void KitCheckpointIsAGenuineHfFolderThatLoadsStrictly()
     {
-        string folder = KitFolder();
+        string folder = TestPaths.RepoPath("kit", "model");
         foreach (string file in new[] { "config.json", "model.safetensors", "tokenizer.model", "generation_config.json" })
         {
             File.Exists(Path.Combine(folder, file)).Should().BeTrue(file);
@@ -53,7 +39,7 @@ public sealed class KitModelTests
     [Fact]
     public void GreedyContinuationOfAFixedPromptIsStable()
     {
-        string folder = KitFolder();
+        string folder = TestPaths.RepoPath("kit", "model");
         using var model = new MistralForCausalLM(MistralConfig.FromFile(Path.Combine(folder, "config.json")), ScalarType.Float32, CPU);
         CheckpointLoader.Load(model, folder);
         var tokenizer = MistralTokenizer.FromFolder(folder);

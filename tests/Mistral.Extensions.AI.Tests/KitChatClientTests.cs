@@ -13,7 +13,7 @@ public sealed class KitModelFixture : IDisposable
 {
     public KitModelFixture()
     {
-        Folder = FindKit();
+        Folder = TestPaths.RepoPath("kit", "model");
         Model = new MistralForCausalLM(MistralConfig.FromFile(Path.Combine(Folder, "config.json")), ScalarType.Float32, CPU);
         CheckpointLoader.Load(Model, Folder);
         Model.eval();
@@ -27,20 +27,6 @@ public sealed class KitModelFixture : IDisposable
     public MistralTokenizer Tokenizer { get; }
 
     public void Dispose() => Model.Dispose();
-
-    private static string FindKit()
-    {
-        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-        {
-            string candidate = Path.Combine(dir, "kit", "model");
-            if (File.Exists(Path.Combine(candidate, "model.safetensors")))
-            {
-                return candidate;
-            }
-        }
-
-        throw new DirectoryNotFoundException($"kit/model not found above {AppContext.BaseDirectory}");
-    }
 }
 
 /// <summary>Drives <see cref="MistralChatClient"/> through <see cref="IChatClient"/> only, on the kit model.</summary>

@@ -11,23 +11,9 @@ namespace Mistral.Pipeline.Tests;
 /// </summary>
 public sealed class KitEndToEndTests(ITestOutputHelper output)
 {
-    internal static string KitPath(string relative)
-    {
-        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-        {
-            string candidate = Path.Combine(dir, relative);
-            if (File.Exists(candidate) || Directory.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        throw new FileNotFoundException($"{relative} not found above {AppContext.BaseDirectory}");
-    }
-
     private static async Task<IReadOnlyList<Example>> Read(string file, int perLabel)
     {
-        var all = (await new DatasetReader().ReadAsync(KitPath(file), ColumnMapping.Classification, ReadOptions.StudyCleaning)).Examples;
+        var all = (await new DatasetReader().ReadAsync(TestPaths.RepoPath(file), ColumnMapping.Classification, ReadOptions.StudyCleaning)).Examples;
         var subset = DataSplitter.StratifiedSubsample(all, e => e.Target, (double)(perLabel * 20) / all.Count).Train;
         return subset.Select(e => e.Input.Length <= 300 ? e : e with { Input = e.Input[..300] }).ToArray();
     }
@@ -40,7 +26,7 @@ public sealed class KitEndToEndTests(ITestOutputHelper output)
         train.Select(e => e.Target).Distinct().Should().HaveCount(20);
 
         using TrainedPipeline tuned = MistralPipeline.Create()
-            .FromPretrained(KitPath("kit/model"))
+            .FromPretrained(TestPaths.RepoPath("kit", "model"))
             .OnDevice("cpu")
             .WithQLoRA(r: 16, alpha: 32, dropout: 0.0, targetModules: LoraOptions.AllProjections)
             .ForClassification()

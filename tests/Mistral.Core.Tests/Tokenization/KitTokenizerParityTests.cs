@@ -9,25 +9,11 @@ namespace Mistral.Core.Tests.Tokenization;
 /// </summary>
 public sealed class KitTokenizerParityTests
 {
-    private static string KitFile(string name)
-    {
-        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-        {
-            string candidate = Path.Combine(dir, "kit", "model", name);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        throw new FileNotFoundException($"kit/model/{name} not found above {AppContext.BaseDirectory}");
-    }
-
     [Fact]
     public void EveryCaseEncodesAndDecodesAsSentencePiece()
     {
-        var tokenizer = MistralTokenizer.FromFile(KitFile("tokenizer.model"));
-        using var doc = JsonDocument.Parse(File.ReadAllText(KitFile("tokenizer.cases.json")));
+        var tokenizer = MistralTokenizer.FromFile(TestPaths.RepoPath("kit", "model", "tokenizer.model"));
+        using var doc = JsonDocument.Parse(File.ReadAllText(TestPaths.RepoPath("kit", "model", "tokenizer.cases.json")));
         tokenizer.VocabSize.Should().Be(doc.RootElement.GetProperty("vocab_size").GetInt32()).And.Be(8000);
         int checkedCases = 0;
         foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
