@@ -319,13 +319,12 @@ public static class StudyCli
     /// <summary>A local model folder for <c>--model</c>: an existing folder, or a Hub id (org/name[@revision]) fetched into the huggingface_hub cache.</summary>
     private static async Task<string> ModelFolderAsync(string value, CancellationToken ct)
     {
-        if (Directory.Exists(value) || value.StartsWith("kit/", StringComparison.Ordinal) || Path.IsPathRooted(value) || value.Split('/').Length != 2)
+        if (Directory.Exists(value) || value.StartsWith("kit/", StringComparison.Ordinal)
+            || !Mistral.Hub.HubClient.TryParseModelReference(value, out string repo, out string revision))
         {
             return Existing(value, "--model", isFolder: true);
         }
 
-        string repo = value.Split('@')[0];
-        string revision = value.Contains('@', StringComparison.Ordinal) ? value[(value.IndexOf('@', StringComparison.Ordinal) + 1)..] : "main";
         using var hub = new Mistral.Hub.HubClient();
         try
         {

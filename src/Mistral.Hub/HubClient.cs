@@ -173,6 +173,24 @@ public sealed class HubClient : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads a model reference of the form <c>org/name</c> or <c>org/name@revision</c> (what <c>MistralPipeline.FromPretrained</c>
+    /// and the Study CLI's <c>--model</c> accept besides folders). A single name without an organisation is not taken as a
+    /// reference, since it is indistinguishable from a relative folder name.
+    /// </summary>
+    /// <param name="value">The text to read.</param>
+    /// <param name="repoId">The repository id, when it is one.</param>
+    /// <param name="revision">The revision after <c>@</c>, or <c>main</c>.</param>
+    /// <returns>Whether <paramref name="value"/> is such a reference.</returns>
+    public static bool TryParseModelReference(string value, out string repoId, out string revision)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        int at = value.IndexOf('@', StringComparison.Ordinal);
+        repoId = at < 0 ? value : value[..at];
+        revision = at < 0 ? "main" : value[(at + 1)..];
+        return repoId.Count(c => c == '/') == 1 && LooksLikeRepoId(repoId) && revision.Length > 0;
+    }
+
     private static bool LooksLikeRepoId(string s)
     {
         string[] parts = s.Split('/');

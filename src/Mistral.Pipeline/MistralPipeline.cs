@@ -380,7 +380,7 @@ public sealed class MistralPipeline
     private PipelineSettings Validate(string call, IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var s = _settings;
-        if (s.Conflicts.Count == 0 && s.ModelFolder is { } id && !Directory.Exists(id) && IsHubId(id))
+        if (s.Conflicts.Count == 0 && s.ModelFolder is { } id && !Directory.Exists(id) && Mistral.Hub.HubClient.TryParseModelReference(id, out _, out _))
         {
             s = s with { ModelFolder = ResolveHub(call, id, s.Hub, progress, cancellationToken) };
             _settings = _settings with { ModelFolder = s.ModelFolder, BaseModelName = _settings.BaseModelName ?? id };
@@ -445,19 +445,9 @@ public sealed class MistralPipeline
         return s with { Conflicts = [] };
     }
 
-    /// <summary>A Hub repository id (<c>org/name</c>, optionally <c>@revision</c>) rather than a path.</summary>
-    private static bool IsHubId(string value)
-    {
-        string repo = value.Split('@')[0];
-        string[] parts = repo.Split('/');
-        return !Path.IsPathRooted(value) && parts.Length == 2 && parts.All(p => p.Length > 0 && p != "." && p != ".." &&
-            p.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'));
-    }
-
     private static string ResolveHub(string call, string id, Mistral.Hub.HubClientOptions? options, IProgress<PipelineProgress>? progress, CancellationToken cancellationToken)
     {
-        string repo = id.Split('@')[0];
-        string revision = id.Contains('@', StringComparison.Ordinal) ? id[(id.IndexOf('@', StringComparison.Ordinal) + 1)..] : "main";
+        Mistral.Hub.HubClient.TryParseModelReference(id, out string repo, out string revision);
         using var hub = new Mistral.Hub.HubClient(options);
         var hubProgress = progress is null ? null : new SyncProgress<Mistral.Hub.HubDownloadProgress>(p =>
             progress.Report(new PipelineProgress(PipelineStage.Loading, p.FilesCompleted, p.TotalFiles, $"downloading {repo}: {p.File}")));
