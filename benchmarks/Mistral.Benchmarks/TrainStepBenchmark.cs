@@ -63,6 +63,9 @@ internal static class TrainStepBenchmark
         using var ids = randint(3, config.VocabSize, [batch, seq], ScalarType.Int64, device);
         var times = new List<double>();
         var losses = new List<float>();
+        bool breakdown = opts.Get("breakdown", "false") == "true";
+        var forwardTimes = new List<double>();
+        var backwardTimes = new List<double>();
         for (int step = 0; step < steps + 2; step++)
         {
             Sync(device);
@@ -70,7 +73,19 @@ internal static class TrainStepBenchmark
             using (var scope = NewDisposeScope())
             {
                 var output = model.forward(new CausalLMInput(ids) { Labels = ids });
+                if (breakdown)
+                {
+                    Sync(device);
+                    forwardTimes.Add(sw.Elapsed.TotalSeconds);
+                }
+
                 output.Loss!.backward();
+                if (breakdown)
+                {
+                    Sync(device);
+                    backwardTimes.Add(sw.Elapsed.TotalSeconds);
+                }
+
                 nn.utils.clip_grad_norm_(parameters, 0.3);
                 optimizer.step();
                 optimizer.zero_grad();
@@ -86,13 +101,27 @@ internal static class TrainStepBenchmark
 
         times.Sort();
         double median = times[times.Count / 2];
+        // Frozen-base LoRA with recompute: forward 2N, recomputed forward 2N, input gradients 2N FLOP per token (N: weights in matmuls).
+        double n = model.Config.ParameterCount - ((double)model.Config.VocabSize * model.Config.HiddenSize);
+        double peakTflops = double.Parse(opts.Get("peak-tflops", "989"), System.Globalization.CultureInfo.InvariantCulture);
+        double flopPerToken = (checkpointing ? 6 : 4) * n;
+        double mfu = flopPerToken * batch * seq / median / 1e12;
         Console.WriteLine("== train step ==");
+        Console.WriteLine($"model FLOP: {flopPerToken / 1e9:F1} GFLOP/token -> {mfu:F0} TFLOP/s = {100 * mfu / peakTflops:F1}% of {peakTflops:F0} (dense bf16 peak)");
         Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
+        if (breakdown)
+        {
+            double Median(List<double> xs) => xs.Skip(2).OrderBy(x => x).ElementAt((xs.Count - 2) / 2);
+            double f = Median(forwardTimes);
+            double fb = Median(backwardTimes);
+            Console.WriteLine($"breakdown (median, synchronised): forward {f:F3} s, backward {fb - f:F3} s, clip+AdamW+zero {median - fb:F3} s");
+        }
+
         model.Dispose();
         return 0;
     }
 
-    private static MistralForCausalLM RandomModel(MistralConfig config, ScalarType dtype, Device device, bool qlora)
+    internal static MistralForCausalLM RandomModel(MistralConfig config, ScalarType dtype, Device device, bool qlora)
     {
         var model = RandomWeights.Model(config, dtype, device);
         if (qlora)

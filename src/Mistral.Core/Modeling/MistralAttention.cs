@@ -41,6 +41,13 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         RegisterComponents();
     }
 
+    /// <summary>
+    /// Whether a bfloat16 CUDA forward without autograd rotates and lays out q/k/v in one fused kernel and attends with the
+    /// grouped key/value heads as they are (the query heads of a group folded into the query length) instead of repeating
+    /// them. Same values. Default true.
+    /// </summary>
+    public bool UseFusedKernels { get; set; } = true;
+
     /// <summary>Attends over <paramref name="hidden"/> [B, T, hidden] with the step's shared state.</summary>
     public override Tensor forward(Tensor hidden, AttentionContext ctx)
     {
@@ -48,11 +55,23 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         using var scope = NewDisposeScope();
         long b = hidden.shape[0];
         long t = hidden.shape[1];
-        Tensor q = qProj.forward(hidden).view(b, t, heads, headDim).transpose(1, 2);
-        Tensor k = kProj.forward(hidden).view(b, t, kvHeads, headDim).transpose(1, 2);
-        Tensor v = vProj.forward(hidden).view(b, t, kvHeads, headDim).transpose(1, 2);
-        q = RotaryEmbedding.Apply(q, ctx.Cos, ctx.Sin);
-        k = RotaryEmbedding.Apply(k, ctx.Cos, ctx.Sin);
+        Tensor q;
+        Tensor k;
+        Tensor v;
+        Tensor qp = qProj.forward(hidden);
+        Tensor kp = kProj.forward(hidden);
+        Tensor vp = vProj.forward(hidden);
+        bool fused = UseFusedKernels && !is_grad_enabled() && hidden.device.type == DeviceType.CUDA;
+        if (fused && Cuda.FusedOps.RotaryHeads(qp, kp, vp, ctx.Cos, ctx.Sin, heads, kvHeads, headDim) is var (fq, fk, fv))
+        {
+            (q, k, v) = (fq, fk, fv);
+        }
+        else
+        {
+            q = RotaryEmbedding.Apply(qp.view(b, t, heads, headDim).transpose(1, 2), ctx.Cos, ctx.Sin);
+            k = RotaryEmbedding.Apply(kp.view(b, t, kvHeads, headDim).transpose(1, 2), ctx.Cos, ctx.Sin);
+            v = vp.view(b, t, kvHeads, headDim).transpose(1, 2);
+        }
 
         Tensor keys = k;
         Tensor vals = v;
@@ -77,8 +96,25 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
             }
         }
 
-        Tensor attn = nn.functional.scaled_dot_product_attention(q, RepeatKv(keys), RepeatKv(vals), ctx.Mask);
-        Tensor merged = attn.transpose(1, 2).reshape(b, t, heads * headDim);
+        Tensor merged;
+        int groups = heads / kvHeads;
+        if (fused && groups > 1 && ctx.Mask is Tensor mask)
+        {
+            // Grouped-query attention without repeating K/V: query head h = kv·G + g, so [B, H, T, D] is [B, KV, G·T, D]
+            // and every folded query row of a group attends over that group's keys; the mask repeats per g.
+            Tensor foldedQ = q.reshape(b, kvHeads, groups * t, headDim);
+            Tensor foldedMask = t == 1
+                ? mask.expand(mask.shape[0], 1, groups, mask.shape[3])
+                : mask.unsqueeze(2).expand(mask.shape[0], 1, groups, t, mask.shape[3]).reshape(mask.shape[0], 1, groups * t, mask.shape[3]);
+            Tensor attn = nn.functional.scaled_dot_product_attention(foldedQ, keys, vals, foldedMask);
+            merged = attn.reshape(b, heads, t, headDim).transpose(1, 2).reshape(b, t, heads * headDim);
+        }
+        else
+        {
+            Tensor attn = nn.functional.scaled_dot_product_attention(q, RepeatKv(keys), RepeatKv(vals), ctx.Mask);
+            merged = attn.transpose(1, 2).reshape(b, t, heads * headDim);
+        }
+
         return oProj.forward(merged).MoveToOuterDisposeScope();
     }
 

@@ -68,6 +68,42 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
     /// <summary>The device of the embedding table.</summary>
     public Device Device => parameters().First().device;
 
+    /// <summary>
+    /// Whether bfloat16 CUDA forwards without autograd (generation, evaluation) use the fused kernels compiled at run time
+    /// with NVRTC — RMSNorm, rotary embedding with the q/k/v layout, SiLU-gated product, grouped-query attention without
+    /// repeating K/V, and the 4-bit GEMV of QLoRA layers — instead of the equivalent libtorch ops. Same values (up to
+    /// float32 summation order); far fewer kernel launches per token. Setting it sets every layer's switch. Default true;
+    /// where NVRTC is missing the libtorch ops run whatever the setting (see <see cref="FusedKernelStatus"/>).
+    /// </summary>
+    public bool UseFusedKernels
+    {
+        get => ModuleTree.NamedModules(this).Select(m => m.Module).OfType<RmsNorm>().All(n => n.UseFusedKernel);
+        set
+        {
+            foreach (var (_, module) in ModuleTree.NamedModules(this))
+            {
+                switch (module)
+                {
+                    case RmsNorm norm:
+                        norm.UseFusedKernel = value;
+                        break;
+                    case MistralAttention attention:
+                        attention.UseFusedKernels = value;
+                        break;
+                    case MistralMlp mlp:
+                        mlp.UseFusedKernels = value;
+                        break;
+                    case IFusedKernelSwitch other:
+                        other.UseFusedKernels = value;
+                        break;
+                }
+            }
+        }
+    }
+
+    /// <summary>Whether the fused CUDA kernels are compiled and in use, or why not (for logs and benchmarks).</summary>
+    public static string FusedKernelStatus => Cuda.FusedOps.Status;
+
     /// <summary>Runs the model: float32 logits, and the loss when labels are given.</summary>
     public override CausalLMOutput forward(CausalLMInput input)
     {

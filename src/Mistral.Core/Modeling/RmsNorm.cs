@@ -25,9 +25,20 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     /// <summary>The scale [size].</summary>
     public Parameter Weight => weight;
 
+    /// <summary>
+    /// Whether a bfloat16 CUDA forward without autograd runs as one fused kernel (same values; the float32 sum of squares
+    /// may be added in another order) instead of eight libtorch ops. Default true.
+    /// </summary>
+    public bool UseFusedKernel { get; set; } = true;
+
     /// <inheritdoc />
     public override Tensor forward(Tensor input)
     {
+        if (UseFusedKernel && Cuda.FusedOps.RmsNorm(input, weight, eps) is Tensor fused)
+        {
+            return fused;
+        }
+
         using var scope = NewDisposeScope();
         Tensor x = input.to_type(ScalarType.Float32);
         Tensor variance = x.pow(2).mean([-1L], keepdim: true);

@@ -1,5 +1,4 @@
-using System.Runtime.InteropServices;
-using System.Text;
+using Mistral.Core.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -40,23 +39,13 @@ internal static class FusedNf4Dequantizer
         }
         """;
 
-    // Process-wide cache of compiled kernels (one per device, in that device's primary context, which libtorch uses).
-    private static readonly object Gate = new();
-    private static readonly Dictionary<int, (IntPtr Context, IntPtr Function)> Kernels = new();
-    private static string status = "not used yet";
-    private static string? nvrtcMissing;
+    private static readonly CudaModule Module = new("nf4_kernels", KernelSource + Nf4Gemv.Source, "nf4_dequantize", Nf4Gemv.FunctionName);
 
     /// <summary>Why the fused kernel is or is not in use (for logs and benchmarks).</summary>
-    public static string Status
-    {
-        get
-        {
-            lock (Gate)
-            {
-                return status;
-            }
-        }
-    }
+    public static string Status => Module.Status;
+
+    /// <summary>The compiled NF4 module (dequantization and GEMV kernels).</summary>
+    internal static CudaModule Kernels => Module;
 
     /// <summary>
     /// Dequantizes into a new tensor of <paramref name="shape"/> and <paramref name="dtype"/>, or returns null when the
@@ -69,8 +58,7 @@ internal static class FusedNf4Dequantizer
             return null;
         }
 
-        var (context, function) = GetKernel(packed.device.index < 0 ? 0 : packed.device.index);
-        if (function == IntPtr.Zero)
+        if (!Module.TryGetFunction(packed, "nf4_dequantize", out CudaFunction function))
         {
             return null;
         }
@@ -80,25 +68,16 @@ internal static class FusedNf4Dequantizer
         Tensor s = scales.to(ScalarType.Float32).contiguous();
         Tensor c = pairCodebook.to(ScalarType.Float32).contiguous();
         Tensor output = empty(shape, dtype, packed.device);
-        Check(CudaNative.cuCtxPushCurrent(context), "cuCtxPushCurrent");
-        try
-        {
-            Launch(function, p, s, c, output, n, blockSize, dtype == ScalarType.BFloat16);
-        }
-        finally
-        {
-            CudaNative.cuCtxPopCurrent(out _);
-        }
-
+        Launch(function, p, s, c, output, n, blockSize, dtype == ScalarType.BFloat16);
         return output.MoveToOuterDisposeScope();
     }
 
-    private static unsafe void Launch(IntPtr function, Tensor packed, Tensor scales, Tensor codebook, Tensor output, long n, int blockSize, bool bf16)
+    private static unsafe void Launch(CudaFunction function, Tensor packed, Tensor scales, Tensor codebook, Tensor output, long n, int blockSize, bool bf16)
     {
-        IntPtr pPacked = CudaNative.THSTensor_data(packed.Handle);
-        IntPtr pScales = CudaNative.THSTensor_data(scales.Handle);
-        IntPtr pCodebook = CudaNative.THSTensor_data(codebook.Handle);
-        IntPtr pOut = CudaNative.THSTensor_data(output.Handle);
+        IntPtr pPacked = CudaFunction.Pointer(packed);
+        IntPtr pScales = CudaFunction.Pointer(scales);
+        IntPtr pCodebook = CudaFunction.Pointer(codebook);
+        IntPtr pOut = CudaFunction.Pointer(output);
         long count = n;
         int block = blockSize;
         int isBf16 = bf16 ? 1 : 0;
@@ -113,181 +92,6 @@ internal static class FusedNf4Dequantizer
         long bytes = (n + 1) / 2;
         const uint threads = 256;
         uint grid = (uint)((bytes + threads - 1) / threads);
-        int rc = CudaNative.cuLaunchKernel(function, grid, 1, 1, threads, 1, 1, 0, IntPtr.Zero, args, null);
-        if (rc != CudaNative.CudaSuccess)
-        {
-            throw new InvalidOperationException($"cuLaunchKernel(nf4_dequantize) failed with CUresult {rc}.");
-        }
-    }
-
-    private static (IntPtr Context, IntPtr Function) GetKernel(int deviceIndex)
-    {
-        lock (Gate)
-        {
-            if (Kernels.TryGetValue(deviceIndex, out var cached))
-            {
-                return cached;
-            }
-
-            (IntPtr, IntPtr) kernel = (IntPtr.Zero, IntPtr.Zero);
-            if (nvrtcMissing is not null)
-            {
-                Kernels[deviceIndex] = kernel;
-                return kernel;
-            }
-
-            try
-            {
-                kernel = Compile(deviceIndex);
-                status = $"fused NVRTC kernel in use ({string.Join(", ", Kernels.Where(k => k.Value.Function != IntPtr.Zero).Select(k => $"cuda:{k.Key}").Append($"cuda:{deviceIndex}"))})";
-            }
-            catch (DllNotFoundException e)
-            {
-                nvrtcMissing = e.Message;
-                status = "libtorch ops (fused kernel unavailable: " + e.Message + ")";
-            }
-            catch (Exception e) when (e is EntryPointNotFoundException or InvalidOperationException)
-            {
-                status = $"libtorch ops on cuda:{deviceIndex} (fused kernel unavailable: {e.Message})";
-            }
-
-            Kernels[deviceIndex] = kernel;
-            return kernel;
-        }
-    }
-
-    private static unsafe (IntPtr Context, IntPtr Function) Compile(int deviceIndex)
-    {
-        Check(CudaNative.cuInit(0), "cuInit");
-        Check(CudaNative.cuDeviceGet(out int device, deviceIndex), "cuDeviceGet");
-        // libtorch works in each device's primary context: retain it (kept for the process) and make it current here.
-        Check(CudaNative.cuDevicePrimaryCtxRetain(out IntPtr context, device), "cuDevicePrimaryCtxRetain");
-        Check(CudaNative.cuDeviceGetAttribute(out int major, CudaNative.AttributeComputeCapabilityMajor, device), "cuDeviceGetAttribute");
-        Check(CudaNative.cuDeviceGetAttribute(out int minor, CudaNative.AttributeComputeCapabilityMinor, device), "cuDeviceGetAttribute");
-        byte[] ptx = CompileToPtx($"--gpu-architecture=compute_{major}{minor}");
-        Check(CudaNative.cuCtxPushCurrent(context), "cuCtxPushCurrent");
-        try
-        {
-            fixed (byte* image = ptx)
-            {
-                Check(CudaNative.cuModuleLoadData(out IntPtr module, (IntPtr)image), "cuModuleLoadData");
-                Check(CudaNative.cuModuleGetFunction(out IntPtr function, module, "nf4_dequantize"), "cuModuleGetFunction");
-                return (context, function);
-            }
-        }
-        finally
-        {
-            CudaNative.cuCtxPopCurrent(out _);
-        }
-    }
-
-    private static unsafe byte[] CompileToPtx(string architecture)
-    {
-        IntPtr library = LoadNvrtc();
-        var create = Marshal.GetDelegateForFunctionPointer<CudaNative.NvrtcCreateProgram>(NativeLibrary.GetExport(library, "nvrtcCreateProgram"));
-        var compile = Marshal.GetDelegateForFunctionPointer<CudaNative.NvrtcCompileProgram>(NativeLibrary.GetExport(library, "nvrtcCompileProgram"));
-        var ptxSize = Marshal.GetDelegateForFunctionPointer<CudaNative.NvrtcGetSize>(NativeLibrary.GetExport(library, "nvrtcGetPTXSize"));
-        var getPtx = Marshal.GetDelegateForFunctionPointer<CudaNative.NvrtcGetText>(NativeLibrary.GetExport(library, "nvrtcGetPTX"));
-        var logSize = Marshal.GetDelegateForFunctionPointer<CudaNative.NvrtcGetSize>(NativeLibrary.GetExport(library, "nvrtcGetProgramLogSize"));
-        var getLog = Marshal.GetDelegateForFunctionPointer<CudaNative.NvrtcGetText>(NativeLibrary.GetExport(library, "nvrtcGetProgramLog"));
-        var destroy = Marshal.GetDelegateForFunctionPointer<CudaNative.NvrtcDestroyProgram>(NativeLibrary.GetExport(library, "nvrtcDestroyProgram"));
-
-        byte[] source = Encoding.ASCII.GetBytes(KernelSource + "\0");
-        byte[] name = Encoding.ASCII.GetBytes("nf4_dequantize.cu\0");
-        byte[] option = Encoding.ASCII.GetBytes(architecture + "\0");
-        IntPtr program;
-        fixed (byte* s = source)
-        fixed (byte* nm = name)
-        {
-            Check(create(out program, s, nm, 0, IntPtr.Zero, IntPtr.Zero), "nvrtcCreateProgram");
-        }
-
-        try
-        {
-            int rc;
-            fixed (byte* o = option)
-            {
-                IntPtr optionPointer = (IntPtr)o;
-                rc = compile(program, 1, &optionPointer);
-            }
-
-            if (rc != 0)
-            {
-                Check(logSize(program, out nuint size), "nvrtcGetProgramLogSize");
-                var log = new byte[(int)size];
-                fixed (byte* l = log)
-                {
-                    getLog(program, l);
-                }
-
-                throw new InvalidOperationException($"NVRTC could not compile the NF4 kernel ({architecture}): {Encoding.ASCII.GetString(log).TrimEnd('\0')}");
-            }
-
-            Check(ptxSize(program, out nuint ptxBytes), "nvrtcGetPTXSize");
-            var ptx = new byte[(int)ptxBytes];
-            fixed (byte* p = ptx)
-            {
-                Check(getPtx(program, p), "nvrtcGetPTX");
-            }
-
-            return ptx;
-        }
-        finally
-        {
-            destroy(ref program);
-        }
-    }
-
-    private static IntPtr LoadNvrtc()
-    {
-        foreach (string name in new[] { "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2" })
-        {
-            if (NativeLibrary.TryLoad(name, out IntPtr handle))
-            {
-                return handle;
-            }
-        }
-
-        // Next to the application (TorchSharp-cuda-* packages ship libtorch's own, hash-named libnvrtc-<hash>.so.NN),
-        // pip-installed CUDA (PyTorch wheels: <site-packages>/nvidia/**/lib, next to torch/lib), and the CUDA toolkit.
-        var roots = new[] { AppContext.BaseDirectory }
-            .Concat((Environment.GetEnvironmentVariable("LD_LIBRARY_PATH") ?? string.Empty)
-                .Split(':', StringSplitOptions.RemoveEmptyEntries)
-                .SelectMany(dir => new[] { dir, Path.Combine(dir, "..", "..", "nvidia") }))
-            .Append("/usr/local/cuda/lib64");
-        foreach (string root in roots.Where(Directory.Exists))
-        {
-            IEnumerable<string> candidates;
-            try
-            {
-                candidates = Directory.EnumerateFiles(root, "libnvrtc*.so*", new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 4 })
-                    .Where(f => !Path.GetFileName(f).Contains("builtins", StringComparison.Ordinal)
-                        && !f.Contains("/stubs/", StringComparison.Ordinal))
-                    .OrderByDescending(f => f, StringComparer.Ordinal)
-                    .ToList();
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                continue;
-            }
-
-            foreach (string file in candidates)
-            {
-                if (NativeLibrary.TryLoad(file, out IntPtr handle))
-                {
-                    return handle;
-                }
-            }
-        }
-
-        throw new DllNotFoundException("libnvrtc was not found (looked for libnvrtc*.so* on the loader path, next to the application, under LD_LIBRARY_PATH and its ../../nvidia, and in /usr/local/cuda/lib64).");
-    }
-
-    private static void Check(int result, string call)
-    {
-        if (result != 0)
-        {
-            throw new InvalidOperationException($"{call} failed with error {result}.");
-        }
+        function.Launch(grid, 1, 1, threads, args);
     }
 }

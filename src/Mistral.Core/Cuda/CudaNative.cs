@@ -1,8 +1,8 @@
 using System.Runtime.InteropServices;
 
-namespace Mistral.Peft.Quantization.Cuda;
+namespace Mistral.Core.Cuda;
 
-/// <summary>The few CUDA driver, NVRTC and LibTorchSharp entry points the fused NF4 kernel needs.</summary>
+/// <summary>The few CUDA driver, NVRTC and LibTorchSharp entry points the fused kernels need.</summary>
 internal static partial class CudaNative
 {
     internal const int CudaSuccess = 0;

@@ -1,0 +1,235 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Cuda;
+
+/// <summary>
+/// Fused bfloat16 CUDA kernels for the forward without autograd (generation, evaluation): RMSNorm, rotary embedding with
+/// the q/k/v split into head-major layout, and SiLU-gated product. Each computes what the libtorch ops it replaces
+/// compute, rounding to bfloat16 wherever they round (RMSNorm's float32 sum of squares may differ in summation order).
+/// Every method returns null when it does not apply (not CUDA, not bfloat16, grad needed, NVRTC missing), and the
+/// caller runs its libtorch ops.
+/// </summary>
+internal static class FusedOps
+{
+    private const string Source = """
+        __device__ __forceinline__ float bf2f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
+        __device__ __forceinline__ unsigned short f2bf(float f)
+        {
+            unsigned int u = __float_as_uint(f);
+            if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)0x7fc0u;
+            u += 0x7fffu + ((u >> 16) & 1u);
+            return (unsigned short)(u >> 16);
+        }
+
+        // out[r, :] = w * bf16(x[r, :] * rsqrt(mean(x[r, :]^2) + eps)): HF's MistralRMSNorm in bf16.
+        extern "C" __global__ void rms_norm_bf16(const unsigned short* x, const unsigned short* w, unsigned short* out, int cols, float eps)
+        {
+            __shared__ float partial[32];
+            const unsigned short* xr = x + (long long)blockIdx.x * cols;
+            unsigned short* o = out + (long long)blockIdx.x * cols;
+            float s = 0.0f;
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) { float v = bf2f(xr[i]); s = fmaf(v, v, s); }
+            for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+            if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
+            __syncthreads();
+            if (threadIdx.x < 32)
+            {
+                float t = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.0f;
+                for (int off = 16; off > 0; off >>= 1) t += __shfl_xor_sync(0xffffffffu, t, off);
+                if (threadIdx.x == 0) partial[0] = t;
+            }
+            __syncthreads();
+            float r = rsqrtf(__fadd_rn(__fdiv_rn(partial[0], (float)cols), eps));
+            for (int i = threadIdx.x; i < cols; i += blockDim.x)
+            {
+                unsigned short normed = f2bf(__fmul_rn(bf2f(xr[i]), r));
+                o[i] = f2bf(__fmul_rn(bf2f(w[i]), bf2f(normed)));
+            }
+        }
+
+        // q/k/v rows of [B*T, *] (row strides given) -> q [B, H, T, D] and k [B, KV, T, D] rotated, v [B, KV, T, D] copied.
+        // rot(x)[j] = x[j]*cos[j] - x[j+D/2]*sin[j]; rot(x)[j+D/2] = x[j+D/2]*cos[j+D/2] + x[j]*sin[j+D/2],
+        // each product and the sum rounded to bf16 as libtorch's bf16 ops round. Grid (B*T, H + 2*KV), D/2 threads.
+        extern "C" __global__ void rope_split_bf16(const unsigned short* qs, const unsigned short* ks, const unsigned short* vs,
+            long long q_stride, long long k_stride, long long v_stride, const unsigned short* cos, const unsigned short* sin,
+            unsigned short* q, unsigned short* k, unsigned short* v, int T, int H, int KV, int D)
+        {
+            int row = blockIdx.x;
+            int head = blockIdx.y;
+            int j = threadIdx.x;
+            int half = D / 2;
+            int b = row / T;
+            int t = row % T;
+            const unsigned short* src;
+            unsigned short* dst;
+            if (head < H) { src = qs + row * q_stride + head * D; dst = q + (((long long)b * H + head) * T + t) * D; }
+            else if (head < H + KV) { int h = head - H; src = ks + row * k_stride + h * D; dst = k + (((long long)b * KV + h) * T + t) * D; }
+            else { int h = head - H - KV; src = vs + row * v_stride + h * D; dst = v + (((long long)b * KV + h) * T + t) * D; dst[j] = src[j]; dst[j + half] = src[j + half]; return; }
+            const unsigned short* c = cos + (long long)row * D;
+            const unsigned short* s = sin + (long long)row * D;
+            float x1 = bf2f(src[j]);
+            float x2 = bf2f(src[j + half]);
+            float a0 = bf2f(f2bf(__fmul_rn(x1, bf2f(c[j]))));
+            float b0 = bf2f(f2bf(__fmul_rn(-x2, bf2f(s[j]))));
+            float a1 = bf2f(f2bf(__fmul_rn(x2, bf2f(c[j + half]))));
+            float b1 = bf2f(f2bf(__fmul_rn(x1, bf2f(s[j + half]))));
+            dst[j] = f2bf(__fadd_rn(a0, b0));
+            dst[j + half] = f2bf(__fadd_rn(a1, b1));
+        }
+
+        // out[r, i] = bf16(bf16(silu(g[r, i])) * u[r, i]); g and u rows with their own strides.
+        extern "C" __global__ void silu_mul_bf16(const unsigned short* g, const unsigned short* u, long long g_stride, long long u_stride,
+            unsigned short* out, long long rows, int cols)
+        {
+            long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+            if (i >= rows * cols) return;
+            long long r = i / cols;
+            int c = (int)(i % cols);
+            float gv = bf2f(g[r * g_stride + c]);
+            float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
+            out[i] = f2bf(__fmul_rn(silu, bf2f(u[r * u_stride + c])));
+        }
+        """;
+
+    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16");
+
+    /// <summary>Why the fused kernels are or are not in use.</summary>
+    public static string Status => Module.Status;
+
+    private static bool Applies(Tensor x) =>
+        x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16 && !(x.requires_grad && is_grad_enabled());
+
+    /// <summary>RMSNorm of the last dimension of <paramref name="input"/> with <paramref name="weight"/>, or null.</summary>
+    public static unsafe Tensor? RmsNorm(Tensor input, Tensor weight, double eps)
+    {
+        if (!Applies(input) || weight.dtype != ScalarType.BFloat16 || weight.requires_grad && is_grad_enabled()
+            || !Module.TryGetFunction(input, "rms_norm_bf16", out CudaFunction f))
+        {
+            return null;
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor x = input.is_contiguous() ? input : input.contiguous();
+        Tensor w = weight.is_contiguous() ? weight : weight.contiguous();
+        Tensor output = empty_like(x);
+        long cols = x.shape[^1];
+        long rows = x.numel() / Math.Max(cols, 1);
+        if (rows == 0 || rows > int.MaxValue || cols > int.MaxValue)
+        {
+            return null;
+        }
+
+        IntPtr px = CudaFunction.Pointer(x);
+        IntPtr pw = CudaFunction.Pointer(w);
+        IntPtr po = CudaFunction.Pointer(output);
+        int c = (int)cols;
+        float e = (float)eps;
+        IntPtr* args = stackalloc IntPtr[5];
+        args[0] = (IntPtr)(&px);
+        args[1] = (IntPtr)(&pw);
+        args[2] = (IntPtr)(&po);
+        args[3] = (IntPtr)(&c);
+        args[4] = (IntPtr)(&e);
+        f.Launch((uint)rows, 1, 1, cols >= 1024 ? 1024u : 256u, args);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Rotates q and k and lays q, k, v out head-major: from projections [B, T, H·D], [B, T, KV·D], [B, T, KV·D] (each may
+    /// be a column slice of one fused projection) and cos/sin [B, T, D] to q [B, H, T, D], k and v [B, KV, T, D]; or null.
+    /// </summary>
+    public static unsafe (Tensor Q, Tensor K, Tensor V)? RotaryHeads(Tensor qp, Tensor kp, Tensor vp, Tensor cos, Tensor sin, int heads, int kvHeads, int headDim)
+    {
+        if (!Applies(qp) || !Applies(kp) || !Applies(vp) || cos.dtype != ScalarType.BFloat16 || sin.dtype != ScalarType.BFloat16
+            || headDim % 2 != 0 || headDim > 2048 || qp.dim() != 3 || !Module.TryGetFunction(qp, "rope_split_bf16", out CudaFunction f))
+        {
+            return null;
+        }
+
+        long b = qp.shape[0];
+        long t = qp.shape[1];
+        if (!RowsOf(qp, b, t, heads * headDim) || !RowsOf(kp, b, t, kvHeads * headDim) || !RowsOf(vp, b, t, kvHeads * headDim)
+            || b * t > int.MaxValue || cos.shape[0] != b || cos.shape[1] != t || cos.shape[2] != headDim)
+        {
+            return null;
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor c = cos.is_contiguous() ? cos : cos.contiguous();
+        Tensor s = sin.is_contiguous() ? sin : sin.contiguous();
+        Tensor q = empty([b, heads, t, headDim], ScalarType.BFloat16, qp.device);
+        Tensor k = empty([b, kvHeads, t, headDim], ScalarType.BFloat16, qp.device);
+        Tensor v = empty([b, kvHeads, t, headDim], ScalarType.BFloat16, qp.device);
+        IntPtr pqs = CudaFunction.Pointer(qp);
+        IntPtr pks = CudaFunction.Pointer(kp);
+        IntPtr pvs = CudaFunction.Pointer(vp);
+        long qStride = qp.stride(1);
+        long kStride = kp.stride(1);
+        long vStride = vp.stride(1);
+        IntPtr pc = CudaFunction.Pointer(c);
+        IntPtr ps = CudaFunction.Pointer(s);
+        IntPtr pq = CudaFunction.Pointer(q);
+        IntPtr pk = CudaFunction.Pointer(k);
+        IntPtr pv = CudaFunction.Pointer(v);
+        int tt = (int)t;
+        int h = heads;
+        int kv = kvHeads;
+        int d = headDim;
+        IntPtr* args = stackalloc IntPtr[15];
+        args[0] = (IntPtr)(&pqs);
+        args[1] = (IntPtr)(&pks);
+        args[2] = (IntPtr)(&pvs);
+        args[3] = (IntPtr)(&qStride);
+        args[4] = (IntPtr)(&kStride);
+        args[5] = (IntPtr)(&vStride);
+        args[6] = (IntPtr)(&pc);
+        args[7] = (IntPtr)(&ps);
+        args[8] = (IntPtr)(&pq);
+        args[9] = (IntPtr)(&pk);
+        args[10] = (IntPtr)(&pv);
+        args[11] = (IntPtr)(&tt);
+        args[12] = (IntPtr)(&h);
+        args[13] = (IntPtr)(&kv);
+        args[14] = (IntPtr)(&d);
+        f.Launch((uint)(b * t), (uint)(heads + (2 * kvHeads)), 1, (uint)(headDim / 2), args);
+        return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
+    }
+
+    /// <summary><c>silu(gate) · up</c> for [.., I] inputs whose rows may be strided (column slices of one fused projection); or null.</summary>
+    public static unsafe Tensor? SiluMul(Tensor gate, Tensor up)
+    {
+        if (!Applies(gate) || !Applies(up) || gate.dim() != 2 || up.dim() != 2 || gate.shape[0] != up.shape[0] || gate.shape[1] != up.shape[1]
+            || gate.stride(1) != 1 || up.stride(1) != 1 || gate.shape[1] > int.MaxValue
+            || !Module.TryGetFunction(gate, "silu_mul_bf16", out CudaFunction f))
+        {
+            return null;
+        }
+
+        long rows = gate.shape[0];
+        long cols = gate.shape[1];
+        Tensor output = empty([rows, cols], ScalarType.BFloat16, gate.device);
+        IntPtr pg = CudaFunction.Pointer(gate);
+        IntPtr pu = CudaFunction.Pointer(up);
+        long gs = gate.stride(0);
+        long us = up.stride(0);
+        IntPtr po = CudaFunction.Pointer(output);
+        int c = (int)cols;
+        IntPtr* args = stackalloc IntPtr[7];
+        args[0] = (IntPtr)(&pg);
+        args[1] = (IntPtr)(&pu);
+        args[2] = (IntPtr)(&gs);
+        args[3] = (IntPtr)(&us);
+        args[4] = (IntPtr)(&po);
+        args[5] = (IntPtr)(&rows);
+        args[6] = (IntPtr)(&c);
+        long total = rows * cols;
+        f.Launch((uint)((total + 255) / 256), 1, 1, 256, args);
+        return output;
+    }
+
+    // [b, t, width] whose last dimension is contiguous and whose rows are evenly strided (a contiguous tensor or a column slice).
+    private static bool RowsOf(Tensor x, long b, long t, long width) =>
+        x.dim() == 3 && x.shape[0] == b && x.shape[1] == t && x.shape[2] == width && x.stride(2) == 1
+        && (b == 1 || x.stride(0) == x.stride(1) * t);
+}
