@@ -37,6 +37,8 @@ internal static class GpuChecks
         AttentionCheck(device, 7);
         MlpCheck(device);
         GemvCheck(device);
+        LoraCombineCheck(device, quantized: false);
+        LoraCombineCheck(device, quantized: true);
         DecodeCheck(device, quantized: false);
         DecodeCheck(device, quantized: true);
         PaddedBatchCheck(device);
@@ -167,6 +169,46 @@ internal static class GpuChecks
             q.Dispose();
             dense.Dispose();
         }
+    }
+
+    private static void LoraCombineCheck(Device device, bool quantized)
+    {
+        using var scope = NewDisposeScope();
+        var dense = new Mistral.Core.Modeling.Linear(1024, 2048, false, ScalarType.BFloat16, device);
+        using (no_grad())
+        {
+            dense.Weight.normal_(0, 0.02);
+        }
+
+        nn.Module<Tensor, Tensor> baseLayer = quantized ? Linear4bit.FromLinear(dense, new Nf4Options { ComputeDtype = ScalarType.BFloat16 }) : dense;
+        var lora = new LoraLinear(baseLayer, new LoraOptions { R = 16, Alpha = 32, Dropout = 0 });
+        using (no_grad())
+        {
+            lora.LoraB.normal_(0, 0.05);
+        }
+
+        lora.train();
+        Tensor x = randn(3, 77, 1024, device: device).to(ScalarType.BFloat16).requires_grad_(true);
+        Tensor gradOut = randn(3, 77, 2048, device: device).to(ScalarType.BFloat16);
+        (Tensor Y, Tensor Gx, Tensor Ga, Tensor Gb) Run(bool fused)
+        {
+            lora.UseFusedKernels = fused;
+            x.grad = null;
+            lora.LoraA.grad = null;
+            lora.LoraB.grad = null;
+            Tensor y = lora.forward(x);
+            y.backward([gradOut]);
+            return (y.detach().clone(), x.grad!.clone(), lora.LoraA.grad!.clone(), lora.LoraB.grad!.clone());
+        }
+
+        var e = Run(false);
+        var a = Run(true);
+        long dy = a.Y.ne(e.Y).sum().item<long>();
+        long dx = a.Gx.ne(e.Gx).sum().item<long>();
+        long da = a.Ga.ne(e.Ga).sum().item<long>();
+        long db = a.Gb.ne(e.Gb).sum().item<long>();
+        Record($"lora combine fused vs libtorch ({(quantized ? "nf4" : "bf16")} base): output, input and adapter gradients", dy + dx + da + db == 0,
+            $"elements differing: output {dy}, grad x {dx}, grad A {da}, grad B {db}");
     }
 
     private static void DecodeCheck(Device device, bool quantized)

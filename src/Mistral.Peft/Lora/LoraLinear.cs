@@ -24,7 +24,7 @@ namespace Mistral.Peft.Lora;
 /// <para>Merging adds (B·A)·scaling, computed in float32, into the base weight; over a 4-bit base it dequantizes, adds and
 /// re-quantizes, which is lossy (a warning is logged).</para>
 /// </remarks>
-public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFusedKernelSwitch
 {
     [ComponentName(Name = "base_layer")]
     private nn.Module<Tensor, Tensor> baseLayer;
@@ -127,6 +127,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer
     /// <summary>Whether the base stores its weight in 4 bits (merging is then lossy).</summary>
     public bool IsQuantizedBase => baseLayer is Linear4bit;
 
+    /// <summary>
+    /// Whether, over a bfloat16 result on CUDA, the scaled update is added and cast in one fused kernel (forward and
+    /// backward) instead of three libtorch passes; bit-identical. Default true.
+    /// </summary>
+    public bool UseFusedKernels { get; set; } = true;
+
     /// <inheritdoc />
     public override Tensor forward(Tensor input)
     {
@@ -155,7 +161,18 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer
             x = nn.functional.dropout(x, DropoutProbability, true);
         }
 
-        Tensor update = loraB.forward(loraA.forward(x)).mul(Scaling);
+        Tensor u = loraB.forward(loraA.forward(x));
+        if (UseFusedKernels && LoraCombineFunction.Applies(result, u))
+        {
+            // One pass instead of scale, promoting add and cast over the whole output (bit-identical).
+            bool roundUpdate = baseLayer is Linear4bit;
+            Tensor combined = result.requires_grad || u.requires_grad
+                ? LoraCombineFunction.apply(result, u, Scaling, roundUpdate)
+                : LoraCombineFunction.Forward(result, u, Scaling, roundUpdate);
+            return combined.MoveToOuterDisposeScope();
+        }
+
+        Tensor update = u.mul(Scaling);
         if (baseLayer is Linear4bit)
         {
             result = result + (update.dtype == resultDtype ? update : update.to(resultDtype));

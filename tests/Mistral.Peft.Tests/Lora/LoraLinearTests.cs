@@ -6,6 +6,8 @@ using CoreLinear = Mistral.Core.Modeling.Linear;
 
 namespace Mistral.Peft.Tests.Lora;
 
+// Dropout draws from the default CPU generator, which other tests reseed: run alone.
+[Collection("default generator")]
 public class LoraLinearTests
 {
     private static CoreLinear Dense(long inF, long outF, ScalarType dtype = ScalarType.Float32, ulong seed = 1)

@@ -1,0 +1,136 @@
+using Mistral.Core.Cuda;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mistral.Peft.Lora;
+
+/// <summary>
+/// The last step of a LoRA forward over a bfloat16 base on CUDA, fused: <c>out = bf16(float(result) + u · scaling)</c>
+/// (or, over a 4-bit base as PEFT's bitsandbytes layer does, <c>bf16(float(result) + float(bf16(u · scaling)))</c>)
+/// in one pass, where PEFT and the unfused path take a multiply, a promoting add and a cast, each over the whole
+/// [tokens, out] output in float32. Backward: the result's gradient is the output's, the update's is
+/// <c>float(grad) · scaling</c>, one pass. Bit-identical to the unfused ops in both directions.
+/// Arguments of <c>apply</c>: result (bf16), u = B(A(x)) before scaling (float32, same shape), scaling (double),
+/// whether the update is rounded to bf16 first (bool).
+/// </summary>
+internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCombineFunction>
+{
+    private const string Source = """
+        __device__ __forceinline__ float lc_bf2f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
+        __device__ __forceinline__ unsigned short lc_f2bf(float f)
+        {
+            unsigned int u = __float_as_uint(f);
+            if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)0x7fc0u;
+            u += 0x7fffu + ((u >> 16) & 1u);
+            return (unsigned short)(u >> 16);
+        }
+
+        extern "C" __global__ void lora_combine_fwd(const unsigned short* result, const float* u, float scale, int round_update,
+            unsigned short* out, long long n)
+        {
+            long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+            if (i >= n) return;
+            float update = __fmul_rn(u[i], scale);
+            if (round_update) update = lc_bf2f(lc_f2bf(update));
+            out[i] = lc_f2bf(__fadd_rn(lc_bf2f(result[i]), update));
+        }
+
+        extern "C" __global__ void lora_combine_bwd(const unsigned short* grad, float scale, float* grad_u, long long n)
+        {
+            long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+            if (i >= n) return;
+            grad_u[i] = __fmul_rn(lc_bf2f(grad[i]), scale);
+        }
+        """;
+
+    private static readonly CudaModule Module = new("lora_combine", Source, "lora_combine_fwd", "lora_combine_bwd");
+
+    /// <inheritdoc />
+    public override string Name => "LoraCombine";
+
+    /// <summary>Whether the fused combine applies to these operands (CUDA, bf16 result, float32 update of the same shape, kernels compiled).</summary>
+    public static bool Applies(Tensor result, Tensor u) =>
+        result.device.type == DeviceType.CUDA && result.dtype == ScalarType.BFloat16 && u.dtype == ScalarType.Float32
+        && u.device.type == DeviceType.CUDA && result.shape.SequenceEqual(u.shape)
+        && Module.TryGetFunction(result, "lora_combine_fwd", out _);
+
+    /// <summary>The combine without autograd.</summary>
+    public static Tensor Forward(Tensor result, Tensor u, double scaling, bool roundUpdate)
+    {
+        using var scope = NewDisposeScope();
+        Tensor r = result.is_contiguous() ? result : result.contiguous();
+        Tensor uu = u.is_contiguous() ? u : u.contiguous();
+        Tensor output = empty_like(r);
+        LaunchForward(r, uu, (float)scaling, roundUpdate, output);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var result = (Tensor)vars[0];
+        var u = (Tensor)vars[1];
+        double scaling = (double)vars[2];
+        bool roundUpdate = (bool)vars[3];
+        ctx.save_data("scaling", scaling);
+        return Forward(result, u, scaling, roundUpdate);
+    }
+
+    /// <inheritdoc />
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        double scaling = (double)ctx.get_data("scaling");
+        using var scope = NewDisposeScope();
+        Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
+        Tensor gradU = empty(grad.shape, ScalarType.Float32, grad.device);
+        LaunchBackward(grad, (float)scaling, gradU);
+        Tensor gradResult = grad_output.detach();
+        return [gradResult.MoveToOuterDisposeScope(), gradU.MoveToOuterDisposeScope(), null!, null!];
+    }
+
+    private static unsafe void LaunchForward(Tensor result, Tensor u, float scale, bool roundUpdate, Tensor output)
+    {
+        if (!Module.TryGetFunction(result, "lora_combine_fwd", out CudaFunction f))
+        {
+            throw new InvalidOperationException("The LoRA combine kernel is not available: " + Module.Status);
+        }
+
+        IntPtr pr = CudaFunction.Pointer(result);
+        IntPtr pu = CudaFunction.Pointer(u);
+        IntPtr po = CudaFunction.Pointer(output);
+        int round = roundUpdate ? 1 : 0;
+        long n = result.numel();
+        IntPtr* args = stackalloc IntPtr[6];
+        args[0] = (IntPtr)(&pr);
+        args[1] = (IntPtr)(&pu);
+        args[2] = (IntPtr)(&scale);
+        args[3] = (IntPtr)(&round);
+        args[4] = (IntPtr)(&po);
+        args[5] = (IntPtr)(&n);
+        if (n > 0)
+        {
+            f.Launch((uint)((n + 255) / 256), 1, 1, 256, args);
+        }
+    }
+
+    private static unsafe void LaunchBackward(Tensor grad, float scale, Tensor gradU)
+    {
+        if (!Module.TryGetFunction(grad, "lora_combine_bwd", out CudaFunction f))
+        {
+            throw new InvalidOperationException("The LoRA combine kernel is not available: " + Module.Status);
+        }
+
+        IntPtr pg = CudaFunction.Pointer(grad);
+        IntPtr pu = CudaFunction.Pointer(gradU);
+        long n = grad.numel();
+        IntPtr* args = stackalloc IntPtr[4];
+        args[0] = (IntPtr)(&pg);
+        args[1] = (IntPtr)(&scale);
+        args[2] = (IntPtr)(&pu);
+        args[3] = (IntPtr)(&n);
+        if (n > 0)
+        {
+            f.Launch((uint)((n + 255) / 256), 1, 1, 256, args);
+        }
+    }
+}
