@@ -4,11 +4,12 @@ using static TorchSharp.torch;
 namespace Mistral.Core.Cuda;
 
 /// <summary>
-/// Fused bfloat16 CUDA kernels for the forward without autograd (generation, evaluation): RMSNorm, rotary embedding with
-/// the q/k/v split into head-major layout, and SiLU-gated product. Each computes what the libtorch ops it replaces
+/// Fused bfloat16 CUDA kernels: RMSNorm and the SiLU-gated product (forward and, through autograd functions, backward,
+/// for training), and for forwards without autograd (generation, evaluation) the rotary embedding with the q/k/v split
+/// into head-major layout. Each computes what the libtorch ops it replaces
 /// compute, rounding to bfloat16 wherever they round (RMSNorm's float32 sum of squares may differ in summation order).
-/// Every method returns null when it does not apply (not CUDA, not bfloat16, grad needed, NVRTC missing), and the
-/// caller runs its libtorch ops.
+/// Every method returns null when it does not apply (not CUDA, not bfloat16, a gradient it cannot give, NVRTC missing),
+/// and the caller runs its libtorch ops.
 /// </summary>
 internal static class FusedOps
 {
@@ -78,6 +79,60 @@ internal static class FusedOps
             dst[j + half] = f2bf(__fadd_rn(a1, b1));
         }
 
+        // RMSNorm backward with a frozen weight: the gradient of x through HF's ops (mul by w in bf16, cast, x·r, rsqrt,
+        // mean of squares), one block per row.
+        extern "C" __global__ void rms_norm_bwd_bf16(const unsigned short* x, const unsigned short* w, const unsigned short* gy,
+            unsigned short* gx, int cols, float eps)
+        {
+            __shared__ float partial[2][32];
+            const unsigned short* xr = x + (long long)blockIdx.x * cols;
+            const unsigned short* gr = gy + (long long)blockIdx.x * cols;
+            unsigned short* o = gx + (long long)blockIdx.x * cols;
+            float sq = 0.0f;
+            float dot = 0.0f;
+            for (int i = threadIdx.x; i < cols; i += blockDim.x)
+            {
+                float v = bf2f(xr[i]);
+                float gn = bf2f(f2bf(__fmul_rn(bf2f(gr[i]), bf2f(w[i]))));
+                sq = fmaf(v, v, sq);
+                dot = fmaf(gn, v, dot);
+            }
+            for (int off = 16; off > 0; off >>= 1) { sq += __shfl_xor_sync(0xffffffffu, sq, off); dot += __shfl_xor_sync(0xffffffffu, dot, off); }
+            if ((threadIdx.x & 31) == 0) { partial[0][threadIdx.x >> 5] = sq; partial[1][threadIdx.x >> 5] = dot; }
+            __syncthreads();
+            if (threadIdx.x < 32)
+            {
+                float a = threadIdx.x < (blockDim.x >> 5) ? partial[0][threadIdx.x] : 0.0f;
+                float b = threadIdx.x < (blockDim.x >> 5) ? partial[1][threadIdx.x] : 0.0f;
+                for (int off = 16; off > 0; off >>= 1) { a += __shfl_xor_sync(0xffffffffu, a, off); b += __shfl_xor_sync(0xffffffffu, b, off); }
+                if (threadIdx.x == 0) { partial[0][0] = a; partial[1][0] = b; }
+            }
+            __syncthreads();
+            float r = rsqrtf(__fadd_rn(__fdiv_rn(partial[0][0], (float)cols), eps));
+            // d/dx of x·r(x): r·g − x·r³·(Σ g·x)/cols
+            float coef = -partial[1][0] * r * r * r / (float)cols;
+            for (int i = threadIdx.x; i < cols; i += blockDim.x)
+            {
+                float gn = bf2f(f2bf(__fmul_rn(bf2f(gr[i]), bf2f(w[i]))));
+                o[i] = f2bf(fmaf(gn, r, coef * bf2f(xr[i])));
+            }
+        }
+
+        // Backward of out = bf16(bf16(silu(g)) * u): gg = bf16(bf16(go*u) * silu'(g)), gu = bf16(go * bf16(silu(g))).
+        extern "C" __global__ void silu_mul_bwd_bf16(const unsigned short* g, const unsigned short* u, const unsigned short* go,
+            unsigned short* gg, unsigned short* gu, long long n)
+        {
+            long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+            if (i >= n) return;
+            float gv = bf2f(g[i]);
+            float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-gv)));
+            float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
+            float gov = bf2f(go[i]);
+            float gs = bf2f(f2bf(__fmul_rn(gov, bf2f(u[i]))));
+            gg[i] = f2bf(gs * sig * (1.0f + gv * (1.0f - sig)));
+            gu[i] = f2bf(__fmul_rn(gov, silu));
+        }
+
         // out[r, i] = bf16(bf16(silu(g[r, i])) * u[r, i]); g and u rows with their own strides.
         extern "C" __global__ void silu_mul_bf16(const unsigned short* g, const unsigned short* u, long long g_stride, long long u_stride,
             unsigned short* out, long long rows, int cols)
@@ -92,34 +147,41 @@ internal static class FusedOps
         }
         """;
 
-    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16");
+    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16");
 
     /// <summary>Why the fused kernels are or are not in use.</summary>
     public static string Status => Module.Status;
 
-    private static bool Applies(Tensor x) =>
-        x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16 && !(x.requires_grad && is_grad_enabled());
+    private static bool Applies(Tensor x) => IsCudaBf16(x) && !NeedsGrad(x);
 
-    /// <summary>RMSNorm of the last dimension of <paramref name="input"/> with <paramref name="weight"/>, or null.</summary>
-    public static unsafe Tensor? RmsNorm(Tensor input, Tensor weight, double eps)
+    private static bool IsCudaBf16(Tensor x) => x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16;
+
+    private static bool NeedsGrad(Tensor x) => x.requires_grad && is_grad_enabled();
+
+    /// <summary>
+    /// RMSNorm of the last dimension of <paramref name="input"/> with <paramref name="weight"/>, or null. With autograd
+    /// the input's gradient comes from a fused backward kernel; a weight that needs a gradient takes the libtorch ops.
+    /// </summary>
+    public static Tensor? RmsNorm(Tensor input, Tensor weight, double eps)
     {
-        if (!Applies(input) || weight.dtype != ScalarType.BFloat16 || weight.requires_grad && is_grad_enabled()
+        if (!IsCudaBf16(input) || weight.dtype != ScalarType.BFloat16 || NeedsGrad(weight) || input.numel() == 0
+            || input.shape[^1] > int.MaxValue || input.numel() / input.shape[^1] > int.MaxValue
             || !Module.TryGetFunction(input, "rms_norm_bf16", out CudaFunction f))
         {
             return null;
         }
 
+        return NeedsGrad(input) ? RmsNormFunction.apply(input, weight, eps) : RmsNormForward(f, input, weight, eps);
+    }
+
+    internal static unsafe Tensor RmsNormForward(CudaFunction f, Tensor input, Tensor weight, double eps)
+    {
         using var scope = NewDisposeScope();
         Tensor x = input.is_contiguous() ? input : input.contiguous();
         Tensor w = weight.is_contiguous() ? weight : weight.contiguous();
         Tensor output = empty_like(x);
         long cols = x.shape[^1];
-        long rows = x.numel() / Math.Max(cols, 1);
-        if (rows == 0 || rows > int.MaxValue || cols > int.MaxValue)
-        {
-            return null;
-        }
-
+        long rows = x.numel() / cols;
         IntPtr px = CudaFunction.Pointer(x);
         IntPtr pw = CudaFunction.Pointer(w);
         IntPtr po = CudaFunction.Pointer(output);
@@ -133,6 +195,37 @@ internal static class FusedOps
         args[4] = (IntPtr)(&e);
         f.Launch((uint)rows, 1, 1, cols >= 1024 ? 1024u : 256u, args);
         return output.MoveToOuterDisposeScope();
+    }
+
+    internal static unsafe Tensor RmsNormBackward(Tensor input, Tensor weight, Tensor gradOutput, double eps)
+    {
+        if (!Module.TryGetFunction(input, "rms_norm_bwd_bf16", out CudaFunction f))
+        {
+            throw new InvalidOperationException("The fused RMSNorm backward kernel is not available: " + Module.Status);
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor x = input.is_contiguous() ? input : input.contiguous();
+        Tensor w = weight.is_contiguous() ? weight : weight.contiguous();
+        Tensor gy = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
+        Tensor gx = empty_like(x);
+        long cols = x.shape[^1];
+        long rows = x.numel() / cols;
+        IntPtr px = CudaFunction.Pointer(x);
+        IntPtr pw = CudaFunction.Pointer(w);
+        IntPtr pg = CudaFunction.Pointer(gy);
+        IntPtr po = CudaFunction.Pointer(gx);
+        int c = (int)cols;
+        float e = (float)eps;
+        IntPtr* args = stackalloc IntPtr[6];
+        args[0] = (IntPtr)(&px);
+        args[1] = (IntPtr)(&pw);
+        args[2] = (IntPtr)(&pg);
+        args[3] = (IntPtr)(&po);
+        args[4] = (IntPtr)(&c);
+        args[5] = (IntPtr)(&e);
+        f.Launch((uint)rows, 1, 1, cols >= 1024 ? 1024u : 256u, args);
+        return gx.MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -196,16 +289,29 @@ internal static class FusedOps
         return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
     }
 
-    /// <summary><c>silu(gate) · up</c> for [.., I] inputs whose rows may be strided (column slices of one fused projection); or null.</summary>
-    public static unsafe Tensor? SiluMul(Tensor gate, Tensor up)
+    /// <summary>
+    /// <c>silu(gate) · up</c> for [rows, I] inputs whose rows may be strided (column slices of one fused projection); or
+    /// null. With autograd (contiguous inputs) the gradients come from one fused backward kernel.
+    /// </summary>
+    public static Tensor? SiluMul(Tensor gate, Tensor up)
     {
-        if (!Applies(gate) || !Applies(up) || gate.dim() != 2 || up.dim() != 2 || gate.shape[0] != up.shape[0] || gate.shape[1] != up.shape[1]
-            || gate.stride(1) != 1 || up.stride(1) != 1 || gate.shape[1] > int.MaxValue
+        if (!IsCudaBf16(gate) || !IsCudaBf16(up) || gate.dim() != 2 || up.dim() != 2 || gate.shape[0] != up.shape[0] || gate.shape[1] != up.shape[1]
+            || gate.stride(1) != 1 || up.stride(1) != 1 || gate.shape[1] > int.MaxValue || gate.numel() == 0
             || !Module.TryGetFunction(gate, "silu_mul_bf16", out CudaFunction f))
         {
             return null;
         }
 
+        if (NeedsGrad(gate) || NeedsGrad(up))
+        {
+            return gate.is_contiguous() && up.is_contiguous() ? SiluMulFunction.apply(gate, up) : null;
+        }
+
+        return SiluMulForward(f, gate, up);
+    }
+
+    internal static unsafe Tensor SiluMulForward(CudaFunction f, Tensor gate, Tensor up)
+    {
         long rows = gate.shape[0];
         long cols = gate.shape[1];
         Tensor output = empty([rows, cols], ScalarType.BFloat16, gate.device);
@@ -227,6 +333,38 @@ internal static class FusedOps
         f.Launch((uint)((total + 255) / 256), 1, 1, 256, args);
         return output;
     }
+
+    internal static unsafe (Tensor GradGate, Tensor GradUp) SiluMulBackward(Tensor gate, Tensor up, Tensor gradOutput)
+    {
+        if (!Module.TryGetFunction(gate, "silu_mul_bwd_bf16", out CudaFunction f))
+        {
+            throw new InvalidOperationException("The fused SiLU-product backward kernel is not available: " + Module.Status);
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor go = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
+        Tensor gg = empty_like(gate);
+        Tensor gu = empty_like(up);
+        IntPtr pg = CudaFunction.Pointer(gate);
+        IntPtr pu = CudaFunction.Pointer(up);
+        IntPtr pgo = CudaFunction.Pointer(go);
+        IntPtr pgg = CudaFunction.Pointer(gg);
+        IntPtr pgu = CudaFunction.Pointer(gu);
+        long n = gate.numel();
+        IntPtr* args = stackalloc IntPtr[6];
+        args[0] = (IntPtr)(&pg);
+        args[1] = (IntPtr)(&pu);
+        args[2] = (IntPtr)(&pgo);
+        args[3] = (IntPtr)(&pgg);
+        args[4] = (IntPtr)(&pgu);
+        args[5] = (IntPtr)(&n);
+        f.Launch((uint)((n + 255) / 256), 1, 1, 256, args);
+        return (gg.MoveToOuterDisposeScope(), gu.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Kernel lookup for the autograd functions.</summary>
+    internal static CudaFunction Function(Tensor onDevice, string name) =>
+        Module.TryGetFunction(onDevice, name, out CudaFunction f) ? f : throw new InvalidOperationException($"The fused kernel {name} is not available: {Module.Status}");
 
     // [b, t, width] whose last dimension is contiguous and whose rows are evenly strided (a contiguous tensor or a column slice).
     private static bool RowsOf(Tensor x, long b, long t, long width) =>

@@ -42,7 +42,7 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
     }
 
     /// <summary>
-    /// Whether a bfloat16 CUDA forward without autograd rotates and lays out q/k/v in one fused kernel and attends with the
+    /// Whether a bfloat16 CUDA forward without autograd in eval mode rotates and lays out q/k/v in one fused kernel and attends with the
     /// grouped key/value heads as they are (the query heads of a group folded into the query length) instead of repeating
     /// them. Same values. Default true.
     /// </summary>
@@ -61,7 +61,8 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         Tensor qp = qProj.forward(hidden);
         Tensor kp = kProj.forward(hidden);
         Tensor vp = vProj.forward(hidden);
-        bool fused = UseFusedKernels && !is_grad_enabled() && hidden.device.type == DeviceType.CUDA;
+        // Inference only: in training, a checkpointed layer's no-grad forward must compute what its recomputation will.
+        bool fused = UseFusedKernels && !training && !is_grad_enabled() && hidden.device.type == DeviceType.CUDA;
         if (fused && Cuda.FusedOps.RotaryHeads(qp, kp, vp, ctx.Cos, ctx.Sin, heads, kvHeads, headDim) is var (fq, fk, fv))
         {
             (q, k, v) = (fq, fk, fv);

@@ -26,14 +26,17 @@ public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
         RegisterComponents();
     }
 
-    /// <summary>Whether a bfloat16 CUDA forward without autograd computes <c>silu(gate) · up</c> in one fused kernel. Default true.</summary>
+    /// <summary>
+    /// Whether a bfloat16 CUDA forward computes <c>silu(gate) · up</c> in one fused kernel (and, with autograd, its
+    /// gradients in one fused backward kernel). Default true.
+    /// </summary>
     public bool UseFusedKernels { get; set; } = true;
 
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        if (UseFusedKernels && x.device.type == DeviceType.CUDA && !is_grad_enabled())
+        if (UseFusedKernels && x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16)
         {
             Tensor g = gateProj.forward(x);
             Tensor u = upProj.forward(x);

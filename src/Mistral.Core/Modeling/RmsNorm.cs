@@ -26,8 +26,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public Parameter Weight => weight;
 
     /// <summary>
-    /// Whether a bfloat16 CUDA forward without autograd runs as one fused kernel (same values; the float32 sum of squares
-    /// may be added in another order) instead of eight libtorch ops. Default true.
+    /// Whether a bfloat16 CUDA forward runs as one fused kernel (same values; the float32 sum of squares may be added in
+    /// another order) instead of eight libtorch ops, and with autograd (a frozen weight) the input's gradient as one fused
+    /// backward kernel. Default true.
     /// </summary>
     public bool UseFusedKernel { get; set; } = true;
 

@@ -96,7 +96,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     public ScalarType ComputeDtype { get; }
 
     /// <summary>
-    /// Whether a forward without autograd on CUDA with at most 8 rows of bfloat16 input multiplies straight from the 4-bit
+    /// Whether a forward without autograd in eval mode on CUDA with at most 8 rows of bfloat16 input multiplies straight from the 4-bit
     /// codes (a fused GEMV kernel: the weight is read once in 4-bit, nothing is dequantized into memory) instead of
     /// dequantizing the weight and calling a matmul. Same values up to float32 summation order. Default true.
     /// </summary>
@@ -312,7 +312,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         {
             y = Nf4MatMulFunction.apply(x, weight, ComputeDtype);
         }
-        else if (UseFusedKernels && x.device.type == DeviceType.CUDA && ComputeDtype == ScalarType.BFloat16
+        else if (UseFusedKernels && !training && x.device.type == DeviceType.CUDA && ComputeDtype == ScalarType.BFloat16
             && x.numel() / InFeatures <= Quantization.Cuda.Nf4Gemv.MaxRows
             && Quantization.Cuda.Nf4Gemv.TryMultiply(x.reshape(-1, InFeatures), weight, Codebook(x.device)) is Tensor product)
         {

@@ -1,0 +1,54 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mistral.Core.Cuda;
+
+/// <summary>RMSNorm with a frozen weight: fused forward, fused input gradient. <c>apply(x, weight, eps)</c>.</summary>
+internal sealed class RmsNormFunction : autograd.SingleTensorFunction<RmsNormFunction>
+{
+    /// <inheritdoc />
+    public override string Name => "FusedRmsNorm";
+
+    /// <inheritdoc />
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var x = (Tensor)vars[0];
+        var weight = (Tensor)vars[1];
+        double eps = (double)vars[2];
+        ctx.save_for_backward([x, weight]);
+        ctx.save_data("eps", eps);
+        return FusedOps.RmsNormForward(FusedOps.Function(x, "rms_norm_bf16"), x, weight, eps);
+    }
+
+    /// <inheritdoc />
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        var saved = ctx.get_saved_variables();
+        double eps = (double)ctx.get_data("eps");
+        return [FusedOps.RmsNormBackward(saved[0], saved[1], grad_output, eps), null!, null!];
+    }
+}
+
+/// <summary><c>silu(gate) · up</c> with one fused backward kernel. <c>apply(gate, up)</c> (contiguous [rows, I]).</summary>
+internal sealed class SiluMulFunction : autograd.SingleTensorFunction<SiluMulFunction>
+{
+    /// <inheritdoc />
+    public override string Name => "FusedSiluMul";
+
+    /// <inheritdoc />
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var gate = (Tensor)vars[0];
+        var up = (Tensor)vars[1];
+        ctx.save_for_backward([gate, up]);
+        return FusedOps.SiluMulForward(FusedOps.Function(gate, "silu_mul_bf16"), gate, up);
+    }
+
+    /// <inheritdoc />
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        var saved = ctx.get_saved_variables();
+        var (gg, gu) = FusedOps.SiluMulBackward(saved[0], saved[1], grad_output);
+        return [gg, gu];
+    }
+}
