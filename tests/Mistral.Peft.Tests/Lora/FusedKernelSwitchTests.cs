@@ -1,0 +1,52 @@
+using FluentAssertions;
+using Mistral.Core.Modeling;
+using Mistral.Peft.Lora;
+using Mistral.Peft.Quantization;
+using Mistral.Tests.Shared;
+using Xunit;
+
+namespace Mistral.Peft.Tests.Lora;
+
+/// <summary>
+/// <see cref="MistralForCausalLM.UseFusedKernels"/> reaches every module with fused CUDA kernels (norms, attention, MLP,
+/// 4-bit layers, LoRA layers), and on the CPU (where no fused kernel runs) the setting changes nothing. The kernels
+/// themselves are checked against the libtorch ops on the GPU by <c>Mistral.Benchmarks gpucheck</c>.
+/// </summary>
+public class FusedKernelSwitchTests
+{
+    [Fact]
+    public void TheModelSwitchReachesEveryFusedModuleOfAQLoRAModel()
+    {
+        using var model = TinyModels.RandomModel();
+        LoraTestModels.QuantizeProjections(model);
+        LoraInjector.Inject(model, new LoraOptions { R = 4, Alpha = 8, TargetModules = ["q_proj", "down_proj"] });
+        var modules = ModuleTree.NamedModules(model).Select(m => m.Module).ToList();
+        modules.OfType<LoraLinear>().Should().NotBeEmpty();
+        modules.OfType<Linear4bit>().Should().NotBeEmpty();
+
+        model.UseFusedKernels.Should().BeTrue("fused kernels are on by default");
+        model.UseFusedKernels = false;
+        model.UseFusedKernels.Should().BeFalse();
+        modules.OfType<RmsNorm>().Should().OnlyContain(n => !n.UseFusedKernel);
+        modules.OfType<MistralAttention>().Should().OnlyContain(a => !a.UseFusedKernels);
+        modules.OfType<MistralMlp>().Should().OnlyContain(m => !m.UseFusedKernels);
+        modules.OfType<IFusedKernelSwitch>().Should().OnlyContain(m => !m.UseFusedKernels);
+
+        model.UseFusedKernels = true;
+        modules.OfType<IFusedKernelSwitch>().Should().OnlyContain(m => m.UseFusedKernels);
+        modules.OfType<RmsNorm>().Should().OnlyContain(n => n.UseFusedKernel);
+    }
+
+    [Fact]
+    public void OnTheCpuTheSwitchChangesNoLogit()
+    {
+        using var model = TinyModels.RandomModel();
+        model.eval();
+        using var ids = TinyModels.Ids();
+        using var fused = TinyModels.Logits(model, ids);
+        model.UseFusedKernels = false;
+        using var plain = TinyModels.Logits(model, ids);
+        TensorChecks.Exactly(fused, plain).Should().BeTrue();
+        MistralForCausalLM.FusedKernelStatus.Should().Be("not used yet", "no CUDA tensor ever asked for the kernels in a CPU test run");
+    }
+}
