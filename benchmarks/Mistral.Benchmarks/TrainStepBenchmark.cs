@@ -22,6 +22,12 @@ internal static class TrainStepBenchmark
         MistralConfig config = which == "7b"
             ? MistralConfig.Mistral7B
             : new MistralConfig { VocabSize = 1000, HiddenSize = 128, IntermediateSize = 256, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 32, SlidingWindow = 4096 };
+        if (opts.GetInt("layers", 0) is int layers && layers > 0)
+        {
+            config = config with { NumHiddenLayers = layers }; // same per-layer work, fewer layers: for kernel-level profiles
+            which += $"-{layers}layers";
+        }
+
         bool qlora = opts.Get("mode", "qlora") == "qlora";
         int r = opts.GetInt("r", 16);
         string targets = opts.Get("targets", "all");
@@ -67,7 +73,8 @@ internal static class TrainStepBenchmark
         bool breakdown = opts.Get("breakdown", "false") == "true";
         var forwardTimes = new List<double>();
         var backwardTimes = new List<double>();
-        for (int step = 0; step < steps + 2; step++)
+        int warmup = opts.GetInt("warmup", 2);
+        for (int step = 0; step < steps + warmup; step++)
         {
             Sync(device);
             var sw = Stopwatch.StartNew();
@@ -94,7 +101,7 @@ internal static class TrainStepBenchmark
             }
 
             Sync(device);
-            if (step >= 2)
+            if (step >= warmup)
             {
                 times.Add(sw.Elapsed.TotalSeconds);
             }
@@ -112,7 +119,7 @@ internal static class TrainStepBenchmark
         Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
         if (breakdown)
         {
-            double Median(List<double> xs) => xs.Skip(2).OrderBy(x => x).ElementAt((xs.Count - 2) / 2);
+            double Median(List<double> xs) => xs.Skip(warmup).OrderBy(x => x).ElementAt((xs.Count - warmup) / 2);
             double f = Median(forwardTimes);
             double fb = Median(backwardTimes);
             Console.WriteLine($"breakdown (median, synchronised): forward {f:F3} s, backward {fb - f:F3} s, clip+AdamW+zero {median - fb:F3} s");
