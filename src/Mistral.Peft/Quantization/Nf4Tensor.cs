@@ -183,6 +183,16 @@ public sealed class Nf4Tensor : IDisposable
     {
         using var scope = NewDisposeScope();
         using var guard = no_grad();
+        if (allowFusedKernel && IsDoubleQuantized && Packed.device.type == DeviceType.CUDA)
+        {
+            // One kernel from the 8-bit scale codes: no float32 scale tensor, none of BlockScales' small ops.
+            Tensor table = _codebook ?? Nf4Kernels.PairCodebook(Packed.device);
+            if (Cuda.FusedNf4Dequantizer.TryDequantizeDoubleQuant(this, table, dtype) is Tensor direct)
+            {
+                return direct.MoveToOuterDisposeScope();
+            }
+        }
+
         var scales = BlockScales();
         if (allowFusedKernel && Packed.device.type == DeviceType.CUDA)
         {

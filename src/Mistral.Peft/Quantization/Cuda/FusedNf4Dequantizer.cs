@@ -37,9 +37,38 @@ internal static class FusedNf4Dequantizer
                 if (first + 1 < n) o[first + 1] = v1;
             }
         }
+
+        // The same with double quantization: the block's scale is rebuilt from its 8-bit code as Nf4Tensor.BlockScales
+        // does (map[code] * nested_absmax[block / nested_block], then + offset, each rounded in float32).
+        extern "C" __global__ void nf4_dequantize_dq(const unsigned char* packed, const unsigned char* codes, const float* nested_absmax,
+                                                     const float* nested_map, float offset, const float* pairs,
+                                                     void* out, long long n, int block_size, int nested_block, int bf16)
+        {
+            long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+            long long first = 2 * i;
+            if (first >= n) return;
+            unsigned char b = packed[i];
+            long long blk = first / block_size;
+            float s = __fadd_rn(__fmul_rn(nested_map[codes[blk]], nested_absmax[blk / nested_block]), offset);
+            float v0 = __fmul_rn(pairs[2 * b], s);
+            float v1 = __fmul_rn(pairs[2 * b + 1], s);
+            if (bf16) {
+                unsigned short* o = (unsigned short*)out;
+                unsigned int u0 = __float_as_uint(v0);
+                unsigned int u1 = __float_as_uint(v1);
+                u0 = ((u0 & 0x7fffffffu) > 0x7f800000u) ? 0x7fc00000u : u0 + 0x7fffu + ((u0 >> 16) & 1u);
+                u1 = ((u1 & 0x7fffffffu) > 0x7f800000u) ? 0x7fc00000u : u1 + 0x7fffu + ((u1 >> 16) & 1u);
+                o[first] = (unsigned short)(u0 >> 16);
+                if (first + 1 < n) o[first + 1] = (unsigned short)(u1 >> 16);
+            } else {
+                float* o = (float*)out;
+                o[first] = v0;
+                if (first + 1 < n) o[first + 1] = v1;
+            }
+        }
         """;
 
-    private static readonly CudaModule Module = new("nf4_kernels", KernelSource + Nf4Gemv.Source, "nf4_dequantize", Nf4Gemv.FunctionName);
+    private static readonly CudaModule Module = new("nf4_kernels", KernelSource + Nf4Gemv.Source, "nf4_dequantize", "nf4_dequantize_dq", Nf4Gemv.FunctionName);
 
     /// <summary>Why the fused kernel is or is not in use (for logs and benchmarks).</summary>
     public static string Status => Module.Status;
@@ -69,6 +98,56 @@ internal static class FusedNf4Dequantizer
         Tensor c = pairCodebook.to(ScalarType.Float32).contiguous();
         Tensor output = empty(shape, dtype, packed.device);
         Launch(function, p, s, c, output, n, blockSize, dtype == ScalarType.BFloat16);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Dequantizes a double-quantized weight straight from its 8-bit scale codes (no float32 scale tensor is built), or
+    /// returns null when the kernel cannot be used. Bit-identical to <see cref="Nf4Tensor.BlockScales"/> + <see cref="TryDequantize"/>.
+    /// </summary>
+    public static unsafe Tensor? TryDequantizeDoubleQuant(Nf4Tensor weight, Tensor pairCodebook, ScalarType dtype)
+    {
+        Tensor packed = weight.Packed;
+        if (packed.device.type != DeviceType.CUDA || dtype is not (ScalarType.BFloat16 or ScalarType.Float32) || weight.BlockSize % 2 != 0
+            || !weight.IsDoubleQuantized || weight.Absmax.dtype != ScalarType.Byte
+            || !Module.TryGetFunction(packed, "nf4_dequantize_dq", out CudaFunction function))
+        {
+            return null;
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor p = packed.contiguous();
+        Tensor codes = weight.Absmax.contiguous();
+        Tensor nestedAbsmax = weight.NestedAbsmax!.to(ScalarType.Float32).contiguous();
+        Tensor nestedMap = weight.NestedQuantMap!.to(ScalarType.Float32).contiguous();
+        Tensor c = pairCodebook.to(ScalarType.Float32).contiguous();
+        Tensor output = empty([.. weight.Shape], dtype, packed.device);
+        IntPtr pPacked = CudaFunction.Pointer(p);
+        IntPtr pCodes = CudaFunction.Pointer(codes);
+        IntPtr pNested = CudaFunction.Pointer(nestedAbsmax);
+        IntPtr pMap = CudaFunction.Pointer(nestedMap);
+        float offset = weight.NestedOffset;
+        IntPtr pPairs = CudaFunction.Pointer(c);
+        IntPtr pOut = CudaFunction.Pointer(output);
+        long n = weight.ElementCount;
+        int block = weight.BlockSize;
+        int nestedBlock = weight.NestedBlockSize;
+        int isBf16 = dtype == ScalarType.BFloat16 ? 1 : 0;
+        IntPtr* args = stackalloc IntPtr[11];
+        args[0] = (IntPtr)(&pPacked);
+        args[1] = (IntPtr)(&pCodes);
+        args[2] = (IntPtr)(&pNested);
+        args[3] = (IntPtr)(&pMap);
+        args[4] = (IntPtr)(&offset);
+        args[5] = (IntPtr)(&pPairs);
+        args[6] = (IntPtr)(&pOut);
+        args[7] = (IntPtr)(&n);
+        args[8] = (IntPtr)(&block);
+        args[9] = (IntPtr)(&nestedBlock);
+        args[10] = (IntPtr)(&isBf16);
+        long bytes = (n + 1) / 2;
+        const uint threads = 256;
+        function.Launch((uint)((bytes + threads - 1) / threads), 1, 1, threads, args);
         return output.MoveToOuterDisposeScope();
     }
 
