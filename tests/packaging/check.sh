@@ -30,13 +30,17 @@ for id in Mistral.Core Mistral.Eval Mistral.Peft Mistral.Hub Mistral.Pipeline Mi
   nuspec=$(unzip -p "$nupkg" "$id.nuspec")
   grep -q '<readme>README.md</readme>' <<<"$nuspec" && unzip -l "$nupkg" README.md >/dev/null || fail "$id: no package README"
   grep -q '<projectUrl>' <<<"$nuspec" && grep -q '<repository ' <<<"$nuspec" && grep -q '<tags>' <<<"$nuspec" || fail "$id: metadata"
+  # Strings are read whole first: grep -q closing a pipe early fails the pipeline under pipefail (a found match then
+  # read as "not found").
   unzip -p "$nupkg" "lib/net10.0/$id.dll" > "$work/$id.dll"
-  strings "$work/$id.dll" | grep -q '^/_/src/.*\.pdb$' || fail "$id: the DLL's PDB path is not path-mapped"
-  if { strings "$work/$id.dll"; strings -e l "$work/$id.dll"; } | grep -qF "$repo"; then fail "$id: the DLL embeds $repo"; fi
+  dll=$({ strings "$work/$id.dll"; strings -e l "$work/$id.dll"; })
+  grep -q '^/_/src/.*\.pdb$' <<<"$dll" || fail "$id: the DLL's PDB path is not path-mapped"
+  if grep -qF "$repo" <<<"$dll"; then fail "$id: the DLL embeds $repo"; fi
   unzip -p "$work/feed/$id.$version.snupkg" "lib/net10.0/$id.pdb" > "$work/$id.pdb"
-  if { strings "$work/$id.pdb"; strings -e l "$work/$id.pdb"; } | grep -qF "$repo"; then fail "$id: the PDB embeds $repo"; fi
+  pdb=$({ strings "$work/$id.pdb"; strings -e l "$work/$id.pdb"; })
+  if grep -qF "$repo" <<<"$pdb"; then fail "$id: the PDB embeds $repo"; fi
   # Source Link: with an origin remote, the PDB maps /_/* (its documents' prefix) to the remote's files.
-  if [[ -n $origin ]] && ! strings "$work/$id.pdb" | grep -qF '{"documents":{"/_/*":"'; then fail "$id: no Source Link for /_/* (origin: $origin)"; fi
+  if [[ -n $origin ]] && ! grep -qF '{"documents":{"/_/*":"' <<<"$pdb"; then fail "$id: no Source Link for /_/* (origin: $origin)"; fi
 done
 # Packages that use Mistral.Core's internals pin it to exactly their own version.
 unzip -p "$work/feed/Mistral.Peft.$version.nupkg" Mistral.Peft.nuspec | grep -qF "<dependency id=\"Mistral.Core\" version=\"[$version]\"" \
