@@ -20,8 +20,12 @@ internal sealed class Options
 
         if (includeData)
         {
-            Train = new Option<string?>("--train") { Description = "Training file: JSONL, CSV or Parquet with text/label (classification) or dialogue/summary (summarization); default kit/data/<task>/train.parquet." };
-            Test = new Option<string?>("--test") { Description = "Test file, same layouts; default kit/data/<task>/test.parquet." };
+            Train = new Option<string?>("--train")
+            {
+                Description = "Training data: a JSONL, CSV or Parquet file with text/label (classification) or dialogue/summary (summarization), or a Hub dataset's files as an HF URI, "
+                    + "hf://datasets/org/name[@revision]/path-or-glob (e.g. hf://datasets/rungalileo/20_Newsgroups_Fixed/data/train-*.parquet); default kit/data/<task>/train.parquet.",
+            };
+            Test = new Option<string?>("--test") { Description = "Test data, same forms; default kit/data/<task>/test.parquet." };
         }
 
         if (includeAxes)
@@ -37,7 +41,10 @@ internal sealed class Options
         }
     }
 
-    public Option<string> Model { get; } = new("--model") { Description = "Hugging Face checkpoint folder (config.json, safetensors, tokenizer.model); default the embedded kit's kit/model.", DefaultValueFactory = _ => KitPaths.Model };
+    public Option<string> Model { get; } = new("--model") { Description = "Hugging Face checkpoint folder (config.json, safetensors, tokenizer.model) or a Hub id org/name[@revision]; default the embedded kit's kit/model.", DefaultValueFactory = _ => KitPaths.Model };
+
+    /// <summary>How Hub ids and HF URIs reach the Hub; null reads HF_ENDPOINT, HF_HUB_CACHE, HF_TOKEN, HF_HUB_OFFLINE from the environment.</summary>
+    public Mistral.Hub.HubClientOptions? Hub { get; init; }
 
     public Option<string?>? Train { get; }
 

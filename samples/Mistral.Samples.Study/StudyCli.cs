@@ -24,28 +24,38 @@ public static class StudyCli
     /// <param name="error">Where errors go; null for the console's error stream.</param>
     /// <param name="cancellationToken">Stops the work (completed sweep runs are kept).</param>
     /// <returns>0 on success, 1 on a failure, 2 on a usage error or missing input, 130 when cancelled.</returns>
-    public static Task<int> RunAsync(string[] args, TextWriter? output = null, TextWriter? error = null, CancellationToken cancellationToken = default)
+    public static Task<int> RunAsync(string[] args, TextWriter? output = null, TextWriter? error = null, CancellationToken cancellationToken = default) =>
+        RunAsync(args, output, error, hub: null, cancellationToken);
+
+    /// <summary>Parses and runs a command line, reaching the Hub (for Hub ids and HF URIs) as <paramref name="hub"/> says.</summary>
+    /// <param name="args">The arguments.</param>
+    /// <param name="output">Where results and progress go; null for the console.</param>
+    /// <param name="error">Where errors go; null for the console's error stream.</param>
+    /// <param name="hub">The Hub client options; null reads HF_ENDPOINT, HF_HUB_CACHE, HF_TOKEN, … from the environment.</param>
+    /// <param name="cancellationToken">Stops the work.</param>
+    /// <returns>As <see cref="RunAsync(string[], TextWriter?, TextWriter?, CancellationToken)"/>.</returns>
+    internal static Task<int> RunAsync(string[] args, TextWriter? output, TextWriter? error, Mistral.Hub.HubClientOptions? hub, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(args);
         var console = new StudyConsole(output ?? Console.Out, live: output is null && !Console.IsOutputRedirected && Spectre.Console.AnsiConsole.Profile.Capabilities.Interactive);
         var err = error ?? Console.Error;
-        var root = Build(console, err);
+        var root = Build(console, err, hub);
         var configuration = new InvocationConfiguration { Output = console.Output, Error = err };
         return root.Parse(args).InvokeAsync(configuration, cancellationToken);
     }
 
-    private static RootCommand Build(StudyConsole console, TextWriter err)
+    private static RootCommand Build(StudyConsole console, TextWriter err, Mistral.Hub.HubClientOptions? hub)
     {
         var root = new RootCommand("Mistral.NET: the QLoRA fine-tuning study as one command line. With no verb: the study end to end on the embedded kit (kit/model, kit/data).");
-        var rootOptions = new Options(defaultOut: "results", includeAxes: false, includeData: false);
+        var rootOptions = new Options(defaultOut: "results", includeAxes: false, includeData: false) { Hub = hub };
         rootOptions.AddTo(root);
         root.SetAction((pr, ct) => Guard(err, () => StudyAsync(pr, rootOptions, console, ct)));
 
-        root.Add(TrainVerb("classify", StudyTask.Classification, "Fine-tune (QLoRA) and evaluate classification (mistral_classification.py).", console, err));
-        root.Add(TrainVerb("summarize", StudyTask.Summarization, "Fine-tune (QLoRA) and evaluate summarization (mistral_summarization.py).", console, err));
+        root.Add(TrainVerb("classify", StudyTask.Classification, "Fine-tune (QLoRA) and evaluate classification (mistral_classification.py).", console, err, hub));
+        root.Add(TrainVerb("summarize", StudyTask.Summarization, "Fine-tune (QLoRA) and evaluate summarization (mistral_summarization.py).", console, err, hub));
 
         var baseline = new Command("baseline", "Zero- and few-shot prompting of the base model over both tasks (baseline_inference.sh).");
-        var baselineOptions = new Options(defaultOut: "results/baseline", includeAxes: false, includeData: true);
+        var baselineOptions = new Options(defaultOut: "results/baseline", includeAxes: false, includeData: true) { Hub = hub };
         var task = TaskOption("both");
         var shots = new Option<int?>("--shots") { Description = "Few-shot examples per prompt (default: 20 — one per label — for classification, 2 for summarization)." };
         baselineOptions.AddTo(baseline);
@@ -55,7 +65,7 @@ public static class StudyCli
         root.Add(baseline);
 
         var infer = new Command("infer", "Evaluate a trained adapter on a test file: predictions.jsonl, report.md/json (mistral_*_inference.py).");
-        var inferOptions = new Options(defaultOut: "results/infer", includeAxes: false, includeData: true);
+        var inferOptions = new Options(defaultOut: "results/infer", includeAxes: false, includeData: true) { Hub = hub };
         var adapter = new Option<string>("--adapter") { Description = "The adapter folder (PEFT format: adapter_config.json + adapter_model.safetensors).", Required = true };
         var inferTask = TaskOption("classification");
         var noQuantize = new Option<bool>("--no-quantize") { Description = "Load the base in 16/32 bits instead of NF4 (for an adapter trained with LoRA rather than QLoRA)." };
@@ -67,7 +77,7 @@ public static class StudyCli
         root.Add(infer);
 
         var sweep = new Command("sweep", "Run a sweep (sample_ablate.sh, run_lora.sh, or your axes); --shard i/n shares it between processes.");
-        var sweepOptions = new Options(defaultOut: null, includeAxes: true, includeData: true);
+        var sweepOptions = new Options(defaultOut: null, includeAxes: true, includeData: true) { Hub = hub };
         var preset = new Option<string?>("--preset") { Description = "sample-efficiency (Table 1: classification fractions) or lora (summarization: epochs × r × dropout, 72 runs)." };
         preset.AcceptOnlyFromAmong("sample-efficiency", "lora");
         var sweepTask = TaskOption("classification");
@@ -94,10 +104,10 @@ public static class StudyCli
         return root;
     }
 
-    private static Command TrainVerb(string verb, StudyTask task, string description, StudyConsole console, TextWriter err)
+    private static Command TrainVerb(string verb, StudyTask task, string description, StudyConsole console, TextWriter err, Mistral.Hub.HubClientOptions? hub)
     {
         var command = new Command(verb, description);
-        var options = new Options(defaultOut: $"results/{verb}", includeAxes: true, includeData: true);
+        var options = new Options(defaultOut: $"results/{verb}", includeAxes: true, includeData: true) { Hub = hub };
         options.AddTo(command);
         command.SetAction((pr, ct) => Guard(err, async () =>
         {
@@ -211,15 +221,15 @@ public static class StudyCli
     private static async Task<int> InferAsync(ParseResult pr, Options options, string adapter, string task, bool noQuantize, StudyConsole console, CancellationToken ct)
     {
         var studyTask = ParseTask(task);
-        string model = await ModelFolderAsync(pr.GetValue(options.Model)!, ct).ConfigureAwait(false);
+        string model = await ModelFolderAsync(pr.GetValue(options.Model)!, options.Hub, ct).ConfigureAwait(false);
         adapter = Existing(adapter, "--adapter", isFolder: true);
-        string test = Existing(pr.GetValue(options.Test!) ?? KitPaths.Test(studyTask), "--test", isFolder: false);
+        string test = DataSource(pr.GetValue(options.Test!) ?? KitPaths.Test(studyTask), "--test");
         using var loggers = Loggers();
         var pipeline = MistralPipeline.Create().FromPretrained(model).WithAdapter(adapter, quantizeBase: !noQuantize).WithLogging(loggers);
         pipeline = studyTask == StudyTask.Classification ? pipeline.ForClassification() : pipeline.ForSummarization();
         options.Configure(pr, pipeline);
         var columns = studyTask == StudyTask.Classification ? ColumnMapping.Classification : ColumnMapping.Summarization;
-        var read = await new DatasetReader().ReadAsync(test, columns, ReadOptions.StudyCleaning, ct).ConfigureAwait(false);
+        var read = await DatasetSource.ReadAsync(test, columns, ReadOptions.StudyCleaning, options.Hub, ct).ConfigureAwait(false);
         var examples = pr.GetValue(options.MaxTest) is int max ? read.Examples.Take(max).ToArray() : read.Examples;
         console.Line($"{test}: {read.Describe()}");
         var cost = Cost(pr.GetValue(options.PricePerHour), pr.GetValue(options.Currency)!);
@@ -240,14 +250,14 @@ public static class StudyCli
     private static async Task RunSweepAsync(ParseResult pr, Options options, StudyTask task, SweepDefinition definition, string outFolder, SweepShard shard,
         StudyConsole console, CancellationToken ct)
     {
-        string model = await ModelFolderAsync(pr.GetValue(options.Model)!, ct).ConfigureAwait(false);
-        string train = Existing((options.Train is null ? null : pr.GetValue(options.Train)) ?? KitPaths.Train(task), "--train", isFolder: false);
-        string test = Existing((options.Test is null ? null : pr.GetValue(options.Test)) ?? KitPaths.Test(task), "--test", isFolder: false);
+        string model = await ModelFolderAsync(pr.GetValue(options.Model)!, options.Hub, ct).ConfigureAwait(false);
+        string train = DataSource((options.Train is null ? null : pr.GetValue(options.Train)) ?? KitPaths.Train(task), "--train");
+        string test = DataSource((options.Test is null ? null : pr.GetValue(options.Test)) ?? KitPaths.Test(task), "--test");
         using var loggers = Loggers();
         var pipeline = (task == StudyTask.Classification ? StudySweeps.ClassificationPipeline(model) : StudySweeps.SummarizationPipeline(model)).WithLogging(loggers);
         options.Configure(pr, pipeline);
         var columns = task == StudyTask.Classification ? ColumnMapping.Classification : ColumnMapping.Summarization;
-        var data = (await SweepData.ReadAsync(train, test, columns, ReadOptions.StudyCleaning, ct).ConfigureAwait(false))
+        var data = (await SweepData.ReadAsync(train, test, columns, ReadOptions.StudyCleaning, options.Hub, ct).ConfigureAwait(false))
             .Take(pr.GetValue(options.MaxTrain), pr.GetValue(options.MaxTest));
         var cost = Cost(pr.GetValue(options.PricePerHour), pr.GetValue(options.Currency)!);
         var runner = new SweepRunner(loggers.CreateLogger<SweepRunner>());
@@ -309,6 +319,12 @@ public static class StudyCli
             await err.WriteLineAsync("error: " + e.Message).ConfigureAwait(false);
             return 2;
         }
+        catch (Mistral.Hub.HubException e)
+        {
+            // A Hub repository, revision or file that is missing or refused: missing input, like a missing local file.
+            await err.WriteLineAsync("error: " + e.Message).ConfigureAwait(false);
+            return 2;
+        }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException or DatasetException or FormatException)
         {
             await err.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
@@ -317,7 +333,7 @@ public static class StudyCli
     }
 
     /// <summary>A local model folder for <c>--model</c>: an existing folder, or a Hub id (org/name[@revision]) fetched into the huggingface_hub cache.</summary>
-    private static async Task<string> ModelFolderAsync(string value, CancellationToken ct)
+    private static async Task<string> ModelFolderAsync(string value, Mistral.Hub.HubClientOptions? hub, CancellationToken ct)
     {
         if (Directory.Exists(value) || value.StartsWith("kit/", StringComparison.Ordinal)
             || !Mistral.Hub.HubClient.TryParseModelReference(value, out string repo, out string revision))
@@ -325,14 +341,33 @@ public static class StudyCli
             return Existing(value, "--model", isFolder: true);
         }
 
-        using var hub = new Mistral.Hub.HubClient();
+        using var client = new Mistral.Hub.HubClient(hub);
         try
         {
-            return await hub.ResolveModelFolderAsync(repo, revision, cancellationToken: ct).ConfigureAwait(false);
+            return await client.ResolveModelFolderAsync(repo, revision, cancellationToken: ct).ConfigureAwait(false);
         }
         catch (Mistral.Hub.HubException e)
         {
             throw new UsageException($"--model {value}: {e.Message}");
+        }
+    }
+
+    /// <summary>A data option's value: an HF URI (checked here, downloaded when read) or an existing file.</summary>
+    private static string DataSource(string value, string option)
+    {
+        if (!DatasetSource.IsHubUri(value))
+        {
+            return Existing(value, option, isFolder: false);
+        }
+
+        try
+        {
+            _ = Mistral.Hub.HubUri.Parse(value);
+            return value;
+        }
+        catch (FormatException e)
+        {
+            throw new UsageException($"{option}: {e.Message}");
         }
     }
 

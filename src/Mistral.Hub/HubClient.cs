@@ -74,59 +74,36 @@ public sealed class HubClient : IDisposable
         string repoId,
         HubDownloadOptions? options = null,
         IProgress<HubDownloadProgress>? progress = null,
+        CancellationToken cancellationToken = default) =>
+        (await DownloadSnapshotAsync(repoId, options ?? new HubDownloadOptions(), progress, cancellationToken).ConfigureAwait(false)).Folder;
+
+    /// <summary>
+    /// Downloads the files an HF URI names (a file, a folder, a glob such as <c>data/train-*.parquet</c>, or the whole
+    /// repository) into the cache, or with <see cref="HubClientOptions.Offline"/> finds them in the cached snapshot.
+    /// </summary>
+    /// <param name="uri">The URI, e.g. <c>HubUri.Parse("hf://datasets/rungalileo/20_Newsgroups_Fixed/data/train-*.parquet")</c>.</param>
+    /// <param name="progress">Receives per-file progress.</param>
+    /// <param name="cancellationToken">Cancels the transfers.</param>
+    /// <returns>The local files (inside the snapshot folder), ordered by their path in the repository.</returns>
+    /// <exception cref="HubException">No file matches (the message lists some that exist), or any error of <see cref="DownloadAsync"/>.</exception>
+    public async Task<IReadOnlyList<string>> DownloadFilesAsync(
+        HubUri uri,
+        IProgress<HubDownloadProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
-        options ??= new HubDownloadOptions();
-        ValidateRepoId(repoId);
-        ValidateRevision(repoId, options.Revision);
-        if (options.MaxParallelFiles < 1)
+        ArgumentNullException.ThrowIfNull(uri);
+        var options = new HubDownloadOptions { RepoType = uri.RepoType, Revision = uri.Revision, AllowPatterns = uri.AllowPatterns };
+        Snapshot snapshot = await DownloadSnapshotAsync(uri.RepoId, options, progress, cancellationToken).ConfigureAwait(false);
+        if (snapshot.Selected.Count == 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(options), options.MaxParallelFiles, "MaxParallelFiles must be at least 1.");
+            const int Shown = 20;
+            string listed = string.Join(", ", snapshot.All.Order(StringComparer.Ordinal).Take(Shown)) + (snapshot.All.Count > Shown ? $", … ({snapshot.All.Count} files)" : "");
+            throw new HubException(
+                $"{uri}: no file of {uri.RepoId}@{uri.Revision} matches \"{uri.Path}\" ({(Options.Offline ? "in the cached snapshot" : "on the Hub")}: {(listed.Length > 0 ? listed : "no files")}).",
+                uri.RepoId, uri.Revision, uri.Path);
         }
 
-        if (Options.Offline)
-        {
-            return FromCacheOrThrow(repoId, options, "HF_HUB_OFFLINE is set");
-        }
-
-        RepoListing listing;
-        try
-        {
-            listing = await ListAsync(repoId, options, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
-        {
-            string? cached = HubCacheLayout.TryGetSnapshotFolder(Options.CacheDirectory, repoId, options.RepoType, options.Revision);
-            if (cached is null)
-            {
-                throw new HubException(
-                    $"{repoId}@{options.Revision}: the Hub at {_endpoint} could not be reached ({e.Message}) and the cache {Options.CacheDirectory} has no snapshot of this revision.",
-                    repoId, options.Revision, inner: e);
-            }
-
-            _logger.LogWarning("{Repo}@{Revision}: the Hub could not be reached ({Error}); using the cached snapshot {Snapshot}.", repoId, options.Revision, e.Message, cached);
-            return cached;
-        }
-
-        string repoFolder = HubCacheLayout.RepoFolder(Options.CacheDirectory, repoId, options.RepoType);
-        string snapshot = Path.Combine(repoFolder, "snapshots", listing.Commit);
-        Directory.CreateDirectory(snapshot);
-        string[] files = HubGlob.Filter(listing.Files, options.AllowPatterns, options.IgnorePatterns).ToArray();
-        _logger.LogInformation("{Repo}@{Revision} ({Commit}): {Count} of {Total} files selected.", repoId, options.Revision, listing.Commit, files.Length, listing.Files.Count);
-
-        var state = new CallState(repoId, options, listing.Commit, repoFolder, snapshot, files.Length, progress);
-        await Parallel.ForEachAsync(
-            files,
-            new ParallelOptions { MaxDegreeOfParallelism = options.MaxParallelFiles, CancellationToken = cancellationToken },
-            (file, ct) => new ValueTask(DownloadFileAsync(state, file, ct))).ConfigureAwait(false);
-
-        if (!string.Equals(options.Revision, listing.Commit, StringComparison.Ordinal))
-        {
-            string refFile = Path.Combine(repoFolder, "refs", options.Revision);
-            WriteAllTextAtomic(refFile, listing.Commit);
-        }
-
-        return snapshot;
+        return snapshot.Selected.Order(StringComparer.Ordinal).Select(f => Path.Combine(snapshot.Folder, f)).ToArray();
     }
 
     /// <summary>
@@ -188,8 +165,11 @@ public sealed class HubClient : IDisposable
         int at = value.IndexOf('@', StringComparison.Ordinal);
         repoId = at < 0 ? value : value[..at];
         revision = at < 0 ? "main" : value[(at + 1)..];
-        return repoId.Count(c => c == '/') == 1 && LooksLikeRepoId(repoId) && revision.Length > 0;
+        return IsNamespacedRepoId(repoId) && revision.Length > 0;
     }
+
+    /// <summary>Whether <paramref name="s"/> is a repository id with a namespace (<c>org/name</c>), as HF URIs require.</summary>
+    internal static bool IsNamespacedRepoId(string s) => s.Count(c => c == '/') == 1 && LooksLikeRepoId(s);
 
     private static bool LooksLikeRepoId(string s)
     {
@@ -220,6 +200,70 @@ public sealed class HubClient : IDisposable
         {
             throw new HubException($"{repoId}: invalid revision \"{revision}\".", repoId, revision);
         }
+    }
+
+    private async Task<Snapshot> DownloadSnapshotAsync(string repoId, HubDownloadOptions options, IProgress<HubDownloadProgress>? progress, CancellationToken cancellationToken)
+    {
+        ValidateRepoId(repoId);
+        ValidateRevision(repoId, options.Revision);
+        if (options.MaxParallelFiles < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxParallelFiles, "MaxParallelFiles must be at least 1.");
+        }
+
+        if (Options.Offline)
+        {
+            return CachedSnapshot(FromCacheOrThrow(repoId, options, "HF_HUB_OFFLINE is set"), options);
+        }
+
+        RepoListing listing;
+        try
+        {
+            listing = await ListAsync(repoId, options, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            string? cached = HubCacheLayout.TryGetSnapshotFolder(Options.CacheDirectory, repoId, options.RepoType, options.Revision);
+            if (cached is null)
+            {
+                throw new HubException(
+                    $"{repoId}@{options.Revision}: the Hub at {_endpoint} could not be reached ({e.Message}) and the cache {Options.CacheDirectory} has no snapshot of this revision.",
+                    repoId, options.Revision, inner: e);
+            }
+
+            _logger.LogWarning("{Repo}@{Revision}: the Hub could not be reached ({Error}); using the cached snapshot {Snapshot}.", repoId, options.Revision, e.Message, cached);
+            return CachedSnapshot(cached, options);
+        }
+
+        string repoFolder = HubCacheLayout.RepoFolder(Options.CacheDirectory, repoId, options.RepoType);
+        string snapshot = Path.Combine(repoFolder, "snapshots", listing.Commit);
+        Directory.CreateDirectory(snapshot);
+        string[] files = HubGlob.Filter(listing.Files, options.AllowPatterns, options.IgnorePatterns).ToArray();
+        _logger.LogInformation("{Repo}@{Revision} ({Commit}): {Count} of {Total} files selected.", repoId, options.Revision, listing.Commit, files.Length, listing.Files.Count);
+
+        var state = new CallState(repoId, options, listing.Commit, repoFolder, snapshot, files.Length, progress);
+        await Parallel.ForEachAsync(
+            files,
+            new ParallelOptions { MaxDegreeOfParallelism = options.MaxParallelFiles, CancellationToken = cancellationToken },
+            (file, ct) => new ValueTask(DownloadFileAsync(state, file, ct))).ConfigureAwait(false);
+
+        if (!string.Equals(options.Revision, listing.Commit, StringComparison.Ordinal))
+        {
+            string refFile = Path.Combine(repoFolder, "refs", options.Revision);
+            WriteAllTextAtomic(refFile, listing.Commit);
+        }
+
+        return new Snapshot(snapshot, files, listing.Files);
+    }
+
+    /// <summary>A snapshot found in the cache: its files are what the folder holds (symlinks whose blob is gone excluded).</summary>
+    private static Snapshot CachedSnapshot(string folder, HubDownloadOptions options)
+    {
+        string[] all = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
+            .Where(PointsToContent)
+            .Select(f => Path.GetRelativePath(folder, f).Replace('\\', '/'))
+            .ToArray();
+        return new Snapshot(folder, HubGlob.Filter(all, options.AllowPatterns, options.IgnorePatterns).ToArray(), all);
     }
 
     private string FromCacheOrThrow(string repoId, HubDownloadOptions options, string why) =>
@@ -291,7 +335,11 @@ public sealed class HubClient : IDisposable
 
         if (PointsToContent(pointer))
         {
-            st.FileDone(file, new FileInfo(pointer).Length);
+            using (var handle = File.OpenHandle(pointer))
+            {
+                st.FileDone(file, RandomAccess.GetLength(handle)); // the content's length: FileInfo.Length of a symlink is the link's own
+            }
+
             return;
         }
 
@@ -603,6 +651,9 @@ public sealed class HubClient : IDisposable
     }
 
     private sealed record RepoListing(string Commit, IReadOnlyList<string> Files);
+
+    /// <summary>A snapshot folder, the files selected by the patterns and all the files known (listed by the Hub, or in the cached folder).</summary>
+    private sealed record Snapshot(string Folder, IReadOnlyList<string> Selected, IReadOnlyList<string> All);
 
     private sealed record FileMetadata(string Etag, long? Size, Uri DownloadUri);
 

@@ -67,7 +67,7 @@ public sealed class MistralPipeline
     }
 
     /// <summary>
-    /// How Hub ids given to <see cref="FromPretrained"/> are fetched; default <see cref="Mistral.Hub.HubClientOptions.FromEnvironment"/>
+    /// How Hub ids given to <see cref="FromPretrained"/> and HF URIs given to <see cref="TrainAsync(string, IProgress{PipelineProgress}?, CancellationToken)"/> are fetched; default <see cref="Mistral.Hub.HubClientOptions.FromEnvironment"/>
     /// (HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE).
     /// </summary>
     /// <param name="options">The Hub client options.</param>
@@ -347,15 +347,19 @@ public sealed class MistralPipeline
     public Task<TrainedPipeline> TrainAsync(IReadOnlyList<Example> trainExamples, IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default) =>
         Task.Factory.StartNew(() => Train(trainExamples, progress, cancellationToken), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-    /// <summary>Reads a dataset file (JSONL, CSV or Parquet) with the task's columns and trains on it.</summary>
-    /// <param name="datasetPath">The training file.</param>
+    /// <summary>
+    /// Reads a dataset file (JSONL, CSV or Parquet), or a Hub dataset's files named by an HF URI
+    /// (<c>hf://datasets/org/name/data/train-*.parquet</c>, fetched as <see cref="WithHub"/> says), with the task's columns
+    /// and the study's cleaning, and trains on it.
+    /// </summary>
+    /// <param name="datasetPath">The training file or HF URI (see <see cref="DatasetSource"/>).</param>
     /// <param name="progress">Progress, or null.</param>
     /// <param name="cancellationToken">Cancellation.</param>
     /// <returns>The trained pipeline.</returns>
     public async Task<TrainedPipeline> TrainAsync(string datasetPath, IProgress<PipelineProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var task = _settings.Task ?? throw new InvalidOperationException("TrainAsync(path): no task; call ForClassification(), ForSummarization() or ForTask(task) first.");
-        var read = await new DatasetReader().ReadAsync(datasetPath, task.Columns, ReadOptions.StudyCleaning, cancellationToken).ConfigureAwait(false);
+        var read = await DatasetSource.ReadAsync(datasetPath, task.Columns, ReadOptions.StudyCleaning, _settings.Hub, cancellationToken).ConfigureAwait(false);
         Logger<MistralPipeline>().LogInformation("{Description}", read.Describe());
         return await TrainAsync(read.Examples, progress, cancellationToken).ConfigureAwait(false);
     }

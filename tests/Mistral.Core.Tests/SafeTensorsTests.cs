@@ -56,6 +56,26 @@ public class SafeTensorsTests
     }
 
     [Fact]
+    public void AFileReachedThroughARelativeSymlinkOpensAsTheHubCacheLaysItOut()
+    {
+        // snapshots/<commit>/model.safetensors -> ../../blobs/<sha256>, as huggingface_hub writes it: the link's own size
+        // (FileInfo.Length of a link) must not be taken for the file's.
+        string repo = TestPaths.TempDir();
+        string blob = Path.Combine(repo, "blobs", "0123abcd");
+        Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
+        using var t = arange(0, 64, ScalarType.Float32);
+        SafeTensorsWriter.Write(blob, new Dictionary<string, Tensor> { ["w"] = t });
+        string snapshot = Path.Combine(repo, "snapshots", "c0ffee");
+        Directory.CreateDirectory(snapshot);
+        string link = Path.Combine(snapshot, "model.safetensors");
+        File.CreateSymbolicLink(link, "../../blobs/0123abcd");
+
+        using SafeTensorsFile file = SafeTensorsFile.Open(link);
+        using var w = file.Load("w");
+        TensorChecks.Exactly(w, t).Should().BeTrue();
+    }
+
+    [Fact]
     public void TruncatedFileIsRejectedWithTheTensorName()
     {
         string path = WriteFile(Build("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8));

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
 
@@ -120,11 +121,13 @@ public sealed class HubClientTests : IDisposable
         using HubClient client = Client(hub);
         string first = await client.DownloadAsync("org/tiny-model", cancellationToken: _timeout.Token);
         int before = hub.Requests.Count;
+        var reports = new ConcurrentBag<HubDownloadProgress>();
 
-        string second = await client.DownloadAsync("org/tiny-model", cancellationToken: _timeout.Token);
+        string second = await client.DownloadAsync("org/tiny-model", null, new SyncProgress<HubDownloadProgress>(reports.Add), _timeout.Token);
 
         second.Should().Be(first);
         hub.Requests.Skip(before).Select(r => $"{r.Method} {r.Path}").Should().Equal("GET /api/models/org/tiny-model/revision/main");
+        reports.Single(p => p.File == Weights.Path).FileBytes.Should().Be(Weights.Content.Length, "a cached file's size is its content's, not its symlink's");
     }
 
     [Fact]

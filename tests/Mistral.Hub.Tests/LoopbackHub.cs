@@ -29,6 +29,11 @@ public sealed record FakeRepo(string Kind, string Id, string Commit, IReadOnlyLi
 
     /// <summary>Files listed by the API but answering 404 on resolve.</summary>
     public HashSet<string> Missing { get; init; } = [];
+
+    /// <summary>Branches and refs besides <c>main</c> that point at <see cref="Commit"/> (e.g. <c>refs/convert/parquet</c>, where the Hub keeps datasets' Parquet conversions).</summary>
+    public HashSet<string> Branches { get; init; } = [];
+
+    public bool Resolves(string revision) => revision == "main" || revision == Commit || Branches.Contains(revision);
 }
 
 /// <summary>
@@ -260,7 +265,7 @@ public sealed class LoopbackHub : IAsyncDisposable
                 return;
             }
 
-            if (revision != "main" && revision != repo.Commit)
+            if (!repo.Resolves(revision))
             {
                 await Respond(s, 404, new Dictionary<string, string> { ["X-Error-Code"] = "RevisionNotFound" }, null, head, null, ct);
                 return;
@@ -301,7 +306,7 @@ public sealed class LoopbackHub : IAsyncDisposable
             return;
         }
 
-        if (rev != "main" && rev != r.Commit)
+        if (!r.Resolves(rev))
         {
             await Respond(s, 404, new Dictionary<string, string> { ["X-Error-Code"] = "RevisionNotFound" }, null, head, null, ct);
             return;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packaging check: packs Mistral.Core, .Eval, .Peft, .Hub, .Pipeline and .Extensions.AI into a temporary local feed, checks
-# the packages (README, symbols, exact pins, path-mapped PDB paths), then builds and runs tests/packaging/Consumer — copied
+# the packages (README, symbols, exact pins, path-mapped PDB paths, no build-machine path in DLL or PDB, and Source Link
+# when the clone has an origin remote), then builds and runs tests/packaging/Consumer — copied
 # out of the repository so that none of its Directory.Build.* or central versions apply — restored only from that feed
 # plus nuget.org. Prints "packaging check: passed" or "packaging check: FAILED (…)" and exits accordingly.
 set -euo pipefail
@@ -17,6 +18,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "packaging check: FAILED ($*)"; exit 1; }
 
+origin=$(git -C "$repo" remote get-url origin 2>/dev/null || true)
 start=$SECONDS
 dotnet pack "$repo/tests/packaging/packages.slnf" -c Release -o "$work/feed" -p:PackageVersion="$version" -nologo -v:q \
   || fail "dotnet pack"
@@ -28,9 +30,17 @@ for id in Mistral.Core Mistral.Eval Mistral.Peft Mistral.Hub Mistral.Pipeline Mi
   nuspec=$(unzip -p "$nupkg" "$id.nuspec")
   grep -q '<readme>README.md</readme>' <<<"$nuspec" && unzip -l "$nupkg" README.md >/dev/null || fail "$id: no package README"
   grep -q '<projectUrl>' <<<"$nuspec" && grep -q '<repository ' <<<"$nuspec" && grep -q '<tags>' <<<"$nuspec" || fail "$id: metadata"
+  # Strings are read whole first: grep -q closing a pipe early fails the pipeline under pipefail (a found match then
+  # read as "not found").
   unzip -p "$nupkg" "lib/net10.0/$id.dll" > "$work/$id.dll"
-  strings "$work/$id.dll" | grep -q '^/_/src/.*\.pdb$' || fail "$id: the DLL's PDB path is not path-mapped"
-  if { strings "$work/$id.dll"; strings -e l "$work/$id.dll"; } | grep -qF "$repo"; then fail "$id: the DLL embeds $repo"; fi
+  dll=$({ strings "$work/$id.dll"; strings -e l "$work/$id.dll"; })
+  grep -q '^/_/src/.*\.pdb$' <<<"$dll" || fail "$id: the DLL's PDB path is not path-mapped"
+  if grep -qF "$repo" <<<"$dll"; then fail "$id: the DLL embeds $repo"; fi
+  unzip -p "$work/feed/$id.$version.snupkg" "lib/net10.0/$id.pdb" > "$work/$id.pdb"
+  pdb=$({ strings "$work/$id.pdb"; strings -e l "$work/$id.pdb"; })
+  if grep -qF "$repo" <<<"$pdb"; then fail "$id: the PDB embeds $repo"; fi
+  # Source Link: with an origin remote, the PDB maps /_/* (its documents' prefix) to the remote's files.
+  if [[ -n $origin ]] && ! grep -qF '{"documents":{"/_/*":"' <<<"$pdb"; then fail "$id: no Source Link for /_/* (origin: $origin)"; fi
 done
 # Packages that use Mistral.Core's internals pin it to exactly their own version.
 unzip -p "$work/feed/Mistral.Peft.$version.nupkg" Mistral.Peft.nuspec | grep -qF "<dependency id=\"Mistral.Core\" version=\"[$version]\"" \

@@ -50,16 +50,18 @@ public sealed class SafeTensorsFile : IDisposable
             throw new FileNotFoundException($"Safetensors file not found: '{path}'.", path);
         }
 
-        long length = new FileInfo(path).Length;
-        if (length < 8)
-        {
-            throw new InvalidDataException($"{path}: file is {length} bytes; a safetensors file has at least an 8-byte header length.");
-        }
-
         byte[] headerBytes;
         long headerLength;
+        long length;
         using (FileStream fs = File.OpenRead(path))
         {
+            // The opened file's length: FileInfo.Length would be a symlink's own size, and the Hub cache's snapshots are symlinks.
+            length = fs.Length;
+            if (length < 8)
+            {
+                throw new InvalidDataException($"{path}: file is {length} bytes; a safetensors file has at least an 8-byte header length.");
+            }
+
             Span<byte> prefix = stackalloc byte[8];
             fs.ReadExactly(prefix);
             headerLength = BitConverter.ToInt64(prefix);

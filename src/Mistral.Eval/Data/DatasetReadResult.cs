@@ -1,7 +1,7 @@
 namespace Mistral.Eval.Data;
 
 /// <summary>What a <see cref="DatasetReader"/> read: the examples, and every row it skipped, counted by reason.</summary>
-/// <param name="FilePath">The file read.</param>
+/// <param name="FilePath">The file read, or the source that several files were read from as one (an HF URI naming a split's shards).</param>
 /// <param name="Examples">The examples, in file order.</param>
 /// <param name="RowsSeen">Records seen (examples + skipped; blank JSONL/CSV lines are not records).</param>
 /// <param name="SkipCounts">Skipped rows per reason (every reason present, zero when none).</param>

@@ -53,32 +53,39 @@ public sealed class SweepData
     }
 
     /// <summary>
-    /// Reads the training and test files (JSONL, CSV or Parquet) with the task's columns and the study's cleaning (rows whose
-    /// input or target is missing or not a string are dropped and counted). Each file's name, size and SHA-256 make the identity.
+    /// Reads the training and test data with the task's columns and the study's cleaning (rows whose input or target is
+    /// missing or not a string are dropped and counted). Each is a file (JSONL, CSV or Parquet) or an HF URI naming a Hub
+    /// dataset's files (<c>hf://datasets/org/name[@revision]/data/train-*.parquet</c>, read as <see cref="DatasetSource"/>
+    /// does). The files' names, sizes and SHA-256 make the identity, so the same bytes give the same runs whether read
+    /// from a folder or from the Hub cache.
     /// </summary>
-    /// <param name="trainPath">The training file.</param>
-    /// <param name="testPath">The test file.</param>
+    /// <param name="trainPath">The training file or HF URI.</param>
+    /// <param name="testPath">The test file or HF URI.</param>
     /// <param name="columns">The task's columns (<see cref="PipelineTask.Columns"/>).</param>
     /// <param name="options">Bad-row handling; null for <see cref="ReadOptions.StudyCleaning"/>.</param>
-    /// <param name="cancellationToken">Cancels the reads.</param>
+    /// <param name="hub">How HF URIs reach the Hub; <see cref="Mistral.Hub.HubClientOptions.FromEnvironment"/> when null.</param>
+    /// <param name="cancellationToken">Cancels the downloads and reads.</param>
     /// <returns>The data.</returns>
     /// <exception cref="FileNotFoundException">A file is missing (the message names it and the argument).</exception>
-    public static async Task<SweepData> ReadAsync(string trainPath, string testPath, ColumnMapping columns, ReadOptions? options = null, CancellationToken cancellationToken = default)
+    /// <exception cref="Mistral.Hub.HubException">The Hub could not provide an HF URI's files.</exception>
+    /// <exception cref="FormatException">A text starting with <c>hf://</c> is not a dataset or model HF URI.</exception>
+    public static async Task<SweepData> ReadAsync(
+        string trainPath, string testPath, ColumnMapping columns, ReadOptions? options = null, Mistral.Hub.HubClientOptions? hub = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(trainPath);
         ArgumentException.ThrowIfNullOrWhiteSpace(testPath);
         ArgumentNullException.ThrowIfNull(columns);
         foreach (var (path, name) in new[] { (trainPath, nameof(trainPath)), (testPath, nameof(testPath)) })
         {
-            if (!File.Exists(path))
+            if (!DatasetSource.IsHubUri(path) && !File.Exists(path))
             {
                 throw new FileNotFoundException($"{name}: '{path}' does not exist.", path);
             }
         }
 
-        var reader = new DatasetReader();
-        var train = await reader.ReadAsync(trainPath, columns, options ?? ReadOptions.StudyCleaning, cancellationToken).ConfigureAwait(false);
-        var test = await reader.ReadAsync(testPath, columns, options ?? ReadOptions.StudyCleaning, cancellationToken).ConfigureAwait(false);
+        var (train, trainFiles) = await DatasetSource.LoadAsync(trainPath, columns, options ?? ReadOptions.StudyCleaning, hub, cancellationToken).ConfigureAwait(false);
+        var (test, testFiles) = await DatasetSource.LoadAsync(testPath, columns, options ?? ReadOptions.StudyCleaning, hub, cancellationToken).ConfigureAwait(false);
         if (train.Examples.Count == 0)
         {
             throw new ArgumentException($"trainPath: '{trainPath}' holds no usable example ({train.Describe()}).", nameof(trainPath));
@@ -91,19 +98,27 @@ public sealed class SweepData
 
         var identity = new JsonObject
         {
-            ["train"] = await FileIdentity(trainPath, cancellationToken).ConfigureAwait(false),
-            ["test"] = await FileIdentity(testPath, cancellationToken).ConfigureAwait(false),
+            ["train"] = await SourceIdentity(trainFiles, cancellationToken).ConfigureAwait(false),
+            ["test"] = await SourceIdentity(testFiles, cancellationToken).ConfigureAwait(false),
             ["columns"] = new JsonObject { ["input"] = columns.InputColumn, ["target"] = columns.TargetColumn },
             ["train_examples"] = train.Examples.Count,
             ["test_examples"] = test.Examples.Count,
         };
         var provenance = new JsonObject
         {
-            ["train_path"] = Path.GetFullPath(trainPath),
-            ["test_path"] = Path.GetFullPath(testPath),
+            ["train_path"] = DatasetSource.IsHubUri(trainPath) ? trainPath : Path.GetFullPath(trainPath),
+            ["test_path"] = DatasetSource.IsHubUri(testPath) ? testPath : Path.GetFullPath(testPath),
             ["train_read"] = train.Describe(),
             ["test_read"] = test.Describe(),
         };
+        foreach (var (key, path, files) in new[] { ("train_files", trainPath, trainFiles), ("test_files", testPath, testFiles) })
+        {
+            if (DatasetSource.IsHubUri(path))
+            {
+                provenance[key] = new JsonArray(files.Select(f => (JsonNode?)Path.GetFullPath(f)).ToArray());
+            }
+        }
+
         return new SweepData(train.Examples, test.Examples, identity, provenance);
     }
 
@@ -179,6 +194,23 @@ public sealed class SweepData
         }
 
         return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    /// <summary>One file's identity; several files' (a Hub split's shards) as an array in order.</summary>
+    private static async Task<JsonNode> SourceIdentity(IReadOnlyList<string> files, CancellationToken cancellationToken)
+    {
+        if (files.Count == 1)
+        {
+            return await FileIdentity(files[0], cancellationToken).ConfigureAwait(false);
+        }
+
+        var all = new JsonArray();
+        foreach (string file in files)
+        {
+            all.Add(await FileIdentity(file, cancellationToken).ConfigureAwait(false));
+        }
+
+        return all;
     }
 
     internal static async Task<JsonObject> FileIdentity(string path, CancellationToken cancellationToken)

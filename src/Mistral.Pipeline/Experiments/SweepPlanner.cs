@@ -275,13 +275,20 @@ internal static class SweepPlanner
         return o;
     }
 
+    /// <summary>The length of a file's content, through a symlink (a Hub cache snapshot's files are links; FileInfo.Length is the link's own).</summary>
+    private static long ContentLength(string path)
+    {
+        using var handle = File.OpenHandle(path);
+        return RandomAccess.GetLength(handle);
+    }
+
     private static JsonObject ModelIdentity(PipelineSettings s)
     {
         string folder = s.ModelFolder!;
         var files = Directory.EnumerateFiles(folder)
             .Where(f => f.EndsWith(".safetensors", StringComparison.Ordinal) || f.EndsWith(".safetensors.index.json", StringComparison.Ordinal) || f.EndsWith(".bin", StringComparison.Ordinal))
             .Order(StringComparer.Ordinal)
-            .Select(f => (JsonNode?)new JsonObject { ["name"] = Path.GetFileName(f), ["size"] = new FileInfo(f).Length })
+            .Select(f => (JsonNode?)new JsonObject { ["name"] = Path.GetFileName(f), ["size"] = ContentLength(f) })
             .ToArray();
         return new JsonObject
         {
