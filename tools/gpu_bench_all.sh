@@ -19,6 +19,7 @@ step() { # name timeout command...
   timeout "$t" "$@" > "$OUT/$name.txt" 2>&1; echo "$name rc $? at $(( $(date +%s) - S )) s"
 }
 echo "$gpu"
+[ -f tools/hub/python_cache_fixture.py ] && step hub_fixture 40 python3 tools/hub/python_cache_fixture.py "$OUT/python_hub_cache.tar.gz"
 step gpucheck 150 $B gpucheck --device cuda
 step gen_thin 40 $B generate --device cuda --model thin --batch 1 --fused both --runs 3 $peak
 step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --runs 2 $peak
@@ -30,6 +31,7 @@ step train_lora 80 $B train --device cuda --mode lora --breakdown true $peak
 step train_qlora_unfused 90 $B train --device cuda --mode qlora --fused false $peak
 step hf_profile 90 python3 tools/hf_profile.py --what train
 echo "== summary ($gpu) =="
+tail -3 "$OUT/hub_fixture.txt" 2>/dev/null | cut -c1-200
 grep -hE "PASS|FAIL|Unhandled|Exception" "$OUT/gpucheck.txt" | cut -c1-220
 grep -hE "^mistral.net|^hf |fused kernels:|model FLOP|breakdown|Unhandled" "$OUT"/gen_*.txt "$OUT"/hf_gen.txt "$OUT"/train_*.txt "$OUT"/hf_train.txt 2>/dev/null | cut -c1-330
 grep -hE "^==|^ +[0-9.]+ ms" "$OUT/hf_profile.txt" 2>/dev/null | head -12 | cut -c1-150
