@@ -21,13 +21,13 @@ step() { # name timeout command...
 echo "$gpu"
 [ -f tools/hub/python_cache_fixture.py ] && step hub_fixture 40 python3 tools/hub/python_cache_fixture.py "$OUT/python_hub_cache.tar.gz"
 step gpucheck 150 $B gpucheck --device cuda
-step gen_thin 40 $B generate --device cuda --model thin --batch 1 --fused both --runs 3 $peak
-step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --runs 2 $peak
-step gen_nf4 130 $B generate --device cuda --model 7b --quant nf4 --batch 1,8 --fused both --runs 2 --new 64 $peak
-step hf_gen 80 python3 tools/hf_bench_generate.py --runs 2
+step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --runs 2 --new 64 $peak
+step hf_gen 80 python3 tools/hf_bench_generate.py --runs 2 --new 64
 step train_qlora 90 $B train --device cuda --mode qlora --breakdown true $peak
 step hf_train 80 python3 tools/hf_bench_train.py
+step gen_nf4 130 $B generate --device cuda --model 7b --quant nf4 --batch 1,8 --fused both --runs 2 --new 64 $peak
 step train_lora 80 $B train --device cuda --mode lora --breakdown true $peak
+step gen_thin 40 $B generate --device cuda --model thin --batch 1 --fused both --runs 3 $peak
 step train_qlora_unfused 90 $B train --device cuda --mode qlora --fused false $peak
 step hf_profile 90 python3 tools/hf_profile.py --what train
 echo "== summary ($gpu) =="
