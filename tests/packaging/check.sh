@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packaging check: packs Mistral.Core, .Eval, .Peft, .Hub, .Pipeline and .Extensions.AI into a temporary local feed, checks
 # the packages (README, symbols, exact pins, path-mapped PDB paths, no build-machine path in DLL or PDB, and Source Link
-# when the clone has an origin remote), then builds and runs tests/packaging/Consumer — copied
+# when the clone has a hosted origin remote), then builds and runs tests/packaging/Consumer — copied
 # out of the repository so that none of its Directory.Build.* or central versions apply — restored only from that feed
 # plus nuget.org. Prints "packaging check: passed" or "packaging check: FAILED (…)" and exits accordingly.
 set -euo pipefail
@@ -39,8 +39,9 @@ for id in Mistral.Core Mistral.Eval Mistral.Peft Mistral.Hub Mistral.Pipeline Mi
   unzip -p "$work/feed/$id.$version.snupkg" "lib/net10.0/$id.pdb" > "$work/$id.pdb"
   pdb=$({ strings "$work/$id.pdb"; strings -e l "$work/$id.pdb"; })
   if grep -qF "$repo" <<<"$pdb"; then fail "$id: the PDB embeds $repo"; fi
-  # Source Link: with an origin remote, the PDB maps /_/* (its documents' prefix) to the remote's files.
-  if [[ -n $origin ]] && ! grep -qF '{"documents":{"/_/*":"' <<<"$pdb"; then fail "$id: no Source Link for /_/* (origin: $origin)"; fi
+  # Source Link: with a hosted origin remote (http/https/ssh; a clone of a local folder has none to link to), the PDB
+  # maps /_/* (its documents' prefix) to the remote's files.
+  if [[ $origin =~ ^(https?://|git@|ssh://) ]] && ! grep -qF '{"documents":{"/_/*":"' <<<"$pdb"; then fail "$id: no Source Link for /_/* (origin: $origin)"; fi
 done
 # Packages that use Mistral.Core's internals pin it to exactly their own version.
 unzip -p "$work/feed/Mistral.Peft.$version.nupkg" Mistral.Peft.nuspec | grep -qF "<dependency id=\"Mistral.Core\" version=\"[$version]\"" \
