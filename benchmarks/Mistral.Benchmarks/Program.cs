@@ -12,6 +12,7 @@ using static TorchSharp.torch;
 //   nf4ops   [--device cuda]                               NF4 quantize/dequantize and Linear4bit step cost
 //   nf4load  --checkpoint DIR [--device cuda] [--bf16 false]   bf16 HF checkpoint -> NF4, memory and decode speed
 //   pipeline --checkpoint DIR [--device cuda] [--train 400] [--test 64] [--r 16] [--targets all|qv] [--merged DIR]
+//   overhead [--device cuda] [--ops 20000]               host cost per op / per thin decode step
 //   gpucheck [--device cuda]                           the GPU test lane: parity, NF4 bits, fused kernels, padding, checkpointing
 //   mergedcheck --out DIR [--device cuda]               tiny pipeline -> merged export + our logits, for tools/merged_check.py
 // Prints a table last.
@@ -36,6 +37,8 @@ switch (mode)
         return Nf4LoadBenchmark.Run(opts, device);
     case "pipeline":
         return PipelineBenchmark.Run(opts, device);
+    case "overhead":
+        return OverheadBenchmark.Run(opts, device);
     case "gpucheck":
         return GpuChecks.Run(opts, device);
     case "mergedcheck":

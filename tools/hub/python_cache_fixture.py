@@ -357,9 +357,14 @@ class FakeHub:
         split = urllib.parse.urlsplit(h.path)
         segs = split.path.split("/")[1:]
         if len(segs) == 2 and segs[0] == "lfs":
-            f = next((f for r in self.repos for f in r.files if f.lfs and f.sha256 == segs[1]), None)
-            if f is not None:
+            hit = next(((r, f) for r in self.repos for f in r.files if f.lfs and f.sha256 == segs[1]), None)
+            if hit is not None:
+                r, f = hit
+                # huggingface_hub versions that follow the redirect on HEAD read the Hub's headers from this response:
+                # repeat them (harmless for those that stop at the 302).
                 return send_content(h, f.content, {"ETag": '"%s"' % f.sha256, "Content-Type": "application/octet-stream",
+                                                   "X-Repo-Commit": r.commit, "X-Linked-Etag": '"%s"' % f.sha256,
+                                                   "X-Linked-Size": str(len(f.content)),
                                                    "Content-Disposition": 'attachment; filename="%s";' % f.path.split("/")[-1]},
                                     head)
         return self._unexpected(h, head)

@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using Mistral.Core.Configuration;
+using Mistral.Core.Modeling;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mistral.Benchmarks;
+
+/// <summary>
+/// Host-side cost per operation on the device: a tiny in-place libtorch op, one that allocates, a view, a fused NVRTC
+/// kernel launch, and a decode-sized forward of the 7B layer structure with tiny widths (all host overhead), with the
+/// garbage collections that ran. Tells launch-bound decoding from GPU-bound.
+/// </summary>
+internal static class OverheadBenchmark
+{
+    public static int Run(Args opts, Device device)
+    {
+        int n = opts.GetInt("ops", 20000);
+        using var x = ones([1, 8], ScalarType.BFloat16, device);
+        using var y = ones([1, 8], ScalarType.BFloat16, device);
+        var rows = new List<string>();
+        void Time(string name, Action op)
+        {
+            for (int i = 0; i < 200; i++)
+            {
+                op();
+            }
+
+            Sync(device);
+            int gc0 = GC.CollectionCount(0);
+            int gc2 = GC.CollectionCount(2);
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++)
+            {
+                op();
+            }
+
+            double enqueue = sw.Elapsed.TotalMilliseconds;
+            Sync(device);
+            double total = sw.Elapsed.TotalMilliseconds;
+            rows.Add($"{name}: {1000 * enqueue / n:F2} us/op host, {1000 * total / n:F2} us/op with the device done; GC gen0 {GC.CollectionCount(0) - gc0}, gen2 {GC.CollectionCount(2) - gc2}");
+        }
+
+        using var inference = inference_mode();
+        Time("in-place add_ (libtorch)", () => x.add_(1));
+        Time("allocating add (libtorch, disposed)", () =>
+        {
+            using var z = x + y;
+        });
+        Time("view (host only)", () =>
+        {
+            using var v = x.view(8, 1);
+        });
+        Time("dispose scope + allocating add", () =>
+        {
+            using var scope = NewDisposeScope();
+            var z = x + y;
+        });
+        using var norm = new RmsNorm(8, 1e-5, ScalarType.BFloat16, device);
+        Time("RmsNorm module, fused kernel (NVRTC launch + alloc)", () =>
+        {
+            using var z = norm.forward(x);
+        });
+        norm.UseFusedKernel = false;
+        Time("RmsNorm module, libtorch ops", () =>
+        {
+            using var z = norm.forward(x);
+        });
+
+        MistralConfig config = MistralConfig.Mistral7B with { HiddenSize = 256, IntermediateSize = 512, HeadDim = 8 };
+        using var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
+        model.eval();
+        foreach (bool fused in new[] { false, true })
+        {
+            model.UseFusedKernels = fused;
+            using var cache = new KvCache(config, 1, 512, ScalarType.BFloat16, device);
+            using var ids = ones([1, 1], ScalarType.Int64, device);
+            using var mask = ones([1, 1], ScalarType.Int64, device);
+            for (int i = 0; i < 20; i++)
+            {
+                using var o = model.forward(new CausalLMInput(ids) { AttentionMask = mask, Cache = cache, LastPositionLogitsOnly = true });
+            }
+
+            Sync(device);
+            int gc0 = GC.CollectionCount(0);
+            var sw = Stopwatch.StartNew();
+            const int steps = 100;
+            for (int i = 0; i < steps; i++)
+            {
+                using var o = model.forward(new CausalLMInput(ids) { AttentionMask = mask, Cache = cache, LastPositionLogitsOnly = true });
+            }
+
+            double enqueue = sw.Elapsed.TotalMilliseconds;
+            Sync(device);
+            rows.Add($"decode forward, 32 thin layers, fused {fused}: {enqueue / steps:F2} ms/step host, {sw.Elapsed.TotalMilliseconds / steps:F2} ms/step done; GC gen0 {GC.CollectionCount(0) - gc0}");
+        }
+
+        Console.WriteLine($"== overhead (OMP_NUM_THREADS={Environment.GetEnvironmentVariable("OMP_NUM_THREADS") ?? "unset"}, torch threads {get_num_threads()}, {Environment.ProcessorCount} processors) ==");
+        rows.ForEach(Console.WriteLine);
+        return 0;
+    }
+
+    private static void Sync(Device device)
+    {
+        if (device.type == DeviceType.CUDA)
+        {
+            cuda.synchronize(device);
+        }
+    }
+}
