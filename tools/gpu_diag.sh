@@ -11,8 +11,8 @@ timeout 40 python3 tools/hub/python_cache_fixture.py "$OUT/python_hub_cache.tar.
 timeout 60 $B overhead --device cuda > "$OUT/overhead.txt" 2>&1; t overhead $?
 OMP_NUM_THREADS=1 timeout 60 $B overhead --device cuda >> "$OUT/overhead.txt" 2>&1; t overhead_omp1 $?
 { timeout 40 python3 tools/nf4/nf4_reference.py --out /tmp/nf4cuda --device cuda && timeout 60 $B nf4check --fixtures /tmp/nf4cuda --device cuda; } > "$OUT/nf4check.txt" 2>&1; t nf4 $?
-timeout 100 $B generate --device cuda --model 7b --batch 1,8 --fused both --runs 2 --new 64 > "$OUT/gen.txt" 2>&1; t gen $?
-timeout 60 python3 tools/hf_bench_generate.py --runs 2 --new 64 > "$OUT/hf_gen.txt" 2>&1; t hf_gen $?
+timeout 70 $B generate --device cuda --model 7b --batch 1 --fused both --runs 2 --new 32 > "$OUT/gen.txt" 2>&1; t gen $?
+timeout 40 python3 tools/hf_bench_generate.py --batch 1 --runs 2 --new 32 > "$OUT/hf_gen.txt" 2>&1; t hf_gen $?
 echo "== summary =="
 grep -E "rc=|ok=|passed|failed" "$OUT/hub_fixture.txt" | tail -3 | cut -c1-200
 grep -hE "us/op|ms/step|^==" "$OUT/overhead.txt" | cut -c1-200
