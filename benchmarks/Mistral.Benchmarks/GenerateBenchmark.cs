@@ -44,6 +44,7 @@ internal static class GenerateBenchmark
         foreach (int batch in opts.GetInts("batch", 1, 8))
         {
             model.UseFusedKernels = fusedSetting;
+            model.UseFusedAttention = fusedSetting && opts.Get("fused-attention", "false") == "true";
             which = modelName + (fusedSetting ? " fused" : " unfused");
             var rng = new Random(7);
             int[][] prompts = Enumerable.Range(0, batch).Select(_ => Enumerable.Range(0, promptLength).Select(_ => rng.Next(3, config.VocabSize)).ToArray()).ToArray();

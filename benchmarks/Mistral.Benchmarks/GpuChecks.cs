@@ -143,6 +143,7 @@ internal static class GpuChecks
         Tensor Run(bool fused, KvCache cache)
         {
             model.UseFusedKernels = fused;
+            model.UseFusedAttention = fused;
             using var prompt = model.forward(new CausalLMInput(ids[.., ..40]) { AttentionMask = mask[.., ..40], Cache = cache });
             using var step = model.forward(new CausalLMInput(ids[.., 40..]) { AttentionMask = mask[.., 40..], Cache = cache });
             return cat([prompt.Logits, step.Logits], 1).MoveToOuterDisposeScope();
@@ -259,8 +260,10 @@ internal static class GpuChecks
         var generator = new TokenGenerator(model);
         var options = GenerationOptions.Greedy with { MaxNewTokens = 40 };
         model.UseFusedKernels = false;
+        model.UseFusedAttention = false;
         var expected = generator.Generate(prompts, options);
         model.UseFusedKernels = true;
+        model.UseFusedAttention = true;
         var actual = generator.Generate(prompts, options);
         int same = 0;
         int total = 0;

@@ -74,6 +74,7 @@ internal static class OverheadBenchmark
         {
             bool fused = variant > 0;
             model.UseFusedKernels = fused;
+            model.UseFusedAttention = fused;
             if (variant == 2)
             {
                 foreach (var (_, m) in ModuleTree.NamedModules(model))

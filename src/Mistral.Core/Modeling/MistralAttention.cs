@@ -42,11 +42,13 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
     }
 
     /// <summary>
-    /// Whether a bfloat16 CUDA forward without autograd in eval mode rotates and lays out q/k/v in one fused kernel and attends with the
-    /// grouped key/value heads as they are (the query heads of a group folded into the query length) instead of repeating
-    /// them. Same values. Default true.
+    /// Whether a bfloat16 CUDA forward without autograd in eval mode rotates and lays out q/k/v in one fused kernel and
+    /// attends with the grouped key/value heads as they are (the query heads of a group folded into the query length)
+    /// instead of repeating them. Same values. Default false: on the H100 of 2026-12-07 it made prefill slower
+    /// (33 → 61 ms for 128 tokens) without speeding up decoding (BENCHMARKS.md); set it through
+    /// <see cref="MistralForCausalLM.UseFusedAttention"/> to measure on your hardware.
     /// </summary>
-    public bool UseFusedKernels { get; set; } = true;
+    public bool UseFusedKernels { get; set; }
 
     /// <summary>Attends over <paramref name="hidden"/> [B, T, hidden] with the step's shared state.</summary>
     public override Tensor forward(Tensor hidden, AttentionContext ctx)

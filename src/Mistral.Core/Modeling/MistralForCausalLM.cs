@@ -69,10 +69,10 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
     public Device Device => parameters().First().device;
 
     /// <summary>
-    /// Whether bfloat16 CUDA forwards without autograd (generation, evaluation) use the fused kernels compiled at run time
-    /// with NVRTC — RMSNorm, rotary embedding with the q/k/v layout, SiLU-gated product, grouped-query attention without
-    /// repeating K/V, and the 4-bit GEMV of QLoRA layers — instead of the equivalent libtorch ops. Same values (up to
-    /// float32 summation order); far fewer kernel launches per token. Setting it sets every layer's switch. Default true;
+    /// Whether bfloat16 CUDA forwards use the fused kernels compiled at run time with NVRTC instead of the equivalent
+    /// libtorch ops: RMSNorm and the SiLU-gated product (forward, and backward in training), the LoRA combine (forward and
+    /// backward) and the 4-bit GEMV of QLoRA layers when generating. Same values (bit-identical, or up to float32
+    /// summation order). Setting it sets every such module's switch (not <see cref="UseFusedAttention"/>). Default true;
     /// where NVRTC is missing the libtorch ops run whatever the setting (see <see cref="FusedKernelStatus"/>).
     /// </summary>
     public bool UseFusedKernels
@@ -87,9 +87,6 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
                     case RmsNorm norm:
                         norm.UseFusedKernel = value;
                         break;
-                    case MistralAttention attention:
-                        attention.UseFusedKernels = value;
-                        break;
                     case MistralMlp mlp:
                         mlp.UseFusedKernels = value;
                         break;
@@ -97,6 +94,23 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
                         other.UseFusedKernels = value;
                         break;
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether eval-mode bfloat16 CUDA forwards use the fused attention path (rotary embedding and q/k/v layout in one
+    /// kernel, grouped-query attention without repeating K/V; see <see cref="MistralAttention.UseFusedKernels"/>).
+    /// Default false: measured slower for prefill on an H100 (BENCHMARKS.md). Setting it sets every layer's attention.
+    /// </summary>
+    public bool UseFusedAttention
+    {
+        get => ModuleTree.NamedModules(this).Select(m => m.Module).OfType<MistralAttention>().All(a => a.UseFusedKernels);
+        set
+        {
+            foreach (var attention in ModuleTree.NamedModules(this).Select(m => m.Module).OfType<MistralAttention>())
+            {
+                attention.UseFusedKernels = value;
             }
         }
     }

@@ -28,13 +28,19 @@ public class FusedKernelSwitchTests
         model.UseFusedKernels = false;
         model.UseFusedKernels.Should().BeFalse();
         modules.OfType<RmsNorm>().Should().OnlyContain(n => !n.UseFusedKernel);
-        modules.OfType<MistralAttention>().Should().OnlyContain(a => !a.UseFusedKernels);
+        modules.OfType<MistralAttention>().Should().OnlyContain(a => !a.UseFusedKernels, "the fused attention path is off by default");
         modules.OfType<MistralMlp>().Should().OnlyContain(m => !m.UseFusedKernels);
         modules.OfType<IFusedKernelSwitch>().Should().OnlyContain(m => !m.UseFusedKernels);
 
         model.UseFusedKernels = true;
         modules.OfType<IFusedKernelSwitch>().Should().OnlyContain(m => m.UseFusedKernels);
         modules.OfType<RmsNorm>().Should().OnlyContain(n => n.UseFusedKernel);
+        modules.OfType<MistralAttention>().Should().OnlyContain(a => !a.UseFusedKernels, "UseFusedKernels leaves the attention path alone");
+
+        model.UseFusedAttention.Should().BeFalse();
+        model.UseFusedAttention = true;
+        modules.OfType<MistralAttention>().Should().OnlyContain(a => a.UseFusedKernels);
+        model.UseFusedAttention.Should().BeTrue();
     }
 
     [Fact]
