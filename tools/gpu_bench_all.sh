@@ -20,7 +20,9 @@ step() { # name timeout command...
 }
 echo "$gpu"
 [ -f tools/hub/python_cache_fixture.py ] && step hub_fixture 40 python3 tools/hub/python_cache_fixture.py "$OUT/python_hub_cache.tar.gz"
-step gpucheck 150 $B gpucheck --device cuda
+# NF4 bits are compared with a reference made on this device (the double-quant offset's float32 mean depends on it).
+step nf4_reference 40 python3 tools/nf4/nf4_reference.py --out /tmp/nf4cuda --device cuda
+step gpucheck 150 $B gpucheck --device cuda --nf4 /tmp/nf4cuda
 step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --runs 2 --new 64 $peak
 step hf_gen 80 python3 tools/hf_bench_generate.py --runs 2 --new 64
 step train_qlora 90 $B train --device cuda --mode qlora --breakdown true $peak
