@@ -16,7 +16,14 @@ internal static class GradientClipping
     /// Parameters without a gradient are skipped; with none at all the norm is 0.
     /// </summary>
     /// <returns>The pre-clip norm, a float 0-d tensor on the gradients' device that the caller owns (outside any dispose scope).</returns>
-    public static Tensor ClipGradNorm(IReadOnlyList<Parameter> parameters, double? maxNorm)
+    public static Tensor ClipGradNorm(IReadOnlyList<Parameter> parameters, double? maxNorm) => ClipGradNorm(parameters, maxNorm, null);
+
+    /// <summary>
+    /// <see cref="ClipGradNorm(IReadOnlyList{Parameter}, double?)"/> where every gradient is a view of one of
+    /// <paramref name="flatGradients"/> (see <see cref="FlatAdamW"/>): the norm is computed the same way, and the
+    /// clipping multiplies each flat buffer once instead of each gradient.
+    /// </summary>
+    public static Tensor ClipGradNorm(IReadOnlyList<Parameter> parameters, double? maxNorm, IReadOnlyList<Tensor>? flatGradients)
     {
         using var guard = no_grad();
         using var scope = NewDisposeScope();
@@ -39,7 +46,7 @@ internal static class GradientClipping
         {
             Tensor denominator = total.add(1e-6);
             Tensor coefficient = full_like(denominator, max).div_(denominator).clamp_max_(1.0);
-            foreach (var g in grads)
+            foreach (var g in (IEnumerable<Tensor>?)flatGradients ?? grads)
             {
                 g.mul_(coefficient);
             }

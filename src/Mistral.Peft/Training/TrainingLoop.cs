@@ -72,6 +72,8 @@ internal static class TrainingLoop
         using var optimizer = optim.AdamW(groups, lr: options.LearningRate, beta1: options.AdamBeta1, beta2: options.AdamBeta2,
             eps: options.AdamEpsilon, weight_decay: options.WeightDecay);
         StepAndZeroGrad(optimizer, step: false);
+        // Flat gradients and moments (views), so the step is a few kernels per group, not nine per parameter.
+        using var flat = options.ForeachOptimizer ? FlatAdamW.TryCreate(optimizer) : null;
         int step = 0;
         int skipped = 0;
         bool checkEachStep = options.NonFiniteStep == NonFiniteStepPolicy.Skip || device.type == DeviceType.CPU;
@@ -153,13 +155,13 @@ internal static class TrainingLoop
                     var stepWatch = Stopwatch.StartNew();
                     var group = microBatches.Skip(first).Take(options.GradientAccumulationSteps).ToList();
                     StepLosses losses = AccumulateStep(model, data, group, device, cancellationToken);
-                    Tensor norm = GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm);
+                    Tensor norm = GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm, flat?.FlatGradients);
                     double learningRate = options.LearningRateAt(step + 1, totalSteps);
                     step++;
                     if (checkEachStep && NonFinite(losses, norm) is string values)
                     {
                         // Caught before the update: drop the gradients, then stop or skip.
-                        StepAndZeroGrad(optimizer, step: false);
+                        StepAndZeroGrad(optimizer, flat, step: false);
                         stepWatch.Stop();
                         clock.Stop();
                         if (options.NonFiniteStep == NonFiniteStepPolicy.Stop)
@@ -190,7 +192,7 @@ internal static class TrainingLoop
                             g.LearningRate = learningRate;
                         }
 
-                        StepAndZeroGrad(optimizer, step: true);
+                        StepAndZeroGrad(optimizer, flat, step: true);
                         stepWatch.Stop();
                         clock.Stop();
                         tokens += losses.Tokens;
@@ -264,7 +266,7 @@ internal static class TrainingLoop
         {
             clock.Stop();
             queue.Dispose();
-            StepAndZeroGrad(optimizer, step: false);
+            StepAndZeroGrad(optimizer, flat, step: false);
             model.GradientCheckpointing = wasCheckpointing;
             model.train(wasTraining);
         }
@@ -562,8 +564,22 @@ internal static class TrainingLoop
     /// Optionally steps the optimizer, then zeroes the gradients, inside a dispose scope: TorchSharp's <c>zero_grad</c> creates
     /// a tensor handle per parameter (<c>Tensor.zero_()</c> returns a new handle) that would otherwise be left to the finalizer.
     /// </summary>
-    private static void StepAndZeroGrad(optim.Optimizer optimizer, bool step)
+    private static void StepAndZeroGrad(optim.Optimizer optimizer, bool step) => StepAndZeroGrad(optimizer, null, step);
+
+    /// <summary>As <see cref="StepAndZeroGrad(optim.Optimizer, bool)"/>, through <paramref name="flat"/> when there is one.</summary>
+    private static void StepAndZeroGrad(optim.Optimizer optimizer, FlatAdamW? flat, bool step)
     {
+        if (flat is not null)
+        {
+            if (step)
+            {
+                flat.Step();
+            }
+
+            flat.ZeroGrad();
+            return;
+        }
+
         using var scope = NewDisposeScope();
         if (step)
         {
