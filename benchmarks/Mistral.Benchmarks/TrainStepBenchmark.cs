@@ -64,6 +64,8 @@ internal static class TrainStepBenchmark
         model.train();
         var parameters = lora.AdapterParameters();
         var optimizer = optim.AdamW(parameters, lr: 2e-4);
+        // What the trainer does by default (TrainingOptions.ForeachOptimizer): AdamW, clipping and zeroing over flat buffers.
+        using var flat = opts.Get("foreach", "true") == "true" ? Mistral.Peft.Training.FlatAdamW.TryCreate(optimizer) : null;
         Console.WriteLine($"{(qlora ? "qlora nf4" : "lora bf16")} {which} r {r} targets {targets}: {lora.TrainableParameters()}; device memory after setup {GpuMemory.CurrentMiB()} MiB");
         mem.ResetPeak();
 
@@ -94,9 +96,18 @@ internal static class TrainStepBenchmark
                     backwardTimes.Add(sw.Elapsed.TotalSeconds);
                 }
 
-                nn.utils.clip_grad_norm_(parameters, 0.3);
-                optimizer.step();
-                optimizer.zero_grad();
+                if (flat is not null)
+                {
+                    Mistral.Peft.Training.GradientClipping.ClipGradNorm(parameters, 0.3, flat.FlatGradients).Dispose();
+                    flat.Step();
+                    flat.ZeroGrad();
+                }
+                else
+                {
+                    nn.utils.clip_grad_norm_(parameters, 0.3);
+                    optimizer.step();
+                    optimizer.zero_grad();
+                }
                 losses.Add(output.Loss.item<float>());
             }
 
@@ -116,7 +127,7 @@ internal static class TrainStepBenchmark
         double mfu = flopPerToken * batch * seq / median / 1e12;
         Console.WriteLine("== train step ==");
         Console.WriteLine($"model FLOP: {flopPerToken / 1e9:F1} GFLOP/token -> {mfu:F0} TFLOP/s = {100 * mfu / peakTflops:F1}% of {peakTflops:F0} (dense bf16 peak)");
-        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
+        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}, foreach AdamW {flat is not null}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
         if (breakdown)
         {
             double Median(List<double> xs) => xs.Skip(warmup).OrderBy(x => x).ElementAt((xs.Count - warmup) / 2);

@@ -263,7 +263,10 @@ internal sealed class FlatAdamW : IDisposable
         {
             foreach (var p in Parameters)
             {
-                p.grad = null;
+                if (!p.IsInvalid) // a parameter disposed before the optimizer has nothing left to detach
+                {
+                    p.grad = null;
+                }
             }
 
             foreach (var f in FlatParameters)
