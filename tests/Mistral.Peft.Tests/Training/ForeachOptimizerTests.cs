@@ -56,4 +56,24 @@ public class ForeachOptimizerTests
         TrainingFixture.MaxAbsDiff(flatWeights, perParameterWeights.Select(w => w.Select(_ => 0f).ToArray()).ToList())
             .Should().BeGreaterThan(0, "the adapters were trained");
     }
+
+    [Fact]
+    public void MixedDtypesOrAmsGradKeepThePerParameterLoop()
+    {
+        using var a = new TorchSharp.Modules.Parameter(TorchSharp.torch.ones(3, 4));
+        using var b = new TorchSharp.Modules.Parameter(TorchSharp.torch.ones(5, dtype: TorchSharp.torch.ScalarType.Float64));
+        using var mixed = TorchSharp.torch.optim.AdamW([a, b]);
+        FlatAdamW.TryCreate(mixed).Should().BeNull("a group's flat buffer needs one dtype");
+
+        using var amsgrad = TorchSharp.torch.optim.AdamW([a], amsgrad: true);
+        FlatAdamW.TryCreate(amsgrad).Should().BeNull("AMSGrad keeps a third moment the flat step does not carry");
+
+        using var sgd = TorchSharp.torch.optim.SGD([a], 0.1);
+        FlatAdamW.TryCreate(sgd).Should().BeNull("only AdamW is flattened");
+
+        using var plain = TorchSharp.torch.optim.AdamW([a]);
+        using var flat = FlatAdamW.TryCreate(plain);
+        flat.Should().NotBeNull();
+        flat!.FlatGradients.Should().ContainSingle().Which.numel().Should().Be(12);
+    }
 }
