@@ -246,15 +246,7 @@ internal static class GpuChecks
     {
         using var scope = NewDisposeScope();
         MistralConfig config = SmallConfig();
-        var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
-        if (quantized)
-        {
-            foreach (string name in ModuleTree.NamedModules(model).Where(m => m.Module is Mistral.Core.Modeling.Linear && m.Name != "lm_head").Select(m => m.Name).ToList())
-            {
-                var linear = (Mistral.Core.Modeling.Linear)ModuleTree.Get(model, name);
-                ModuleTree.Replace(model, name, Linear4bit.FromLinear(linear, new Nf4Options { ComputeDtype = ScalarType.BFloat16 })).Dispose();
-            }
-        }
+        var model = TrainStepBenchmark.RandomModel(config, ScalarType.BFloat16, device, qlora: quantized);
 
         var rng = new Random(3);
         int[][] prompts = [.. new[] { 12, 30, 7 }.Select(len => Enumerable.Range(0, len).Select(_ => rng.Next(3, config.VocabSize)).ToArray())];
@@ -314,36 +306,12 @@ internal static class GpuChecks
     private static void FusedTrainingCheck(Device device)
     {
         using var scope = NewDisposeScope();
-        MistralConfig config = SmallConfig();
-        var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
-        var lora = LoraInjector.Inject(model, new LoraOptions { R = 8, Alpha = 16, Dropout = 0, TargetModules = [LoraOptions.AllLinear] });
-        using (no_grad())
-        {
-            foreach (var p in lora.AdapterParameters())
-            {
-                p.normal_(0, 0.02);
-            }
-        }
-
-        model.train();
+        var (model, lora, ids) = LoraSetup(device);
         model.GradientCheckpointing = true;
-        Tensor ids = randint(3, config.VocabSize, [2, 64], ScalarType.Int64, device);
-        (float Loss, Tensor Grads) Step(bool fused)
-        {
-            model.UseFusedKernels = fused;
-            foreach (var p in lora.AdapterParameters())
-            {
-                p.grad = null;
-            }
-
-            using var output = model.forward(new CausalLMInput(ids) { Labels = ids });
-            output.Loss!.backward();
-            Tensor grads = cat(lora.AdapterParameters().Select(p => p.grad!.reshape(-1)).ToArray()).MoveToOuterDisposeScope();
-            return (output.Loss.item<float>(), grads);
-        }
-
-        var (l0, g0) = Step(false);
-        var (l1, g1) = Step(true);
+        model.UseFusedKernels = false;
+        var (l0, g0) = LoraStep(model, lora, ids);
+        model.UseFusedKernels = true;
+        var (l1, g1) = LoraStep(model, lora, ids);
         double rel = RelativeError(g1, g0);
         Record("LoRA training step fused vs libtorch (bf16, checkpointing): loss and adapter gradients",
             Math.Abs(l0 - l1) <= 1e-3 * Math.Abs(l0) && rel < 2e-2, $"loss {l0:F6} vs {l1:F6}, gradient relative error {rel:E2}");
@@ -406,35 +374,45 @@ internal static class GpuChecks
     private static void CheckpointingCheck(Device device)
     {
         using var scope = NewDisposeScope();
-        MistralConfig config = SmallConfig();
-        var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
-        var lora = LoraInjector.Inject(model, new LoraOptions { R = 8, Alpha = 16, Dropout = 0, TargetModules = [LoraOptions.AllLinear] });
-        foreach (var p in lora.AdapterParameters())
-        {
-            using var __ = no_grad();
-            p.normal_(0, 0.02);
-        }
-
-        model.train();
-        Tensor ids = randint(3, config.VocabSize, [2, 64], ScalarType.Int64, device);
-        (float Loss, Tensor Grads) Step(bool checkpointing)
-        {
-            model.GradientCheckpointing = checkpointing;
-            foreach (var p in lora.AdapterParameters())
-            {
-                p.grad = null;
-            }
-
-            using var output = model.forward(new CausalLMInput(ids) { Labels = ids });
-            output.Loss!.backward();
-            Tensor grads = cat(lora.AdapterParameters().Select(p => p.grad!.reshape(-1)).ToArray()).MoveToOuterDisposeScope();
-            return (output.Loss.item<float>(), grads);
-        }
-
-        var (l0, g0) = Step(false);
-        var (l1, g1) = Step(true);
+        var (model, lora, ids) = LoraSetup(device);
+        model.GradientCheckpointing = false;
+        var (l0, g0) = LoraStep(model, lora, ids);
+        model.GradientCheckpointing = true;
+        var (l1, g1) = LoraStep(model, lora, ids);
         double rel = RelativeError(g1, g0);
         Record("gradient checkpointing on CUDA (LoRA, dropout 0): loss and gradients", l0 == l1 && rel < 1e-6, $"loss {l0:F6} vs {l1:F6}, gradient relative difference {rel:E2}");
         model.Dispose();
+    }
+
+    // The small bf16 model with LoRA r 8 on every projection (dropout 0, adapters drawn N(0, 0.02)) in training mode, and a batch.
+    private static (MistralForCausalLM Model, LoraModel Lora, Tensor Ids) LoraSetup(Device device)
+    {
+        MistralConfig config = SmallConfig();
+        var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
+        var lora = LoraInjector.Inject(model, new LoraOptions { R = 8, Alpha = 16, Dropout = 0, TargetModules = [LoraOptions.AllLinear] });
+        using (no_grad())
+        {
+            foreach (var p in lora.AdapterParameters())
+            {
+                p.normal_(0, 0.02);
+            }
+        }
+
+        model.train();
+        return (model, lora, randint(3, config.VocabSize, [2, 64], ScalarType.Int64, device));
+    }
+
+    // One forward and backward with labels = ids: the loss and every adapter gradient, flattened into one tensor.
+    private static (float Loss, Tensor Grads) LoraStep(MistralForCausalLM model, LoraModel lora, Tensor ids)
+    {
+        foreach (var p in lora.AdapterParameters())
+        {
+            p.grad = null;
+        }
+
+        using var output = model.forward(new CausalLMInput(ids) { Labels = ids });
+        output.Loss!.backward();
+        Tensor grads = cat(lora.AdapterParameters().Select(p => p.grad!.reshape(-1)).ToArray()).MoveToOuterDisposeScope();
+        return (output.Loss.item<float>(), grads);
     }
 }

@@ -58,7 +58,7 @@ internal sealed class FlatAdamW : IDisposable
                 return null;
             }
 
-            if (ps.Count > 0 && ps.Any(p => p.dtype != ps[0].dtype || !p.device.Equals(ps[0].device) && p.device.ToString() != ps[0].device.ToString() || !p.is_contiguous()))
+            if (ps.Count > 0 && ps.Any(p => p.dtype != ps[0].dtype || !Mistral.Core.Modeling.DeviceComparison.IsSameDevice(p.device, ps[0].device) || !p.is_contiguous()))
             {
                 return null;
             }
