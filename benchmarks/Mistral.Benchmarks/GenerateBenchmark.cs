@@ -63,6 +63,19 @@ internal static class GenerateBenchmark
                 results.Add((sw.Elapsed.TotalSeconds, res.Timing));
             }
 
+            if (opts.Get("profile", "false") == "true" && device.type == DeviceType.CUDA && KernelProfiler.TryInitialize())
+            {
+                // One more generation under CUPTI: which kernels a prefill + decode run launches, and how busy the device is.
+                cuda.synchronize(device);
+                KernelProfiler.Start();
+                var sw = Stopwatch.StartNew();
+                generator.Generate(prompts, options);
+                cuda.synchronize(device);
+                double wall = sw.Elapsed.TotalSeconds;
+                KernelProfiler.Stop();
+                KernelProfiler.Print($"{which} batch {batch}, prompt {promptLength} + {newTokens} new tokens, per decode step", newTokens, wall);
+            }
+
             var median = results.OrderBy(x => x.Total).ElementAt(results.Count / 2);
             double totalTokensPerSecond = batch * newTokens / median.Total;
             double stepsPerSecond = median.Timing.DecodeTokensPerSecond / batch;

@@ -118,6 +118,39 @@ internal static class TrainStepBenchmark
             }
         }
 
+        if (opts.Get("profile", "false") == "true" && device.type == DeviceType.CUDA && KernelProfiler.TryInitialize())
+        {
+            // Two more steps under CUPTI: every kernel of a whole step (forward, recompute, backward, clip, AdamW).
+            Sync(device);
+            KernelProfiler.Start();
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < 2; i++)
+            {
+                using var scope = NewDisposeScope();
+                var output = model.forward(new CausalLMInput(ids) { Labels = ids });
+                output.Loss!.backward();
+                if (flat is not null)
+                {
+                    Mistral.Peft.Training.GradientClipping.ClipGradNorm(parameters, 0.3, flat.FlatGradients).Dispose();
+                    flat.Step();
+                    flat.ZeroGrad();
+                }
+                else
+                {
+                    nn.utils.clip_grad_norm_(parameters, 0.3);
+                    optimizer.step();
+                    optimizer.zero_grad();
+                }
+
+                losses.Add(output.Loss.item<float>());
+            }
+
+            Sync(device);
+            double wall = sw.Elapsed.TotalSeconds;
+            KernelProfiler.Stop();
+            KernelProfiler.Print($"{(qlora ? "QLoRA nf4" : "LoRA bf16")} r {r} {targets} train step", 2, wall);
+        }
+
         times.Sort();
         double median = times[times.Count / 2];
         // Frozen-base LoRA with recompute: forward 2N, recomputed forward 2N, input gradients 2N FLOP per token (N: weights in matmuls).
