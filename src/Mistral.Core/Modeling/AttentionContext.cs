@@ -9,8 +9,9 @@ namespace Mistral.Core.Modeling;
 /// </summary>
 public sealed class AttentionContext
 {
-    internal AttentionContext(Tensor cos, Tensor sin, Tensor mask, KvCache? cache, KvCacheStep? cacheStep)
+    internal AttentionContext(Tensor cos, Tensor sin, Tensor mask, KvCache? cache, KvCacheStep? cacheStep, bool isCausal = false)
     {
+        IsCausal = isCausal;
         Cos = cos;
         Sin = sin;
         Mask = mask;
@@ -26,6 +27,13 @@ public sealed class AttentionContext
 
     /// <summary>bool [B or 1, 1, T, S]; True = attend.</summary>
     internal Tensor Mask { get; }
+
+    /// <summary>
+    /// True when <see cref="Mask"/> is exactly the causal mask of a square attention (no padding, no cache, the sequence
+    /// within the sliding window): attention then asks libtorch for causal attention instead of passing the mask, which
+    /// lets it pick the flash kernel (as transformers does when it drops the mask). Same result.
+    /// </summary>
+    internal bool IsCausal { get; }
 
     /// <summary>The cache, or null for a plain forward.</summary>
     internal KvCache? Cache { get; }

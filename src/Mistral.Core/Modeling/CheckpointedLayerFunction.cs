@@ -30,6 +30,7 @@ namespace Mistral.Core.Modeling;
 internal sealed class CheckpointedLayerFunction : SingleTensorFunction<CheckpointedLayerFunction>
 {
     private const string CallKey = "call";
+    private const string CausalKey = "causal";
     private const int ArgumentCount = 5;
 
     /// <inheritdoc />
@@ -81,6 +82,7 @@ internal sealed class CheckpointedLayerFunction : SingleTensorFunction<Checkpoin
         Tensor y = layer.forward(x, context);
         ctx.save_for_backward([x, context.Cos, context.Sin, context.Mask, cpuState]);
         ctx.save_data(CallKey, call);
+        ctx.save_data(CausalKey, context.IsCausal);
         return y;
     }
 
@@ -104,7 +106,7 @@ internal sealed class CheckpointedLayerFunction : SingleTensorFunction<Checkpoin
             {
                 using var grad = enable_grad();
                 Tensor input = saved[0].detach().requires_grad_(call.InputRequiresGrad);
-                var context = new AttentionContext(saved[1], saved[2], saved[3], null, null);
+                var context = new AttentionContext(saved[1], saved[2], saved[3], null, null, (bool)ctx.get_data(CausalKey));
                 Tensor y = call.Layer.forward(input, context);
                 if (y.requires_grad)
                 {

@@ -114,7 +114,9 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         }
         else
         {
-            Tensor attn = nn.functional.scaled_dot_product_attention(q, RepeatKv(keys), RepeatKv(vals), ctx.Mask);
+            Tensor attn = ctx.IsCausal
+                ? nn.functional.scaled_dot_product_attention(q, RepeatKv(keys), RepeatKv(vals), is_casual: true)
+                : nn.functional.scaled_dot_product_attention(q, RepeatKv(keys), RepeatKv(vals), ctx.Mask);
             merged = attn.transpose(1, 2).reshape(b, t, heads * headDim);
         }
 

@@ -123,7 +123,9 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
         }
 
         (Tensor cos, Tensor sin) = rotary.Compute(positions, hidden.dtype, positionBound);
-        var context = new AttentionContext(cos, sin, mask, cache, step);
+        // No padding, no cache and the whole sequence within the window: the mask is plain causal.
+        bool isCausal = cache is null && input.AttentionMask is null && t > 1 && (config.SlidingWindow is not int window || t <= window);
+        var context = new AttentionContext(cos, sin, mask, cache, step, isCausal);
         CheckpointRun? run = checkpoint ? new CheckpointRun() : null;
         foreach (MistralDecoderLayer layer in layers)
         {
