@@ -16,30 +16,21 @@ namespace Mistral.Peft.Lora;
 internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCombineFunction>
 {
     private const string Source = """
-        __device__ __forceinline__ float lc_bf2f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
-        __device__ __forceinline__ unsigned short lc_f2bf(float f)
-        {
-            unsigned int u = __float_as_uint(f);
-            if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)0x7fc0u;
-            u += 0x7fffu + ((u >> 16) & 1u);
-            return (unsigned short)(u >> 16);
-        }
-
         extern "C" __global__ void lora_combine_fwd(const unsigned short* result, const float* u, float scale, int round_update,
             unsigned short* out, long long n)
         {
             long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
             if (i >= n) return;
             float update = __fmul_rn(u[i], scale);
-            if (round_update) update = lc_bf2f(lc_f2bf(update));
-            out[i] = lc_f2bf(__fadd_rn(lc_bf2f(result[i]), update));
+            if (round_update) update = bf2f(f2bf(update));
+            out[i] = f2bf(__fadd_rn(bf2f(result[i]), update));
         }
 
         extern "C" __global__ void lora_combine_bwd(const unsigned short* grad, float scale, float* grad_u, long long n)
         {
             long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
             if (i >= n) return;
-            grad_u[i] = __fmul_rn(lc_bf2f(grad[i]), scale);
+            grad_u[i] = __fmul_rn(bf2f(grad[i]), scale);
         }
         """;
 
@@ -47,6 +38,9 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
 
     /// <inheritdoc />
     public override string Name => "LoraCombine";
+
+    /// <summary>The compiled module (for tests of its assembled source).</summary>
+    internal static CudaModule Kernels => Module;
 
     /// <summary>Whether the fused combine applies to these operands (CUDA, bf16 result, float32 update of the same shape, kernels compiled).</summary>
     public static bool Applies(Tensor result, Tensor u) =>
