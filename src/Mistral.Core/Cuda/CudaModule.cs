@@ -22,13 +22,19 @@ internal sealed class CudaModule
     private readonly Dictionary<int, (IntPtr Context, Dictionary<string, IntPtr> Functions)?> devices = new();
     private string status = "not used yet";
 
-    /// <summary>Creates a module from <paramref name="source"/> exporting <paramref name="functionNames"/> (extern "C").</summary>
+    /// <summary>
+    /// Creates a module from <paramref name="source"/> exporting <paramref name="functionNames"/> (extern "C"). The
+    /// source goes after <see cref="CudaPrelude.Bf16"/>, whose helpers it uses and must not define again.
+    /// </summary>
     public CudaModule(string name, string source, params string[] functionNames)
     {
         this.name = name;
-        this.source = source;
+        this.source = CudaPrelude.Prepend(source);
         this.functionNames = functionNames;
     }
+
+    /// <summary>The whole source NVRTC compiles: the prelude, then the module's own code.</summary>
+    public string Source => source;
 
     /// <summary>Why the module's kernels are or are not in use.</summary>
     public string Status

@@ -14,15 +14,6 @@ namespace Mistral.Core.Cuda;
 internal static class FusedOps
 {
     private const string Source = """
-        __device__ __forceinline__ float bf2f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
-        __device__ __forceinline__ unsigned short f2bf(float f)
-        {
-            unsigned int u = __float_as_uint(f);
-            if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)0x7fc0u;
-            u += 0x7fffu + ((u >> 16) & 1u);
-            return (unsigned short)(u >> 16);
-        }
-
         // out[r, :] = w * bf16(x[r, :] * rsqrt(mean(x[r, :]^2) + eps)): HF's MistralRMSNorm in bf16.
         extern "C" __global__ void rms_norm_bf16(const unsigned short* x, const unsigned short* w, unsigned short* out, int cols, float eps)
         {
@@ -151,6 +142,9 @@ internal static class FusedOps
 
     /// <summary>Why the fused kernels are or are not in use.</summary>
     public static string Status => Module.Status;
+
+    /// <summary>The compiled module (for tests of its assembled source).</summary>
+    internal static CudaModule Kernels => Module;
 
     private static bool Applies(Tensor x) => IsCudaBf16(x) && !NeedsGrad(x);
 

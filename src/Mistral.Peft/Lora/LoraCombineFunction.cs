@@ -11,35 +11,26 @@ namespace Mistral.Peft.Lora;
 /// [tokens, out] output in float32. Backward: the result's gradient is the output's, the update's is
 /// <c>float(grad) · scaling</c>, one pass. Bit-identical to the unfused ops in both directions.
 /// Arguments of <c>apply</c>: result (bf16), u = B(A(x)) before scaling (float32, same shape), scaling (double),
-/// whether the update is rounded to bf16 first (bool).
+/// whether the update is rounded to bf16 first (bool), the forward kernel from <see cref="TryGetKernel"/> (<see cref="CudaFunction"/>).
 /// </summary>
 internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCombineFunction>
 {
     private const string Source = """
-        __device__ __forceinline__ float lc_bf2f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
-        __device__ __forceinline__ unsigned short lc_f2bf(float f)
-        {
-            unsigned int u = __float_as_uint(f);
-            if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)0x7fc0u;
-            u += 0x7fffu + ((u >> 16) & 1u);
-            return (unsigned short)(u >> 16);
-        }
-
         extern "C" __global__ void lora_combine_fwd(const unsigned short* result, const float* u, float scale, int round_update,
             unsigned short* out, long long n)
         {
             long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
             if (i >= n) return;
             float update = __fmul_rn(u[i], scale);
-            if (round_update) update = lc_bf2f(lc_f2bf(update));
-            out[i] = lc_f2bf(__fadd_rn(lc_bf2f(result[i]), update));
+            if (round_update) update = bf2f(f2bf(update));
+            out[i] = f2bf(__fadd_rn(bf2f(result[i]), update));
         }
 
         extern "C" __global__ void lora_combine_bwd(const unsigned short* grad, float scale, float* grad_u, long long n)
         {
             long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
             if (i >= n) return;
-            grad_u[i] = __fmul_rn(lc_bf2f(grad[i]), scale);
+            grad_u[i] = __fmul_rn(bf2f(grad[i]), scale);
         }
         """;
 
@@ -48,20 +39,29 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
     /// <inheritdoc />
     public override string Name => "LoraCombine";
 
-    /// <summary>Whether the fused combine applies to these operands (CUDA, bf16 result, float32 update of the same shape, kernels compiled).</summary>
-    public static bool Applies(Tensor result, Tensor u) =>
-        result.device.type == DeviceType.CUDA && result.dtype == ScalarType.BFloat16 && u.dtype == ScalarType.Float32
-        && u.device.type == DeviceType.CUDA && result.shape.SequenceEqual(u.shape)
-        && Module.TryGetFunction(result, "lora_combine_fwd", out _);
+    /// <summary>The compiled module (for tests of its assembled source).</summary>
+    internal static CudaModule Kernels => Module;
 
-    /// <summary>The combine without autograd.</summary>
-    public static Tensor Forward(Tensor result, Tensor u, double scaling, bool roundUpdate)
+    /// <summary>
+    /// Whether the fused combine applies to these operands (CUDA, bf16 result, float32 update of the same shape, kernels
+    /// compiled), with the forward <paramref name="kernel"/> for <see cref="Forward"/> or <c>apply</c> when it does.
+    /// </summary>
+    public static bool TryGetKernel(Tensor result, Tensor u, out CudaFunction kernel)
+    {
+        kernel = default;
+        return result.device.type == DeviceType.CUDA && result.dtype == ScalarType.BFloat16 && u.dtype == ScalarType.Float32
+            && u.device.type == DeviceType.CUDA && result.shape.SequenceEqual(u.shape)
+            && Module.TryGetFunction(result, "lora_combine_fwd", out kernel);
+    }
+
+    /// <summary>The combine without autograd, with the forward <paramref name="kernel"/> from <see cref="TryGetKernel"/>.</summary>
+    public static Tensor Forward(CudaFunction kernel, Tensor result, Tensor u, double scaling, bool roundUpdate)
     {
         using var scope = NewDisposeScope();
         Tensor r = result.is_contiguous() ? result : result.contiguous();
         Tensor uu = u.is_contiguous() ? u : u.contiguous();
         Tensor output = empty_like(r);
-        LaunchForward(r, uu, (float)scaling, roundUpdate, output);
+        LaunchForward(kernel, r, uu, (float)scaling, roundUpdate, output);
         return output.MoveToOuterDisposeScope();
     }
 
@@ -72,8 +72,9 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
         var u = (Tensor)vars[1];
         double scaling = (double)vars[2];
         bool roundUpdate = (bool)vars[3];
+        var kernel = (CudaFunction)vars[4];
         ctx.save_data("scaling", scaling);
-        return Forward(result, u, scaling, roundUpdate);
+        return Forward(kernel, result, u, scaling, roundUpdate);
     }
 
     /// <inheritdoc />
@@ -85,16 +86,11 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
         Tensor gradU = empty(grad.shape, ScalarType.Float32, grad.device);
         LaunchBackward(grad, (float)scaling, gradU);
         Tensor gradResult = grad_output.detach();
-        return [gradResult.MoveToOuterDisposeScope(), gradU.MoveToOuterDisposeScope(), null!, null!];
+        return [gradResult.MoveToOuterDisposeScope(), gradU.MoveToOuterDisposeScope(), null!, null!, null!];
     }
 
-    private static unsafe void LaunchForward(Tensor result, Tensor u, float scale, bool roundUpdate, Tensor output)
+    private static unsafe void LaunchForward(CudaFunction f, Tensor result, Tensor u, float scale, bool roundUpdate, Tensor output)
     {
-        if (!Module.TryGetFunction(result, "lora_combine_fwd", out CudaFunction f))
-        {
-            throw new InvalidOperationException("The LoRA combine kernel is not available: " + Module.Status);
-        }
-
         IntPtr pr = CudaFunction.Pointer(result);
         IntPtr pu = CudaFunction.Pointer(u);
         IntPtr po = CudaFunction.Pointer(output);

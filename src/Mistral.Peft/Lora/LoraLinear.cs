@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Mistral.Core.Cuda;
 using Mistral.Core.Modeling;
 using Mistral.Peft.Quantization;
 using TorchSharp;
@@ -162,13 +163,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
         }
 
         Tensor u = loraB.forward(loraA.forward(x));
-        if (UseFusedKernels && LoraCombineFunction.Applies(result, u))
+        if (UseFusedKernels && LoraCombineFunction.TryGetKernel(result, u, out CudaFunction kernel))
         {
             // One pass instead of scale, promoting add and cast over the whole output (bit-identical).
             bool roundUpdate = baseLayer is Linear4bit;
             Tensor combined = result.requires_grad || u.requires_grad
-                ? LoraCombineFunction.apply(result, u, Scaling, roundUpdate)
-                : LoraCombineFunction.Forward(result, u, Scaling, roundUpdate);
+                ? LoraCombineFunction.apply(result, u, Scaling, roundUpdate, kernel)
+                : LoraCombineFunction.Forward(kernel, result, u, Scaling, roundUpdate);
             return combined.MoveToOuterDisposeScope();
         }
 

@@ -16,20 +16,8 @@ public sealed class ResumeTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     // 12 blocks, batch 2 × accumulation 2: 3 steps per epoch, 6 in all; a checkpoint every 2 steps (the first mid-epoch).
-    private static LoraTrainingOptions Options(string folder) => new()
-    {
-        Epochs = 2,
-        PerDeviceBatchSize = 2,
-        GradientAccumulationSteps = 2,
-        LearningRate = 3e-2,
-        Schedule = LearningRateSchedule.Cosine,
-        WarmupSteps = 2,
-        WeightDecay = 0.01,
-        Seed = 9,
-        ReportEverySteps = 1,
-        CheckpointFolder = folder,
-        SaveEverySteps = 2,
-    };
+    private static LoraTrainingOptions Options(string folder) =>
+        TrainingFixture.SixStepOptions() with { CheckpointFolder = folder, SaveEverySteps = 2 };
 
     [Theory]
     [InlineData(3)] // killed after step 3: resumes mid-epoch 1 from checkpoint-2

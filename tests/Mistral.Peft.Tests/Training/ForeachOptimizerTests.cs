@@ -12,20 +12,8 @@ namespace Mistral.Peft.Tests.Training;
 [Collection("default generator")] // LoRA dropout draws from the default generator
 public class ForeachOptimizerTests
 {
-    private static LoraTrainingOptions Options(bool foreachOptimizer) => new()
-    {
-        Epochs = 2,
-        PerDeviceBatchSize = 2,
-        GradientAccumulationSteps = 2,
-        LearningRate = 3e-2,
-        Schedule = LearningRateSchedule.Cosine,
-        WarmupSteps = 2,
-        WeightDecay = 0.01,
-        MaxGradNorm = 0.3,
-        Seed = 9,
-        ReportEverySteps = 1,
-        ForeachOptimizer = foreachOptimizer,
-    };
+    private static LoraTrainingOptions Options(bool foreachOptimizer) =>
+        TrainingFixture.SixStepOptions() with { MaxGradNorm = 0.3, ForeachOptimizer = foreachOptimizer };
 
     [Fact]
     public void TheFlatStepEqualsThePerParameterStepBitForBit()

@@ -37,6 +37,24 @@ internal sealed class TrainingFixture : IDisposable
         return new PackedDataset(Enumerable.Range(0, count).Select(i => (IReadOnlyList<int>)flat[(i * length)..((i + 1) * length)]), length, count);
     }
 
+    /// <summary>
+    /// Options for a short LoRA run over <see cref="RandomBlocks"/>(12): batch 2 × accumulation 2, so 3 steps per epoch and
+    /// 6 in all, with a cosine schedule after 2 warmup steps, weight decay, seed 9 and every step reported. Tests add
+    /// what they exercise with <c>with</c>.
+    /// </summary>
+    public static LoraTrainingOptions SixStepOptions() => new()
+    {
+        Epochs = 2,
+        PerDeviceBatchSize = 2,
+        GradientAccumulationSteps = 2,
+        LearningRate = 3e-2,
+        Schedule = LearningRateSchedule.Cosine,
+        WarmupSteps = 2,
+        WeightDecay = 0.01,
+        Seed = 9,
+        ReportEverySteps = 1,
+    };
+
     public static double MaxAbsDiff(List<float[]> a, List<float[]> b) =>
         a.Zip(b).SelectMany(p => p.First.Zip(p.Second, (x, y) => Math.Abs((double)x - y))).Max();
 

@@ -13,6 +13,20 @@ namespace Mistral.Peft.Quantization.Cuda;
 internal static class FusedNf4Dequantizer
 {
     private const string KernelSource = """
+        // out[first] = v0 and, inside n, out[first + 1] = v1: as bf16 (f2bf) or float32.
+        __device__ __forceinline__ void store_pair(void* out, long long first, long long n, float v0, float v1, int bf16)
+        {
+            if (bf16) {
+                unsigned short* o = (unsigned short*)out;
+                o[first] = f2bf(v0);
+                if (first + 1 < n) o[first + 1] = f2bf(v1);
+            } else {
+                float* o = (float*)out;
+                o[first] = v0;
+                if (first + 1 < n) o[first + 1] = v1;
+            }
+        }
+
         extern "C" __global__ void nf4_dequantize(const unsigned char* packed, const float* scales, const float* pairs,
                                                   void* out, long long n, int block_size, int bf16)
         {
@@ -23,19 +37,7 @@ internal static class FusedNf4Dequantizer
             float s = scales[first / block_size];
             float v0 = __fmul_rn(pairs[2 * b], s);
             float v1 = __fmul_rn(pairs[2 * b + 1], s);
-            if (bf16) {
-                unsigned short* o = (unsigned short*)out;
-                unsigned int u0 = __float_as_uint(v0);
-                unsigned int u1 = __float_as_uint(v1);
-                u0 = ((u0 & 0x7fffffffu) > 0x7f800000u) ? 0x7fc00000u : u0 + 0x7fffu + ((u0 >> 16) & 1u);
-                u1 = ((u1 & 0x7fffffffu) > 0x7f800000u) ? 0x7fc00000u : u1 + 0x7fffu + ((u1 >> 16) & 1u);
-                o[first] = (unsigned short)(u0 >> 16);
-                if (first + 1 < n) o[first + 1] = (unsigned short)(u1 >> 16);
-            } else {
-                float* o = (float*)out;
-                o[first] = v0;
-                if (first + 1 < n) o[first + 1] = v1;
-            }
+            store_pair(out, first, n, v0, v1, bf16);
         }
 
         // The same with double quantization: the block's scale is rebuilt from its 8-bit code as Nf4Tensor.BlockScales
@@ -52,23 +54,11 @@ internal static class FusedNf4Dequantizer
             float s = __fadd_rn(__fmul_rn(nested_map[codes[blk]], nested_absmax[blk / nested_block]), offset);
             float v0 = __fmul_rn(pairs[2 * b], s);
             float v1 = __fmul_rn(pairs[2 * b + 1], s);
-            if (bf16) {
-                unsigned short* o = (unsigned short*)out;
-                unsigned int u0 = __float_as_uint(v0);
-                unsigned int u1 = __float_as_uint(v1);
-                u0 = ((u0 & 0x7fffffffu) > 0x7f800000u) ? 0x7fc00000u : u0 + 0x7fffu + ((u0 >> 16) & 1u);
-                u1 = ((u1 & 0x7fffffffu) > 0x7f800000u) ? 0x7fc00000u : u1 + 0x7fffu + ((u1 >> 16) & 1u);
-                o[first] = (unsigned short)(u0 >> 16);
-                if (first + 1 < n) o[first + 1] = (unsigned short)(u1 >> 16);
-            } else {
-                float* o = (float*)out;
-                o[first] = v0;
-                if (first + 1 < n) o[first + 1] = v1;
-            }
+            store_pair(out, first, n, v0, v1, bf16);
         }
         """;
 
-    private static readonly CudaModule Module = new("nf4_kernels", KernelSource + Nf4Gemv.Source, "nf4_dequantize", "nf4_dequantize_dq", Nf4Gemv.FunctionName);
+    private static readonly CudaModule Module = new("nf4_kernels", KernelSource + "\n\n" + Nf4Gemv.Source, "nf4_dequantize", "nf4_dequantize_dq", Nf4Gemv.FunctionName);
 
     /// <summary>Why the fused kernel is or is not in use (for logs and benchmarks).</summary>
     public static string Status => Module.Status;

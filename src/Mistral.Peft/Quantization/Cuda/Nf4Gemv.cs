@@ -19,16 +19,6 @@ internal static class Nf4Gemv
     internal const string FunctionName = "nf4_gemv_bf16";
 
     internal const string Source = """
-
-        __device__ __forceinline__ float g_bf2f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
-        __device__ __forceinline__ unsigned short g_f2bf(float f)
-        {
-            unsigned int u = __float_as_uint(f);
-            if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)0x7fc0u;
-            u += 0x7fffu + ((u >> 16) & 1u);
-            return (unsigned short)(u >> 16);
-        }
-
         extern "C" __global__ void nf4_gemv_bf16(const unsigned short* x, const unsigned char* packed, const void* absmax,
             const float* nested_absmax, const float* nested_map, float offset, int double_quant, const float* pairs,
             unsigned short* y, int M, int N, int K, int block_size, int nested_block)
@@ -65,8 +55,8 @@ internal static class Nf4Gemv
                 for (int i = 0; i < 16; i++)
                 {
                     unsigned int b = (words[i >> 2] >> (8 * (i & 3))) & 0xffu;
-                    w[2 * i] = g_bf2f(g_f2bf(__fmul_rn(table[b >> 4], s)));
-                    w[2 * i + 1] = g_bf2f(g_f2bf(__fmul_rn(table[b & 15u], s)));
+                    w[2 * i] = bf2f(f2bf(__fmul_rn(table[b >> 4], s)));
+                    w[2 * i + 1] = bf2f(f2bf(__fmul_rn(table[b & 15u], s)));
                 }
 
                 #pragma unroll
@@ -96,7 +86,7 @@ internal static class Nf4Gemv
             {
                 float v = acc[m];
                 for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-                if (lane == 0 && m < M) y[(long long)m * N + n] = g_f2bf(v);
+                if (lane == 0 && m < M) y[(long long)m * N + n] = f2bf(v);
             }
         }
         """;

@@ -1,0 +1,21 @@
+using Mistral.Core.Cuda;
+using Mistral.Peft.Lora;
+using Mistral.Peft.Quantization.Cuda;
+
+namespace Mistral.Peft.Tests.Cuda;
+
+/// <summary>The LoRA and NF4 modules take the bf16 helpers from <see cref="CudaPrelude"/> and define none of their own.</summary>
+public class CudaPreludeTests
+{
+    [Fact]
+    public void TheLoraCombineModuleUsesThePreludeOnce() =>
+        CudaSourceChecks.UsesThePreludeOnce(LoraCombineFunction.Kernels.Source, CudaPrelude.Bf16, "lora_combine_fwd", "lora_combine_bwd");
+
+    [Fact]
+    public void TheNf4ModuleUsesThePreludeOnce()
+    {
+        string source = FusedNf4Dequantizer.Kernels.Source;
+        CudaSourceChecks.UsesThePreludeOnce(source, CudaPrelude.Bf16, "nf4_dequantize", "nf4_dequantize_dq", Nf4Gemv.FunctionName);
+        CudaSourceChecks.Occurrences(source, "store_pair(").Should().Be(3, "both dequantize kernels write their pair through one helper (one definition, two calls)");
+    }
+}
