@@ -325,7 +325,8 @@ internal static class GpuChecks
         List<Tensor> Run(bool flatOptimizer)
         {
             manual_seed(11);
-            var ps = new List<TorchSharp.Modules.Parameter> { new(randn(16, 512, device: device)), new(randn(2048, 16, device: device)), new(randn(7, device: device)) };
+            // Drawn on the CPU and moved: manual_seed does not reach the CUDA generator, and both runs must start alike.
+            var ps = new List<TorchSharp.Modules.Parameter> { new(randn(16, 512).to(device)), new(randn(2048, 16).to(device)), new(randn(7).to(device)) };
             var optimizer = optim.AdamW(ps, lr: 1e-2, weight_decay: 0.1);
             using var flat = flatOptimizer ? Mistral.Peft.Training.FlatAdamW.TryCreate(optimizer) : null;
             for (int step = 0; step < 5; step++)
@@ -335,7 +336,7 @@ internal static class GpuChecks
                 {
                     foreach (var p in ps)
                     {
-                        using var g = randn(p.shape, device: device);
+                        using var g = randn(p.shape).to(device);
                         if (flat is null)
                         {
                             p.grad = g.clone();
