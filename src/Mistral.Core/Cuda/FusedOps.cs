@@ -110,31 +110,83 @@ internal static class FusedOps
         }
 
         // Backward of out = bf16(bf16(silu(g)) * u): gg = bf16(bf16(go*u) * silu'(g)), gu = bf16(go * bf16(silu(g))).
+        __device__ __forceinline__ void silu_mul_bwd_one(unsigned short g, unsigned short u, unsigned short go,
+            unsigned short* gg, unsigned short* gu)
+        {
+            float gv = bf2f(g);
+            float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-gv)));
+            float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
+            float gov = bf2f(go);
+            float gs = bf2f(f2bf(__fmul_rn(gov, bf2f(u))));
+            *gg = f2bf(gs * sig * (1.0f + gv * (1.0f - sig)));
+            *gu = f2bf(__fmul_rn(gov, silu));
+        }
+
+        // Eight elements per thread: 16-byte loads and stores where the pointers allow, element by element otherwise.
         extern "C" __global__ void silu_mul_bwd_bf16(const unsigned short* g, const unsigned short* u, const unsigned short* go,
             unsigned short* gg, unsigned short* gu, long long n)
         {
-            long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-            if (i >= n) return;
-            float gv = bf2f(g[i]);
-            float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-gv)));
-            float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
-            float gov = bf2f(go[i]);
-            float gs = bf2f(f2bf(__fmul_rn(gov, bf2f(u[i]))));
-            gg[i] = f2bf(gs * sig * (1.0f + gv * (1.0f - sig)));
-            gu[i] = f2bf(__fmul_rn(gov, silu));
+            long long first = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+            if (first >= n) return;
+            bool vec = first + 8 <= n && ((((unsigned long long)g | (unsigned long long)u | (unsigned long long)go
+                | (unsigned long long)gg | (unsigned long long)gu) & 15) == 0);
+            if (vec)
+            {
+                uint4 gv = *(const uint4*)(g + first);
+                uint4 uv = *(const uint4*)(u + first);
+                uint4 ov = *(const uint4*)(go + first);
+                __align__(16) unsigned short a[8];
+                __align__(16) unsigned short b[8];
+                const unsigned short* gs = (const unsigned short*)&gv;
+                const unsigned short* us = (const unsigned short*)&uv;
+                const unsigned short* os = (const unsigned short*)&ov;
+                #pragma unroll
+                for (int j = 0; j < 8; j++) silu_mul_bwd_one(gs[j], us[j], os[j], &a[j], &b[j]);
+                *(uint4*)(gg + first) = *(const uint4*)a;
+                *(uint4*)(gu + first) = *(const uint4*)b;
+                return;
+            }
+            for (long long i = first; i < first + 8 && i < n; i++) silu_mul_bwd_one(g[i], u[i], go[i], &gg[i], &gu[i]);
         }
 
         // out[r, i] = bf16(bf16(silu(g[r, i])) * u[r, i]); g and u rows with their own strides.
+        __device__ __forceinline__ unsigned short silu_mul_one(unsigned short g, unsigned short u)
+        {
+            float gv = bf2f(g);
+            float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
+            return f2bf(__fmul_rn(silu, bf2f(u)));
+        }
+
+        // Eight consecutive elements of one row per thread (16-byte loads and stores) when the row length, the strides and
+        // the pointers allow it; element by element otherwise.
         extern "C" __global__ void silu_mul_bf16(const unsigned short* g, const unsigned short* u, long long g_stride, long long u_stride,
             unsigned short* out, long long rows, int cols)
         {
-            long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-            if (i >= rows * cols) return;
-            long long r = i / cols;
-            int c = (int)(i % cols);
-            float gv = bf2f(g[r * g_stride + c]);
-            float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
-            out[i] = f2bf(__fmul_rn(silu, bf2f(u[r * u_stride + c])));
+            long long first = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+            long long n = rows * cols;
+            if (first >= n) return;
+            bool vec = (cols & 7) == 0 && (g_stride & 7) == 0 && (u_stride & 7) == 0
+                && ((((unsigned long long)g | (unsigned long long)u | (unsigned long long)out) & 15) == 0);
+            if (vec)
+            {
+                long long r = first / cols;
+                int c = (int)(first - r * cols);
+                uint4 gv = *(const uint4*)(g + r * g_stride + c);
+                uint4 uv = *(const uint4*)(u + r * u_stride + c);
+                __align__(16) unsigned short o[8];
+                const unsigned short* gs = (const unsigned short*)&gv;
+                const unsigned short* us = (const unsigned short*)&uv;
+                #pragma unroll
+                for (int j = 0; j < 8; j++) o[j] = silu_mul_one(gs[j], us[j]);
+                *(uint4*)(out + first) = *(const uint4*)o;
+                return;
+            }
+            for (long long i = first; i < first + 8 && i < n; i++)
+            {
+                long long r = i / cols;
+                int c = (int)(i % cols);
+                out[i] = silu_mul_one(g[r * g_stride + c], u[r * u_stride + c]);
+            }
         }
         """;
 
@@ -324,7 +376,7 @@ internal static class FusedOps
         args[5] = (IntPtr)(&rows);
         args[6] = (IntPtr)(&c);
         long total = rows * cols;
-        f.Launch((uint)((total + 255) / 256), 1, 1, 256, args);
+        f.Launch((uint)((((total + 7) / 8) + 255) / 256), 1, 1, 256, args); // eight elements per thread
         return output;
     }
 
@@ -352,7 +404,7 @@ internal static class FusedOps
         args[3] = (IntPtr)(&pgg);
         args[4] = (IntPtr)(&pgu);
         args[5] = (IntPtr)(&n);
-        f.Launch((uint)((n + 255) / 256), 1, 1, 256, args);
+        f.Launch((uint)((((n + 7) / 8) + 255) / 256), 1, 1, 256, args); // eight elements per thread
         return (gg.MoveToOuterDisposeScope(), gu.MoveToOuterDisposeScope());
     }
 
