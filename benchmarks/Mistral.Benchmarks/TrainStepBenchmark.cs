@@ -35,6 +35,8 @@ internal static class TrainStepBenchmark
         int batch = opts.GetInt("batch", 4);
         int steps = opts.GetInt("steps", 5);
         bool checkpointing = opts.Get("checkpointing", "true") == "true";
+        // Like the trainer: the loss without full float32 logits (chunked lm_head + cross-entropy); false for the full logits.
+        bool lossOnly = opts.Get("loss-only", "true") == "true";
         ScalarType dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
 
         using var mem = new GpuMemory();
@@ -82,7 +84,7 @@ internal static class TrainStepBenchmark
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope())
             {
-                var output = model.forward(new CausalLMInput(ids) { Labels = ids });
+                var output = model.forward(new CausalLMInput(ids) { Labels = ids, LossOnly = lossOnly });
                 if (breakdown)
                 {
                     Sync(device);
@@ -160,7 +162,7 @@ internal static class TrainStepBenchmark
         double mfu = flopPerToken * batch * seq / median / 1e12;
         Console.WriteLine("== train step ==");
         Console.WriteLine($"model FLOP: {flopPerToken / 1e9:F1} GFLOP/token -> {mfu:F0} TFLOP/s = {100 * mfu / peakTflops:F1}% of {peakTflops:F0} (dense bf16 peak)");
-        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}, foreach AdamW {flat is not null}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
+        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}, foreach AdamW {flat is not null}, loss only {lossOnly}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
         if (breakdown)
         {
             double Median(List<double> xs) => xs.Skip(warmup).OrderBy(x => x).ElementAt((xs.Count - warmup) / 2);

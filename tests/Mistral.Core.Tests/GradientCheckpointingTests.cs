@@ -1,4 +1,3 @@
-using System.Reflection;
 using Mistral.Core.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -18,23 +17,6 @@ public sealed class GradientCheckpointingTests(ITestOutputHelper output)
     private const long Seq = 10;
 
     private static long Live => DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-
-    /// <summary>
-    /// TorchSharp's count of custom autograd nodes whose native node still exists (a node leaves the list when libtorch
-    /// deletes it, which also releases its saved tensors). Read by reflection: test-only.
-    /// </summary>
-    private static int AliveAutogradNodes()
-    {
-        const BindingFlags Flags = BindingFlags.NonPublic | BindingFlags.Static;
-        Type node = typeof(autograd).GetNestedType("Node", BindingFlags.NonPublic)
-            ?? throw new InvalidOperationException("TorchSharp's torch.autograd.Node type was not found (TorchSharp changed).");
-        var list = (System.Collections.IList)(node.GetField("AliveNodes", Flags)?.GetValue(null)
-            ?? throw new InvalidOperationException("TorchSharp's Node.AliveNodes list was not found (TorchSharp changed)."));
-        lock (list)
-        {
-            return list.Count;
-        }
-    }
 
     /// <summary>A training step: the loss and a copy of every parameter's gradient (null when it got none).</summary>
     private static (float Loss, Dictionary<string, Tensor?> Grads) Step(MistralForCausalLM model, bool checkpoint, Tensor ids, Tensor? mask = null, long? seed = null)
@@ -327,12 +309,12 @@ public sealed class GradientCheckpointingTests(ITestOutputHelper output)
         {
             model.zero_grad();
             long before = Live;
-            int nodesBefore = AliveAutogradNodes();
+            int nodesBefore = AutogradNodes.Alive();
             long createdByBackward = 0;
             using (var scope = NewDisposeScope())
             {
                 var outputs = model.forward(new CausalLMInput(ids) { AttentionMask = mask, Labels = ids });
-                AliveAutogradNodes().Should().Be(nodesBefore + 2, "one checkpoint node per layer while the graph lives");
+                AutogradNodes.Alive().Should().Be(nodesBefore + 2, "one checkpoint node per layer while the graph lives");
                 if (runBackward)
                 {
                     long beforeBackward = Live;
@@ -343,7 +325,7 @@ public sealed class GradientCheckpointingTests(ITestOutputHelper output)
 
             long after = Live;
             output.WriteLine($"backward={runBackward} round {round}: live handles {before} -> {after}; left by backward inside the scope: {createdByBackward}");
-            AliveAutogradNodes().Should().Be(nodesBefore, "freeing the graph deletes the nodes and with them the saved input, context and random state");
+            AutogradNodes.Alive().Should().Be(nodesBefore, "freeing the graph deletes the nodes and with them the saved input, context and random state");
             after.Should().Be(before, "every handle the checkpointed forward/backward made is released with the caller's scope");
             // Incoming gradients are disposed and returned ones handed off: at most the first layer's input gradient is
             // still held by the caller's scope when backward returns (2 layers would otherwise leave 2 + 2).

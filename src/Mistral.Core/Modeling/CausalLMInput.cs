@@ -23,4 +23,14 @@ public sealed record CausalLMInput(Tensor InputIds)
 
     /// <summary>Compute logits only for the last position (generation); the loss needs all positions.</summary>
     public bool LastPositionLogitsOnly { get; init; }
+
+    /// <summary>
+    /// Compute only the loss (training): the full float32 logits [batch, seq, vocab] are never materialised. With the
+    /// model's own bias-free lm_head the loss and its gradients come from a chunked, fused lm_head + cross-entropy that
+    /// holds one chunk of logits at a time (about 64 MiB of float32) and recomputes them in backward; a replaced lm_head
+    /// (LoRA, 4-bit) takes the ordinary path, whose logits are freed at the end of the forward. Same loss and gradients
+    /// as without it, up to float32 summation order. The output has no logits: <see cref="CausalLMOutput.HasLogits"/> is
+    /// false and reading <see cref="CausalLMOutput.Logits"/> throws. Requires <see cref="Labels"/>.
+    /// </summary>
+    public bool LossOnly { get; init; }
 }

@@ -39,6 +39,7 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
         DType = dtype;
         model = new MistralModel(config, dtype, device);
         lmHead = new Linear(config.HiddenSize, config.VocabSize, false, dtype, device);
+        LossChunkRows = ChunkedCausalLoss.DefaultChunkRows(config.VocabSize);
         RegisterComponents();
     }
 
@@ -118,7 +119,17 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
     /// <summary>Whether the fused CUDA kernels are compiled and in use, or why not (for logs and benchmarks).</summary>
     public static string FusedKernelStatus => Cuda.FusedOps.Status;
 
-    /// <summary>Runs the model: float32 logits, and the loss when labels are given.</summary>
+    /// <summary>
+    /// Rows of hidden states per chunk of the chunked lm_head + cross-entropy of <see cref="CausalLMInput.LossOnly"/>
+    /// forwards; by default as many as keep a chunk's float32 logits within 64 MiB. Settable for tests.
+    /// </summary>
+    internal long LossChunkRows { get; set; }
+
+    /// <summary>
+    /// Runs the model: float32 logits, and the loss when labels are given; only the loss with
+    /// <see cref="CausalLMInput.LossOnly"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The labels' shape differs from the ids', or <see cref="CausalLMInput.LossOnly"/> is set without labels.</exception>
     public override CausalLMOutput forward(CausalLMInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -128,15 +139,29 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
                 $"Labels must have the shape of InputIds [{string.Join(", ", input.InputIds.shape)}]; got [{string.Join(", ", l.shape)}].", nameof(input));
         }
 
+        if (input.LossOnly && input.Labels is null)
+        {
+            throw new ArgumentException("LossOnly computes only the loss, which needs Labels; none were given.", nameof(input));
+        }
+
         using var scope = NewDisposeScope();
         Tensor hidden = model.forward(input);
+        if (input.LossOnly)
+        {
+            Tensor labels = input.Labels!;
+            Tensor lossOnly = lmHead is Linear { Bias: null } head
+                ? ChunkedCausalLoss.Compute(hidden, head.Weight, labels, LossChunkRows)
+                : CausalLoss(lmHead.forward(hidden).to_type(ScalarType.Float32), labels.to(hidden.device));
+            return CausalLMOutput.FromLossOnly(lossOnly.MoveToOuterDisposeScope());
+        }
+
         if (input.LastPositionLogitsOnly && input.Labels is null)
         {
             hidden = hidden.narrow(1, hidden.shape[1] - 1, 1);
         }
 
         Tensor logits = lmHead.forward(hidden).to_type(ScalarType.Float32);
-        Tensor? loss = input.Labels is Tensor labels ? CausalLoss(logits, labels.to(logits.device)) : null;
+        Tensor? loss = input.Labels is Tensor y ? CausalLoss(logits, y.to(logits.device)) : null;
         logits.MoveToOuterDisposeScope();
         loss?.MoveToOuterDisposeScope();
         return new CausalLMOutput(logits, loss);

@@ -429,7 +429,8 @@ internal static class TrainingLoop
     /// <summary>
     /// Forward and backward of one optimizer step's micro-batches: each micro-batch's mean loss (over its target tokens)
     /// is scaled by its share of the step's target tokens and back-propagated, so the gradients summed over the step are
-    /// those of Σ token losses / step target tokens. Nothing is read from the device.
+    /// those of Σ token losses / step target tokens. The forward is loss-only (<see cref="CausalLMInput.LossOnly"/>): the
+    /// full float32 logits are never materialised. Nothing is read from the device.
     /// </summary>
     /// <returns>Each micro-batch's detached mean loss (the caller owns them), their weights and the step's token counts.</returns>
     internal static StepLosses AccumulateStep(MistralForCausalLM model, TrainingDataset data, IReadOnlyList<int[]> group, Device device,
@@ -464,7 +465,7 @@ internal static class TrainingLoop
                 Tensor input = Upload(batch.InputIds, shape, device);
                 Tensor? mask = batch.AttentionMask is null ? null : Upload(batch.AttentionMask, shape, device);
                 Tensor labels = batch.Labels is null ? input : Upload(batch.Labels, shape, device);
-                using var output = model.forward(new CausalLMInput(input) { AttentionMask = mask, Labels = labels });
+                using var output = model.forward(new CausalLMInput(input) { AttentionMask = mask, Labels = labels, LossOnly = true });
                 Tensor loss = output.Loss!;
                 (loss * weights[i]).backward();
                 losses.Add(loss.detach().DetachFromDisposeScope());

@@ -45,7 +45,10 @@ public class DeviceSideStepValuesTests(ITestOutputHelper output)
         stepSeconds.Should().BeLessThanOrEqualTo(result.Elapsed.TotalSeconds).And.BeGreaterThan(0.9 * result.Elapsed.TotalSeconds);
     }
 
-    /// <summary>The trainer as it was before step values stayed on the device: item() per micro-batch, clip_grad_norm_.</summary>
+    /// <summary>
+    /// The trainer as it was before step values stayed on the device: item() per micro-batch, clip_grad_norm_. Its forward
+    /// is the trainer's (loss only, chunked lm_head + cross-entropy), so losses and weights compare bit for bit.
+    /// </summary>
     private static List<(double Loss, double Norm)> SynchronousReference(TrainingFixture f, PackedDataset data, LoraTrainingOptions o)
     {
         var parameters = f.Lora.AdapterParameters();
@@ -67,7 +70,7 @@ public class DeviceSideStepValuesTests(ITestOutputHelper output)
                     using var scope = NewDisposeScope();
                     var ids = batch.SelectMany(b => data.Blocks[b]).Select(x => (long)x).ToArray();
                     Tensor input = tensor(ids, [batch.Length, data.SequenceLength]);
-                    using var output = f.Model.forward(new CausalLMInput(input) { Labels = input });
+                    using var output = f.Model.forward(new CausalLMInput(input) { Labels = input, LossOnly = true });
                     (output.Loss! * weight).backward();
                     stepLoss += weight * output.Loss!.item<float>();
                 }

@@ -235,7 +235,7 @@ internal static class Pretrain
             using var scope = NewDisposeScope();
             var ids = chunk.SelectMany(i => data.Blocks[i]).Select(x => (long)x).ToArray();
             var input = tensor(ids, [chunk.Length, data.SequenceLength], ScalarType.Int64, model.Device);
-            using var output = model.forward(new CausalLMInput(input) { Labels = input });
+            using var output = model.forward(new CausalLMInput(input) { Labels = input, LossOnly = true });
             long tokens = chunk.Length * (long)(data.SequenceLength - 1);
             sum += output.Loss!.item<float>() * tokens;
             count += tokens;
