@@ -35,6 +35,7 @@ internal static class GpuChecks
         RmsNormCheck(device);
         AttentionCheck(device, 1);
         AttentionCheck(device, 7);
+        DecodeAttentionKernelCheck(device);
         MlpCheck(device);
         GemvCheck(device);
         LoraCombineCheck(device, quantized: false);
@@ -155,6 +156,40 @@ internal static class GpuChecks
         double rel = RelativeError(actual, expected);
         Record($"model with cache fused vs libtorch (prefill 40 + step of {t}, left padding, window 48)", rel < 5e-3, $"relative error {rel:E2}");
         model.Dispose();
+    }
+
+    // The decoding attention kernel against float32 attention computed from the same bf16 inputs: 4 rows, 32 query heads
+    // over 8 key/value heads, keys read from a strided cache view, a padded row and a row with every key masked (zeros).
+    private static void DecodeAttentionKernelCheck(Device device)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        const int b = 4, h = 32, kv = 8, d = 128, cap = 300, s = 257;
+        Tensor q = randn(b, h, 1, d).to(ScalarType.BFloat16).to(device);
+        Tensor cacheK = randn(b, kv, cap, d).to(ScalarType.BFloat16).to(device);
+        Tensor cacheV = randn(b, kv, cap, d).to(ScalarType.BFloat16).to(device);
+        Tensor keys = cacheK.narrow(2, 0, s);
+        Tensor vals = cacheV.narrow(2, 0, s);
+        Tensor mask = ones([b, 1, 1, s], ScalarType.Bool, device);
+        mask[1, .., .., ..100] = false;
+        mask[3] = false;
+        Tensor? actual = Mistral.Core.Cuda.FusedOps.DecodeAttention(q, keys, vals, mask, h, kv, d);
+        if (actual is null)
+        {
+            Record("decode attention kernel vs float32 attention", false, "the kernel did not apply");
+            return;
+        }
+
+        Tensor kf = keys.to(ScalarType.Float32).repeat_interleave(h / kv, 1);
+        Tensor vf = vals.to(ScalarType.Float32).repeat_interleave(h / kv, 1);
+        Tensor scores = q.to(ScalarType.Float32).matmul(kf.transpose(2, 3)) / Math.Sqrt(d);
+        scores = scores.masked_fill(mask.logical_not(), double.NegativeInfinity);
+        Tensor probs = scores.softmax(-1).nan_to_num(0.0);
+        Tensor expected = probs.matmul(vf).transpose(1, 2).reshape(b, 1, h * d);
+        double rel = RelativeError(actual.narrow(0, 0, 3).to(ScalarType.Float32), expected.narrow(0, 0, 3));
+        double maskedRow = actual[3].abs().max().item<float>();
+        Record("decode attention kernel vs float32 attention (GQA 32/8, strided cache, padded row, fully masked row)", rel < 5e-3 && maskedRow == 0,
+            $"relative error {rel:E2} (bf16 output rounding), fully masked row max |out| {maskedRow}");
     }
 
     private static void MlpCheck(Device device)

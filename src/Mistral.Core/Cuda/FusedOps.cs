@@ -188,9 +188,79 @@ internal static class FusedOps
                 out[i] = silu_mul_one(g[r * g_stride + c], u[r * u_stride + c]);
             }
         }
+
+        // Attention of one new token per row over the cached keys (decoding): grid (B, H), one thread per head dimension
+        // (blockDim = D, a multiple of 32). Query head h reads key/value head h / (H / KV) in place (no repeated K/V).
+        // Scores in float32 (q·k · scale, masked to −inf), softmax in float32, probabilities times V summed in float32,
+        // one bf16 rounding at the end; a row whose keys are all masked gets zeros (as libtorch's SDPA gives).
+        // q [B, H, D] (strides qb, qh); k, v [B, KV, S, D] (strides kb, kh, kr; D contiguous); mask bool [B or 1, S]
+        // (stride mb, 0 when shared); out [B, H·D]. Scores live in shared memory (S ≤ max_keys).
+        extern "C" __global__ void decode_attention_bf16(const unsigned short* q, long long qb, long long qh,
+            const unsigned short* k, const unsigned short* v, long long kb, long long kh, long long kr,
+            const unsigned char* mask, long long mb, unsigned short* out, int H, int KV, int S, int D, float scale)
+        {
+            extern __shared__ float scores[];
+            __shared__ float red[32];
+            int row = blockIdx.x;
+            int h = blockIdx.y;
+            int kvh = h / (H / KV);
+            int tid = threadIdx.x;
+            int lane = tid & 31;
+            int warp = tid >> 5;
+            int warps = blockDim.x >> 5;
+            const unsigned short* qr = q + row * qb + h * qh;
+            const unsigned short* kbase = k + row * kb + kvh * kh;
+            const unsigned short* vbase = v + row * kb + kvh * kh;
+            const unsigned char* m = mask + row * mb;
+            // Each warp takes keys warp, warp + warps, ...; each lane D/32 dimensions.
+            for (int j = warp; j < S; j += warps)
+            {
+                const unsigned short* kr_ = kbase + j * kr;
+                float dot = 0.0f;
+                for (int d = lane; d < D; d += 32) dot = fmaf(bf2f(qr[d]), bf2f(kr_[d]), dot);
+                for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+                if (lane == 0) scores[j] = m[j] ? dot * scale : -INFINITY;
+            }
+            __syncthreads();
+            float mx = -INFINITY;
+            for (int j = tid; j < S; j += blockDim.x) mx = fmaxf(mx, scores[j]);
+            for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            if (lane == 0) red[warp] = mx;
+            __syncthreads();
+            if (warp == 0)
+            {
+                float t = lane < warps ? red[lane] : -INFINITY;
+                for (int off = 16; off > 0; off >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, off));
+                if (lane == 0) red[0] = t;
+            }
+            __syncthreads();
+            mx = red[0];
+            __syncthreads();
+            float sum = 0.0f;
+            for (int j = tid; j < S; j += blockDim.x)
+            {
+                float e = mx == -INFINITY ? 0.0f : __expf(scores[j] - mx);
+                scores[j] = e;
+                sum += e;
+            }
+            for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+            if (lane == 0) red[warp] = sum;
+            __syncthreads();
+            if (warp == 0)
+            {
+                float t = lane < warps ? red[lane] : 0.0f;
+                for (int off = 16; off > 0; off >>= 1) t += __shfl_xor_sync(0xffffffffu, t, off);
+                if (lane == 0) red[0] = t;
+            }
+            __syncthreads();
+            float total = red[0];
+            float acc = 0.0f;
+            for (int j = 0; j < S; j++) acc = fmaf(scores[j], bf2f(vbase[j * kr + tid]), acc);
+            out[((long long)row * H + h) * D + tid] = f2bf(total > 0.0f ? acc / total : 0.0f);
+        }
         """;
 
-    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16");
+    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16", "decode_attention_bf16");
 
     /// <summary>Why the fused kernels are or are not in use.</summary>
     public static string Status => Module.Status;
@@ -272,6 +342,76 @@ internal static class FusedOps
         args[5] = (IntPtr)(&e);
         f.Launch((uint)rows, 1, 1, cols >= 1024 ? 1024u : 256u, args);
         return gx.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The most cached keys <see cref="DecodeAttention"/> takes (its scores sit in 48 KiB of shared memory).</summary>
+    internal const int DecodeAttentionMaxKeys = 12000;
+
+    /// <summary>
+    /// Attention of one new token per row over its cached keys, grouped-query heads read in place: q [B, H, 1, D],
+    /// keys and values [B, KV, S, D] (views of the cache are fine: the head dimension must be contiguous), mask bool
+    /// [B or 1, 1, 1, S]. Returns the merged heads [B, 1, H·D], or null when the kernel does not apply (then the caller
+    /// uses scaled_dot_product_attention). Float32 scores, softmax and sums, one bf16 rounding.
+    /// </summary>
+    public static unsafe Tensor? DecodeAttention(Tensor q, Tensor keys, Tensor values, Tensor mask, int heads, int kvHeads, int headDim)
+    {
+        if (!Applies(q) || keys.dtype != ScalarType.BFloat16 || values.dtype != ScalarType.BFloat16 || mask.dtype != ScalarType.Bool
+            || q.dim() != 4 || q.shape[2] != 1 || keys.dim() != 4 || values.dim() != 4 || mask.dim() != 4
+            || headDim % 32 != 0 || headDim > 1024 || heads % kvHeads != 0)
+        {
+            return null;
+        }
+
+        long b = q.shape[0];
+        long s = keys.shape[2];
+        if (s < 1 || s > DecodeAttentionMaxKeys || q.shape[1] != heads || q.shape[3] != headDim
+            || keys.shape[0] != b || keys.shape[1] != kvHeads || keys.shape[3] != headDim || !keys.shape.SequenceEqual(values.shape)
+            || !keys.stride().SequenceEqual(values.stride()) || keys.stride(3) != 1 || q.stride(3) != 1
+            || mask.shape[1] != 1 || mask.shape[2] != 1 || mask.shape[3] != s || (mask.shape[0] != b && mask.shape[0] != 1)
+            || b > int.MaxValue || !Module.TryGetFunction(q, "decode_attention_bf16", out CudaFunction f))
+        {
+            return null;
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor m = mask.reshape(mask.shape[0], s);
+        m = m.stride(1) == 1 ? m : m.contiguous();
+        Tensor output = empty([b, 1, heads * headDim], ScalarType.BFloat16, q.device);
+        IntPtr pq = CudaFunction.Pointer(q);
+        IntPtr pk = CudaFunction.Pointer(keys);
+        IntPtr pv = CudaFunction.Pointer(values);
+        IntPtr pm = CudaFunction.Pointer(m);
+        IntPtr po = CudaFunction.Pointer(output);
+        long qb = q.stride(0);
+        long qh = q.stride(1);
+        long kb = keys.stride(0);
+        long kh = keys.stride(1);
+        long kr = keys.stride(2);
+        long mb = m.shape[0] == 1 ? 0 : m.stride(0);
+        int h = heads;
+        int kv = kvHeads;
+        int keysCount = (int)s;
+        int d = headDim;
+        float scale = 1.0f / MathF.Sqrt(headDim);
+        IntPtr* args = stackalloc IntPtr[16];
+        args[0] = (IntPtr)(&pq);
+        args[1] = (IntPtr)(&qb);
+        args[2] = (IntPtr)(&qh);
+        args[3] = (IntPtr)(&pk);
+        args[4] = (IntPtr)(&pv);
+        args[5] = (IntPtr)(&kb);
+        args[6] = (IntPtr)(&kh);
+        args[7] = (IntPtr)(&kr);
+        args[8] = (IntPtr)(&pm);
+        args[9] = (IntPtr)(&mb);
+        args[10] = (IntPtr)(&po);
+        args[11] = (IntPtr)(&h);
+        args[12] = (IntPtr)(&kv);
+        args[13] = (IntPtr)(&keysCount);
+        args[14] = (IntPtr)(&d);
+        args[15] = (IntPtr)(&scale);
+        f.Launch((uint)b, (uint)heads, 1, (uint)headDim, args, (uint)(s * sizeof(float)));
+        return output.MoveToOuterDisposeScope();
     }
 
     /// <summary>

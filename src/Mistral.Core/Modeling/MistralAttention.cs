@@ -50,6 +50,15 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
     /// </summary>
     public bool UseFusedKernels { get; set; }
 
+    /// <summary>
+    /// Whether decoding steps (one new token per row, with a KV cache) in a bfloat16 CUDA forward without autograd rotate
+    /// q/k/v in one fused kernel and attend with a fused kernel that reads the grouped key/value heads of the cache in
+    /// place, with float32 scores and softmax — instead of libtorch's RoPE ops, repeated K/V and
+    /// <c>scaled_dot_product_attention</c>, whose cuDNN backend builds a new plan for every new key length. Default true;
+    /// <see cref="MistralForCausalLM.UseFusedKernels"/> sets it.
+    /// </summary>
+    public bool UseFusedDecodeAttention { get; set; } = true;
+
     /// <summary>Attends over <paramref name="hidden"/> [B, T, hidden] with the step's shared state.</summary>
     public override Tensor forward(Tensor hidden, AttentionContext ctx)
     {
@@ -64,8 +73,10 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         Tensor kp = kProj.forward(hidden);
         Tensor vp = vProj.forward(hidden);
         // Inference only: in training, a checkpointed layer's no-grad forward must compute what its recomputation will.
-        bool fused = UseFusedKernels && !training && !is_grad_enabled() && hidden.device.type == DeviceType.CUDA;
-        if (fused && Cuda.FusedOps.RotaryHeads(qp, kp, vp, ctx.Cos, ctx.Sin, heads, kvHeads, headDim) is var (fq, fk, fv))
+        bool inference = !training && !is_grad_enabled() && hidden.device.type == DeviceType.CUDA;
+        bool fusedDecode = UseFusedDecodeAttention && inference && t == 1 && ctx.Cache is not null;
+        bool fused = UseFusedKernels && inference;
+        if ((fused || fusedDecode) && Cuda.FusedOps.RotaryHeads(qp, kp, vp, ctx.Cos, ctx.Sin, heads, kvHeads, headDim) is var (fq, fk, fv))
         {
             (q, k, v) = (fq, fk, fv);
         }
@@ -101,7 +112,11 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
 
         Tensor merged;
         int groups = heads / kvHeads;
-        if (fused && groups > 1 && ctx.Mask is Tensor mask)
+        if (fusedDecode && Cuda.FusedOps.DecodeAttention(q, keys, vals, ctx.Mask, heads, kvHeads, headDim) is Tensor decoded)
+        {
+            merged = decoded;
+        }
+        else if (fused && groups > 1 && ctx.Mask is Tensor mask)
         {
             // Grouped-query attention without repeating K/V: query head h = kv·G + g, so [B, H, T, D] is [B, KV, G·T, D]
             // and every folded query row of a group attends over that group's keys; the mask repeats per g.
