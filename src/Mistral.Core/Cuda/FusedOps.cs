@@ -1,3 +1,4 @@
+using Mistral.Core.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -45,19 +46,21 @@ internal static class FusedOps
         // each product and the sum rounded to bf16 as libtorch's bf16 ops round. Grid (B*T, H + 2*KV), D/2 threads.
         extern "C" __global__ void rope_split_bf16(const unsigned short* qs, const unsigned short* ks, const unsigned short* vs,
             long long q_stride, long long k_stride, long long v_stride, const unsigned short* cos, const unsigned short* sin,
-            unsigned short* q, unsigned short* k, unsigned short* v, int T, int H, int KV, int D)
+            unsigned short* q, unsigned short* k, unsigned short* v, int T, int H, int KV, int D, int kv_len, const long long* slots)
         {
+            // k and v are [B, KV, kv_len, D]: kv_len = T with slot = t, or a KV cache's capacity with slot = slots[t].
             int row = blockIdx.x;
             int head = blockIdx.y;
             int j = threadIdx.x;
             int half = D / 2;
             int b = row / T;
             int t = row % T;
+            long long slot = slots ? slots[t] : t;
             const unsigned short* src;
             unsigned short* dst;
             if (head < H) { src = qs + row * q_stride + head * D; dst = q + (((long long)b * H + head) * T + t) * D; }
-            else if (head < H + KV) { int h = head - H; src = ks + row * k_stride + h * D; dst = k + (((long long)b * KV + h) * T + t) * D; }
-            else { int h = head - H - KV; src = vs + row * v_stride + h * D; dst = v + (((long long)b * KV + h) * T + t) * D; dst[j] = src[j]; dst[j + half] = src[j + half]; return; }
+            else if (head < H + KV) { int h = head - H; src = ks + row * k_stride + h * D; dst = k + (((long long)b * KV + h) * kv_len + slot) * D; }
+            else { int h = head - H - KV; src = vs + row * v_stride + h * D; dst = v + (((long long)b * KV + h) * kv_len + slot) * D; dst[j] = src[j]; dst[j + half] = src[j + half]; return; }
             const unsigned short* c = cos + (long long)row * D;
             const unsigned short* s = sin + (long long)row * D;
             float x1 = bf2f(src[j]);
@@ -417,11 +420,25 @@ internal static class FusedOps
     /// <summary>
     /// Rotates q and k and lays q, k, v out head-major: from projections [B, T, H·D], [B, T, KV·D], [B, T, KV·D] (each may
     /// be a column slice of one fused projection) and cos/sin [B, T, D] to q [B, H, T, D], k and v [B, KV, T, D]; or null.
+    /// With <paramref name="cacheKeys"/>, <paramref name="cacheValues"/> (contiguous [B, KV, capacity, D]) and
+    /// <paramref name="slots"/> (int64 [T]) k and v are written straight into the cache at those slots (what
+    /// <c>index_copy_</c> would do) and the cache tensors are returned as K and V.
     /// </summary>
-    public static unsafe (Tensor Q, Tensor K, Tensor V)? RotaryHeads(Tensor qp, Tensor kp, Tensor vp, Tensor cos, Tensor sin, int heads, int kvHeads, int headDim)
+    public static unsafe (Tensor Q, Tensor K, Tensor V)? RotaryHeads(Tensor qp, Tensor kp, Tensor vp, Tensor cos, Tensor sin, int heads, int kvHeads, int headDim,
+        Tensor? cacheKeys = null, Tensor? cacheValues = null, Tensor? slots = null)
     {
         if (!Applies(qp) || !Applies(kp) || !Applies(vp) || cos.dtype != ScalarType.BFloat16 || sin.dtype != ScalarType.BFloat16
             || headDim % 2 != 0 || headDim > 2048 || qp.dim() != 3 || !Module.TryGetFunction(qp, "rope_split_bf16", out CudaFunction f))
+        {
+            return null;
+        }
+
+        bool intoCache = cacheKeys is not null;
+        if (intoCache && (cacheValues is null || slots is null || cacheKeys!.dtype != ScalarType.BFloat16 || cacheValues.dtype != ScalarType.BFloat16
+            || !cacheKeys.is_contiguous() || !cacheValues.is_contiguous() || !cacheKeys.shape.SequenceEqual(cacheValues.shape)
+            || cacheKeys.dim() != 4 || cacheKeys.shape[0] != qp.shape[0] || cacheKeys.shape[1] != kvHeads || cacheKeys.shape[3] != headDim
+            || slots.dtype != ScalarType.Int64 || slots.dim() != 1 || slots.shape[0] != qp.shape[1] || !slots.is_contiguous()
+            || !slots.device.IsSameDevice(qp.device) || !cacheKeys.device.IsSameDevice(qp.device)))
         {
             return null;
         }
@@ -438,8 +455,10 @@ internal static class FusedOps
         Tensor c = cos.is_contiguous() ? cos : cos.contiguous();
         Tensor s = sin.is_contiguous() ? sin : sin.contiguous();
         Tensor q = empty([b, heads, t, headDim], ScalarType.BFloat16, qp.device);
-        Tensor k = empty([b, kvHeads, t, headDim], ScalarType.BFloat16, qp.device);
-        Tensor v = empty([b, kvHeads, t, headDim], ScalarType.BFloat16, qp.device);
+        Tensor k = intoCache ? cacheKeys! : empty([b, kvHeads, t, headDim], ScalarType.BFloat16, qp.device);
+        Tensor v = intoCache ? cacheValues! : empty([b, kvHeads, t, headDim], ScalarType.BFloat16, qp.device);
+        int kvLength = intoCache ? (int)cacheKeys!.shape[2] : (int)t;
+        IntPtr pSlots = intoCache ? CudaFunction.Pointer(slots!) : IntPtr.Zero;
         IntPtr pqs = CudaFunction.Pointer(qp);
         IntPtr pks = CudaFunction.Pointer(kp);
         IntPtr pvs = CudaFunction.Pointer(vp);
@@ -455,7 +474,7 @@ internal static class FusedOps
         int h = heads;
         int kv = kvHeads;
         int d = headDim;
-        IntPtr* args = stackalloc IntPtr[15];
+        IntPtr* args = stackalloc IntPtr[17];
         args[0] = (IntPtr)(&pqs);
         args[1] = (IntPtr)(&pks);
         args[2] = (IntPtr)(&pvs);
@@ -471,8 +490,10 @@ internal static class FusedOps
         args[12] = (IntPtr)(&h);
         args[13] = (IntPtr)(&kv);
         args[14] = (IntPtr)(&d);
+        args[15] = (IntPtr)(&kvLength);
+        args[16] = (IntPtr)(&pSlots);
         f.Launch((uint)(b * t), (uint)(heads + (2 * kvHeads)), 1, (uint)(headDim / 2), args);
-        return (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
+        return intoCache ? (q.MoveToOuterDisposeScope(), k, v) : (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
     }
 
     /// <summary>

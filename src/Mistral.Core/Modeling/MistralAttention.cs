@@ -76,7 +76,15 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         bool inference = !training && !is_grad_enabled() && hidden.device.type == DeviceType.CUDA;
         bool fusedDecode = UseFusedDecodeAttention && inference && t == 1 && ctx.Cache is not null;
         bool fused = UseFusedKernels && inference;
-        if ((fused || fusedDecode) && Cuda.FusedOps.RotaryHeads(qp, kp, vp, ctx.Cos, ctx.Sin, heads, kvHeads, headDim) is var (fq, fk, fv))
+        // A decoding step writes k and v straight into the cache slots from the same kernel.
+        bool cacheWritten = false;
+        if (fusedDecode && ctx.Cache is KvCache c0 && ctx.CacheStep is { WriteFirst: true } s0
+            && Cuda.FusedOps.RotaryHeads(qp, kp, vp, ctx.Cos, ctx.Sin, heads, kvHeads, headDim, c0.Keys(layerIndex), c0.Values(layerIndex), s0.Slots) is var (dq, dk, dv))
+        {
+            (q, k, v) = (dq, dk, dv);
+            cacheWritten = true;
+        }
+        else if ((fused || fusedDecode) && Cuda.FusedOps.RotaryHeads(qp, kp, vp, ctx.Cos, ctx.Sin, heads, kvHeads, headDim) is var (fq, fk, fv))
         {
             (q, k, v) = (fq, fk, fv);
         }
@@ -95,8 +103,12 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
             Tensor cacheV = cache.Values(layerIndex);
             if (step.WriteFirst)
             {
-                cacheK.index_copy_(2, step.Slots, k);
-                cacheV.index_copy_(2, step.Slots, v);
+                if (!cacheWritten)
+                {
+                    cacheK.index_copy_(2, step.Slots, k);
+                    cacheV.index_copy_(2, step.Slots, v);
+                }
+
                 keys = cacheK.narrow(2, 0, step.Used);
                 vals = cacheV.narrow(2, 0, step.Used);
             }
