@@ -40,6 +40,7 @@ internal static class GpuChecks
         GemvCheck(device);
         LoraCombineCheck(device, quantized: false);
         LoraCombineCheck(device, quantized: true);
+        LoraDropoutCheck(device);
         DecodeCheck(device, quantized: false);
         DecodeCheck(device, quantized: true);
         PaddedBatchCheck(device);
@@ -275,6 +276,44 @@ internal static class GpuChecks
         long db = a.Gb.ne(e.Gb).sum().item<long>();
         Record($"lora combine fused vs libtorch ({(quantized ? "nf4" : "bf16")} base): output, input and adapter gradients", dy + dx + da + db == 0,
             $"elements differing: output {dy}, grad x {dx}, grad A {da}, grad B {db}");
+    }
+
+    // The fused cast + dropout of a LoRA input: kept values are float(x)/(1-p) exactly, about p of them dropped, the
+    // gradient is bf16(gy/(1-p)) on the kept elements and 0 elsewhere, and the same CUDA generator state gives the same mask.
+    private static void LoraDropoutCheck(Device device)
+    {
+        using var scope = NewDisposeScope();
+        const double p = 0.1;
+        Tensor x = randn(2048, 4096 + 3).to(ScalarType.BFloat16).to(device).requires_grad_(true); // odd width: vector and tail paths
+        Tensor gy = randn(2048, 4096 + 3).to(device);
+        if (!Mistral.Peft.Lora.LoraDropoutFunction.Applies(x, p))
+        {
+            Record("LoRA dropout fused", false, "the kernel did not apply");
+            return;
+        }
+
+        cuda.manual_seed(5);
+        Tensor y = Mistral.Peft.Lora.LoraDropoutFunction.Dropout(x, p);
+        y.backward([gy]);
+        Tensor kept = y.ne(0);
+        double dropped = 1.0 - kept.to(ScalarType.Float32).mean().item<float>();
+        float scale = (float)(1.0 / (1.0 - p));
+        Tensor expectedY = (x.detach().to(ScalarType.Float32) * scale).where(kept, zeros_like(y));
+        long yDiffer = y.detach().ne(expectedY).sum().item<long>();
+        Tensor expectedGx = (gy * scale).where(kept, zeros_like(gy)).to(ScalarType.BFloat16);
+        long gDiffer = x.grad!.ne(expectedGx).sum().item<long>();
+        cuda.manual_seed(5);
+        Tensor again;
+        using (no_grad())
+        {
+            again = Mistral.Peft.Lora.LoraDropoutFunction.Dropout(x.detach(), p);
+        }
+
+        long replayDiffer = again.ne(y.detach()).sum().item<long>();
+        double sigma = Math.Sqrt(p * (1 - p) / x.numel());
+        Record("LoRA dropout fused (cast + dropout + backward, replay from the generator state)",
+            Math.Abs(dropped - p) < 5 * sigma && yDiffer == 0 && gDiffer == 0 && replayDiffer == 0,
+            $"dropped {dropped:F5} (p {p}, 5 sigma {5 * sigma:F5}); values differing {yDiffer}, gradients differing {gDiffer}, replay differing {replayDiffer}");
     }
 
     private static void DecodeCheck(Device device, bool quantized)

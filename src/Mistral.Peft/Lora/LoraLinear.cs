@@ -130,7 +130,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
 
     /// <summary>
     /// Whether, over a bfloat16 result on CUDA, the scaled update is added and cast in one fused kernel (forward and
-    /// backward) instead of three libtorch passes; bit-identical. Default true.
+    /// backward) instead of three libtorch passes (bit-identical), and in training the input's cast to float32 and the
+    /// dropout are one kernel whose mask is recomputed in backward (same distribution as libtorch's dropout, its own
+    /// random stream drawn from libtorch's CUDA generator). Default true.
     /// </summary>
     public bool UseFusedKernels { get; set; } = true;
 
@@ -156,10 +158,20 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
         using var scope = NewDisposeScope();
         Tensor result = baseLayer.forward(input);
         ScalarType resultDtype = result.dtype;
-        Tensor x = input.dtype == AdapterDtype ? input : input.to(AdapterDtype);
-        if (DropoutProbability > 0 && training)
+        Tensor x;
+        if (DropoutProbability > 0 && training && UseFusedKernels && AdapterDtype == ScalarType.Float32
+            && LoraDropoutFunction.Applies(input, DropoutProbability))
         {
-            x = nn.functional.dropout(x, DropoutProbability, true);
+            // PEFT's dropout(x.to(float32)) as one pass, the mask recomputed in backward instead of stored.
+            x = LoraDropoutFunction.Dropout(input, DropoutProbability);
+        }
+        else
+        {
+            x = input.dtype == AdapterDtype ? input : input.to(AdapterDtype);
+            if (DropoutProbability > 0 && training)
+            {
+                x = nn.functional.dropout(x, DropoutProbability, true);
+            }
         }
 
         Tensor u = loraB.forward(loraA.forward(x));

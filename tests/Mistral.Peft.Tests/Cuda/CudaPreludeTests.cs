@@ -12,6 +12,10 @@ public class CudaPreludeTests
         CudaSourceChecks.UsesThePreludeOnce(LoraCombineFunction.Kernels.Source, CudaPrelude.Bf16, "lora_combine_fwd", "lora_combine_bwd");
 
     [Fact]
+    public void TheLoraDropoutModuleUsesThePreludeOnce() =>
+        CudaSourceChecks.UsesThePreludeOnce(LoraDropoutFunction.Kernels.Source, CudaPrelude.Bf16, "lora_dropout_fwd", "lora_dropout_bwd");
+
+    [Fact]
     public void TheNf4ModuleUsesThePreludeOnce()
     {
         string source = FusedNf4Dequantizer.Kernels.Source;
