@@ -198,6 +198,7 @@ internal static class FusedOps
         // one bf16 rounding at the end; a row whose keys are all masked gets zeros (as libtorch's SDPA gives).
         // q [B, H, D] (strides qb, qh); k, v [B, KV, S, D] (strides kb, kh, kr; D contiguous); mask bool [B or 1, S]
         // (stride mb, 0 when shared); out [B, H·D]. Scores live in shared memory (S ≤ max_keys).
+        #define NEG_INF __int_as_float(0xff800000)
         extern "C" __global__ void decode_attention_bf16(const unsigned short* q, long long qb, long long qh,
             const unsigned short* k, const unsigned short* v, long long kb, long long kh, long long kr,
             const unsigned char* mask, long long mb, unsigned short* out, int H, int KV, int S, int D, float scale)
@@ -222,17 +223,17 @@ internal static class FusedOps
                 float dot = 0.0f;
                 for (int d = lane; d < D; d += 32) dot = fmaf(bf2f(qr[d]), bf2f(kr_[d]), dot);
                 for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-                if (lane == 0) scores[j] = m[j] ? dot * scale : -INFINITY;
+                if (lane == 0) scores[j] = m[j] ? dot * scale : NEG_INF;
             }
             __syncthreads();
-            float mx = -INFINITY;
+            float mx = NEG_INF;
             for (int j = tid; j < S; j += blockDim.x) mx = fmaxf(mx, scores[j]);
             for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
             if (lane == 0) red[warp] = mx;
             __syncthreads();
             if (warp == 0)
             {
-                float t = lane < warps ? red[lane] : -INFINITY;
+                float t = lane < warps ? red[lane] : NEG_INF;
                 for (int off = 16; off > 0; off >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, off));
                 if (lane == 0) red[0] = t;
             }
@@ -242,7 +243,7 @@ internal static class FusedOps
             float sum = 0.0f;
             for (int j = tid; j < S; j += blockDim.x)
             {
-                float e = mx == -INFINITY ? 0.0f : __expf(scores[j] - mx);
+                float e = mx == NEG_INF ? 0.0f : __expf(scores[j] - mx);
                 scores[j] = e;
                 sum += e;
             }

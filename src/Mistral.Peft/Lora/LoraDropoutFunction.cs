@@ -105,7 +105,8 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         double p = (double)vars[1];
         using var scope = NewDisposeScope();
         var (y, seed) = Forward(x, p);
-        ctx.save_for_backward([seed]);
+        // TorchSharp makes the saved variable after forward returns: the seed must outlive this scope.
+        ctx.save_for_backward([seed.MoveToOuterDisposeScope()]);
         ctx.save_data("p", p);
         return y.MoveToOuterDisposeScope();
     }
