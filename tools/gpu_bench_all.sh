@@ -56,3 +56,5 @@ grep -hE "us/op|ms/step" "$OUT/overhead.txt" 2>/dev/null | cut -c1-200
 grep -hE "^mistral.net|^hf|fused kernels:|model FLOP|breakdown|Unhandled|wrote" "$OUT"/gen_*.txt "$OUT"/hf_gen.txt "$OUT"/train_*.txt "$OUT"/hf_train*.txt "$OUT"/checkpoint.txt 2>/dev/null | cut -c1-330
 grep -hE -A14 "== kernel profile" "$OUT"/train_*.txt "$OUT"/gen_*.txt 2>/dev/null | cut -c1-160
 grep -hE "^==|^ +[0-9.]+ ms" "$OUT/hf_profile.txt" 2>/dev/null | head -12 | cut -c1-150
+# At most 8 files come back from the device: one file with every step's log, headed by its name.
+for f in "$OUT"/*.txt; do [ -f "$f" ] && { echo "===== $(basename "$f" .txt) ====="; cat "$f"; } >> "$OUT/all_steps.log" && rm -f "$f"; done
