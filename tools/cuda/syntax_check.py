@@ -75,4 +75,5 @@ def main():
         failures += r.returncode != 0
     return 1 if failures else 0
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+// Runs the repository's NVRTC kernels on the host (shim.h) against element-wise references written from the ops they
+// replace: vector paths against scalar paths and formulas, tails, misaligned pointers, strided rows, shared memory, warp
+// reductions. Built and run by tools/cuda/emulate_check.py, which generates kernels.inc from the C# sources.
+#include "shim.h"
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "kernels.inc"
+
+using m_fused::bf2f;
+using m_fused::f2bf;
+typedef unsigned short bf16;
+
+static int failures = 0;
+static void expect(bool ok, const std::string& what)
+{
+    std::printf("%s  %s\n", ok ? "PASS" : "FAIL", what.c_str());
+    failures += !ok;
+}
+
+static std::mt19937 rng(20261207);
+static std::vector<bf16> random_bf16(size_t n, float scale = 1.0f)
+{
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<bf16> v(n + 16);
+    for (auto& x : v) x = f2bf(d(rng));
+    return v;
+}
+static std::vector<float> random_f32(size_t n)
+{
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    std::vector<float> v(n + 16);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+static unsigned blocks(long long lanes, unsigned threads) { return (unsigned)((lanes + threads - 1) / threads); }
+
+// silu(g)·u as the libtorch ops round: silu in bf16, product in bf16.
+static bf16 silu_mul_ref(bf16 g, bf16 u)
+{
+    float gv = bf2f(g);
+    float silu = bf2f(f2bf(gv / (1.0f + std::exp(-gv))));
+    return f2bf(silu * bf2f(u));
+}
+
+static void silu_mul(long long rows, int cols, long long gs, long long us, int misalign, const char* what)
+{
+    auto g = random_bf16(rows * gs + 8, 2.0f), u = random_bf16(rows * us + 8);
+    std::vector<bf16> out(rows * cols + 16, 0xffff);
+    const bf16* gp = g.data() + misalign;
+    bf16* op = out.data() + misalign;
+    long long n = rows * cols;
+    launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] { m_fused::silu_mul_bf16(gp, u.data(), gs, us, op, rows, cols); });
+    long long bad = 0;
+    for (long long r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            bad += op[r * cols + c] != silu_mul_ref(gp[r * gs + c], u[r * us + c]);
+    expect(bad == 0 && op[n] == 0xffff, std::string("silu_mul_bf16 ") + what + ": " + std::to_string(bad) + " differ");
+}
+
+static void silu_mul_bwd(long long n, int misalign)
+{
+    auto g = random_bf16(n, 2.0f), u = random_bf16(n), go = random_bf16(n);
+    std::vector<bf16> gg(n + 16), gu(n + 16), gg2(n + 16), gu2(n + 16);
+    launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] {
+        m_fused::silu_mul_bwd_bf16(g.data() + misalign, u.data() + misalign, go.data() + misalign, gg.data() + misalign, gu.data() + misalign, n); });
+    long long bad = 0;
+    for (long long i = 0; i < n; i++)
+    {
+        bf16 a, b;
+        m_fused::silu_mul_bwd_one(g[i + misalign], u[i + misalign], go[i + misalign], &a, &b);
+        bad += gg[i + misalign] != a || gu[i + misalign] != b;
+    }
+    expect(bad == 0, "silu_mul_bwd_bf16 n " + std::to_string(n) + " misalign " + std::to_string(misalign) + ": " + std::to_string(bad) + " differ");
+}
+
+static void lora_combine(long long n, int round, int misalign)
+{
+    auto r = random_bf16(n);
+    auto u = random_f32(n);
+    std::vector<bf16> out(n + 16);
+    float scale = 2.0f;
+    launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] {
+        m_lora_combine::lora_combine_fwd(r.data() + misalign, u.data() + misalign, scale, round, out.data() + misalign, n); });
+    long long bad = 0;
+    for (long long i = 0; i < n; i++)
+    {
+        float update = u[i + misalign] * scale;
+        if (round) update = bf2f(f2bf(update));
+        bad += out[i + misalign] != f2bf(bf2f(r[i + misalign]) + update);
+    }
+    std::vector<float> gu(n + 16);
+    launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] {
+        m_lora_combine::lora_combine_bwd(r.data() + misalign, scale, gu.data() + misalign, n); });
+    for (long long i = 0; i < n; i++) bad += gu[i + misalign] != bf2f(r[i + misalign]) * scale;
+    expect(bad == 0, "lora_combine fwd+bwd n " + std::to_string(n) + " round " + std::to_string(round) + " misalign " + std::to_string(misalign) + ": " + std::to_string(bad) + " differ");
+}
+
+static void lora_dropout(long long n, int misalign)
+{
+    auto x = random_bf16(n);
+    auto gy = random_f32(n);
+    long long seed = 0x1234567890abcLL;
+    double p = 0.1;
+    unsigned int threshold = (unsigned int)std::llround(p * 4294967296.0);
+    float scale = (float)(1.0 / (1.0 - p));
+    std::vector<float> y(n + 16);
+    std::vector<bf16> gx(n + 16);
+    launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] {
+        m_lora_dropout::lora_dropout_fwd(x.data() + misalign, &seed, threshold, scale, y.data() + misalign, n); });
+    launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] {
+        m_lora_dropout::lora_dropout_bwd(gy.data() + misalign, &seed, threshold, scale, gx.data() + misalign, n); });
+    long long bad = 0, dropped = 0;
+    for (long long i = 0; i < n; i++)
+    {
+        bool keep = m_lora_dropout::keep((unsigned long long)seed, (unsigned long long)i, threshold);
+        dropped += !keep;
+        bad += y[i + misalign] != (keep ? bf2f(x[i + misalign]) * scale : 0.0f);
+        bad += gx[i + misalign] != f2bf(keep ? gy[i + misalign] * scale : 0.0f);
+    }
+    double rate = (double)dropped / n, sigma = std::sqrt(p * (1 - p) / n);
+    expect(bad == 0 && std::fabs(rate - p) < 5 * sigma, "lora_dropout fwd+bwd n " + std::to_string(n) + " misalign " + std::to_string(misalign)
+        + ": " + std::to_string(bad) + " differ, dropped " + std::to_string(rate));
+}
+
+// The NF4 dequantize kernels against the element-wise formula of the kernels they replaced.
+static void nf4(long long n, int block, bool dq, bool bf16_out, int misalign_out)
+{
+    std::vector<float> pairs(512);
+    float nf4v[16] = {-1.0f, -0.6961928f, -0.5250731f, -0.3949175f, -0.2844414f, -0.1848449f, -0.0910500f, 0.0f,
+                      0.0795803f, 0.1609302f, 0.2461123f, 0.3379152f, 0.4407098f, 0.5626170f, 0.7229568f, 1.0f};
+    for (int b = 0; b < 256; b++) { pairs[2 * b] = nf4v[b >> 4]; pairs[2 * b + 1] = nf4v[b & 15]; }
+    long long bytes = (n + 1) / 2, nb = (n + block - 1) / block;
+    std::vector<unsigned char> packed(bytes + 16), codes(nb);
+    for (auto& b : packed) b = (unsigned char)(rng() & 0xff);
+    for (auto& c : codes) c = (unsigned char)(rng() & 0xff);
+    std::vector<float> scales = random_f32(nb), nested = random_f32(nb / 4 + 1), map(256);
+    for (int i = 0; i < 256; i++) map[i] = (i - 128) / 127.0f;
+    float offset = 0.03125f;
+    std::vector<unsigned char> out((n + 16) * 4, 0xee);
+    void* op = out.data() + misalign_out * (bf16_out ? 2 : 4);
+    if (dq)
+        launch(Launch::Threads, blocks((n + 15) / 16, 256), 1, 256, [&] {
+            m_nf4::nf4_dequantize_dq(packed.data(), codes.data(), nested.data(), map.data(), offset, pairs.data(), op, n, block, 4, bf16_out); });
+    else
+        launch(Launch::Threads, blocks((n + 15) / 16, 256), 1, 256, [&] {
+            m_nf4::nf4_dequantize(packed.data(), scales.data(), pairs.data(), op, n, block, bf16_out); });
+    long long bad = 0;
+    for (long long e = 0; e < n; e++)
+    {
+        long long blk = e / block;
+        float s = dq ? (map[codes[blk]] * nested[blk / 4]) + offset : scales[blk];
+        unsigned char b = packed[e / 2];
+        float v = pairs[2 * b + (e & 1)] * s;
+        bad += bf16_out ? ((bf16*)op)[e] != f2bf(v) : ((float*)op)[e] != v;
+    }
+    bool tail_clean = bf16_out ? ((bf16*)op)[n] == 0xeeee : out[(misalign_out + n) * 4] == 0xee;
+    expect(bad == 0 && tail_clean, std::string("nf4_dequantize") + (dq ? "_dq" : "") + " n " + std::to_string(n) + " block " + std::to_string(block)
+        + (bf16_out ? " bf16" : " f32") + " misalign " + std::to_string(misalign_out) + ": " + std::to_string(bad) + " differ");
+}
+
+// RoPE + head layout, plain and straight into a KV cache at a slot.
+static void rope_into_cache()
+{
+    const int B = 2, T = 1, H = 4, KV = 2, D = 8, cap = 5;
+    auto qs = random_bf16(B * T * H * D), ks = random_bf16(B * T * KV * D), vs = random_bf16(B * T * KV * D);
+    auto cs = random_bf16(B * T * D), sn = random_bf16(B * T * D);
+    std::vector<bf16> q(B * H * T * D), k(B * KV * T * D), v(B * KV * T * D), q2(q.size());
+    std::vector<bf16> ck(B * KV * cap * D, 0), cv(B * KV * cap * D, 0);
+    long long slot = 3;
+    launch(Launch::Sequential, B * T, H + 2 * KV, D / 2, [&] {
+        m_fused::rope_split_bf16(qs.data(), ks.data(), vs.data(), H * D, KV * D, KV * D, cs.data(), sn.data(), q.data(), k.data(), v.data(), T, H, KV, D, T, nullptr); });
+    launch(Launch::Sequential, B * T, H + 2 * KV, D / 2, [&] {
+        m_fused::rope_split_bf16(qs.data(), ks.data(), vs.data(), H * D, KV * D, KV * D, cs.data(), sn.data(), q2.data(), ck.data(), cv.data(), T, H, KV, D, cap, &slot); });
+    long long bad = q != q2;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < KV; h++)
+            for (int s = 0; s < cap; s++)
+                for (int d = 0; d < D; d++)
+                {
+                    size_t c = ((size_t)(b * KV + h) * cap + s) * D + d;
+                    size_t o = ((size_t)(b * KV + h) * T) * D + d;
+                    bad += s == slot ? (ck[c] != k[o] || cv[c] != v[o]) : (ck[c] != 0 || cv[c] != 0);
+                }
+    expect(bad == 0, "rope_split_bf16 into a KV cache slot = the plain layout at that slot, other slots untouched: " + std::to_string(bad) + " differ");
+}
+
+// Decoding attention against a double-precision reference (GQA, strided cache, a padded row, a fully masked row).
+static void decode_attention()
+{
+    const int B = 3, H = 8, KV = 2, D = 64, cap = 40, S = 33;
+    auto q = random_bf16(B * H * D), k = random_bf16(B * KV * cap * D), v = random_bf16(B * KV * cap * D);
+    std::vector<unsigned char> mask(B * S, 1);
+    for (int j = 0; j < 10; j++) mask[1 * S + j] = 0;
+    for (int j = 0; j < S; j++) mask[2 * S + j] = 0;
+    std::vector<bf16> out(B * H * D);
+    float scale = 1.0f / std::sqrt((float)D);
+    launch(Launch::Threads, B, H, D, [&] {
+        m_fused::decode_attention_bf16(q.data(), H * D, D, k.data(), v.data(), (long long)KV * cap * D, (long long)cap * D, D,
+                                       mask.data(), S, out.data(), H, KV, S, D, scale); });
+    double worst = 0;
+    long long bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+        {
+            int kh = h / (H / KV);
+            std::vector<double> sc(S);
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j < S; j++)
+            {
+                double dot = 0;
+                for (int d = 0; d < D; d++) dot += (double)bf2f(q[(b * H + h) * D + d]) * bf2f(k[((size_t)(b * KV + kh) * cap + j) * D + d]);
+                sc[j] = mask[b * S + j] ? dot * scale : -INFINITY;
+                mx = std::max(mx, sc[j]);
+            }
+            for (int j = 0; j < S; j++) { sc[j] = std::isinf(mx) ? 0 : std::exp(sc[j] - mx); sum += sc[j]; }
+            for (int d = 0; d < D; d++)
+            {
+                double acc = 0;
+                for (int j = 0; j < S; j++) acc += sc[j] * bf2f(v[((size_t)(b * KV + kh) * cap + j) * D + d]);
+                double ref = sum > 0 ? acc / sum : 0;
+                double got = bf2f(out[(b * H + h) * D + d]);
+                worst = std::max(worst, std::fabs(got - ref) / (std::fabs(ref) + 1e-2));
+                bad += b == 2 && got != 0.0;
+            }
+        }
+    expect(worst < 1e-2 && bad == 0, "decode_attention_bf16 (GQA 8/2, strided cache, padded row, masked row) vs double: worst relative " + std::to_string(worst));
+}
+
+int main()
+{
+    silu_mul(3, 40, 40, 40, 0, "contiguous (vector path)");
+    silu_mul(3, 40, 48, 56, 0, "strided rows (vector path)");
+    silu_mul(3, 40, 40, 40, 1, "misaligned (element path)");
+    silu_mul(5, 13, 13, 13, 0, "13 columns (element path)");
+    silu_mul_bwd(1003, 0);
+    silu_mul_bwd(1003, 3);
+    lora_combine(1003, 0, 0);
+    lora_combine(1003, 1, 0);
+    lora_combine(1003, 0, 5);
+    lora_dropout(100003, 0);
+    lora_dropout(1003, 3);
+    nf4(64 * 21, 64, false, true, 0);
+    nf4(64 * 21, 64, true, true, 0);
+    nf4(64 * 21, 64, true, false, 0);
+    nf4(64 * 21 + 6, 64, true, true, 0);
+    nf4(64 * 21, 64, true, true, 1);
+    nf4(100 * 21, 100, false, true, 0);
+    rope_into_cache();
+    decode_attention();
+    std::printf("%s: %d failed\n", failures ? "FAILED" : "ALL PASSED", failures);
+    return failures ? 1 : 0;
+}
