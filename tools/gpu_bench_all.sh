@@ -30,17 +30,17 @@ run_step() {
     gpucheck) step gpucheck 150 $B gpucheck --device cuda --nf4 /tmp/nf4cuda;;
     overhead) step overhead 60 $B overhead --device cuda;;
     hf_train) step hf_train 80 python3 tools/hf_bench_train.py;;
-    train_qlora) step train_qlora 90 $B train --device cuda --mode qlora --breakdown true --profile true $peak;;
-    train_lora) step train_lora 80 $B train --device cuda --mode lora --breakdown true --profile true $peak;;
+    train_qlora) step train_qlora 90 $B train --device cuda --mode qlora --breakdown true --profile true --fused-dropout true $peak;;
+    train_lora) step train_lora 80 $B train --device cuda --mode lora --breakdown true --profile true --fused-dropout true $peak;;
     hf_train_qv) step hf_train_qv 70 python3 tools/hf_bench_train.py --r 8 --targets qv;;
-    train_qlora_qv) step train_qlora_qv 80 $B train --device cuda --mode qlora --r 8 --targets qv --breakdown true $peak;;
+    train_qlora_qv) step train_qlora_qv 80 $B train --device cuda --mode qlora --r 8 --targets qv --breakdown true --fused-dropout true $peak;;
     train_qlora_unfused) step train_qlora_unfused 90 $B train --device cuda --mode qlora --fused false $peak;;
-    gen_bf16) step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --runs 2 --new 64 --profile true $peak;;
+    gen_bf16) step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --fused-decode-attention true --runs 2 --new 64 --profile true $peak;;
     hf_gen) step hf_gen 80 python3 tools/hf_bench_generate.py --runs 2 --new 64;;
-    gen_nf4) step gen_nf4 130 $B generate --device cuda --model 7b --quant nf4 --batch 1,8 --fused both --runs 2 --new 64 $peak;;
+    gen_nf4) step gen_nf4 130 $B generate --device cuda --model 7b --quant nf4 --batch 1,8 --fused both --fused-decode-attention true --runs 2 --new 64 $peak;;
     gen_thin) step gen_thin 40 $B generate --device cuda --model thin --batch 1 --fused both --runs 3 $peak;;
     checkpoint) step checkpoint 120 python3 tools/make_random_checkpoint.py --out /tmp/ckpt7b;;
-    train_qlora_ckpt) step train_qlora_ckpt 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true $peak;;
+    train_qlora_ckpt) step train_qlora_ckpt 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true --fused-dropout true $peak;;
     hf_profile) step hf_profile 90 python3 tools/hf_profile.py --what train;;
     *) echo "unknown step $1";;
   esac

@@ -163,6 +163,7 @@ internal static class GpuChecks
         {
             model.UseFusedKernels = fused;
             model.UseFusedAttention = fused;
+            model.UseFusedDecodeAttention = fused;
             using var prompt = model.forward(new CausalLMInput(ids[.., ..40]) { AttentionMask = mask[.., ..40], Cache = cache });
             using var step = model.forward(new CausalLMInput(ids[.., 40..]) { AttentionMask = mask[.., 40..], Cache = cache });
             return cat([prompt.Logits, step.Logits], 1).MoveToOuterDisposeScope();
@@ -347,6 +348,7 @@ internal static class GpuChecks
         var expected = generator.Generate(prompts, options);
         model.UseFusedKernels = true;
         model.UseFusedAttention = true;
+        model.UseFusedDecodeAttention = true;
         var actual = generator.Generate(prompts, options);
         int same = 0;
         int total = 0;

@@ -72,10 +72,8 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
     /// <summary>
     /// Whether bfloat16 CUDA forwards use the fused kernels compiled at run time with NVRTC instead of the equivalent
     /// libtorch ops: RMSNorm and the SiLU-gated product (forward, and backward in training), the LoRA combine (forward and
-    /// backward), the 4-bit GEMV of QLoRA layers when generating and the decoding-step attention
-    /// (<see cref="MistralAttention.UseFusedDecodeAttention"/>). Same values (bit-identical, or up to float32
-    /// summation order; the decoding attention keeps scores and probabilities in float32 where libtorch's SDPA rounds the
-    /// probabilities to bfloat16). Setting it sets every such module's switch (not <see cref="UseFusedAttention"/>). Default true;
+    /// backward) and the 4-bit GEMV of QLoRA layers when generating. Same values (bit-identical, or up to float32
+    /// summation order). Setting it sets every such module's switch (not <see cref="UseFusedAttention"/>). Default true;
     /// where NVRTC is missing the libtorch ops run whatever the setting (see <see cref="FusedKernelStatus"/>).
     /// </summary>
     public bool UseFusedKernels
@@ -92,9 +90,6 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
                         break;
                     case MistralMlp mlp:
                         mlp.UseFusedKernels = value;
-                        break;
-                    case MistralAttention attention:
-                        attention.UseFusedDecodeAttention = value;
                         break;
                     case IFusedKernelSwitch other:
                         other.UseFusedKernels = value;
@@ -117,6 +112,24 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
             foreach (var attention in ModuleTree.NamedModules(this).Select(m => m.Module).OfType<MistralAttention>())
             {
                 attention.UseFusedKernels = value;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether decoding steps on CUDA in bfloat16 use the fused decoding attention (rotary embedding writing k/v straight
+    /// into the cache, attention over the cache's grouped heads in place with float32 scores and probabilities, where
+    /// libtorch's SDPA rounds the probabilities to bfloat16; see <see cref="MistralAttention.UseFusedDecodeAttention"/>).
+    /// Default false until it has run on a GPU. Setting it sets every layer's attention.
+    /// </summary>
+    public bool UseFusedDecodeAttention
+    {
+        get => ModuleTree.NamedModules(this).Select(m => m.Module).OfType<MistralAttention>().All(a => a.UseFusedDecodeAttention);
+        set
+        {
+            foreach (var attention in ModuleTree.NamedModules(this).Select(m => m.Module).OfType<MistralAttention>())
+            {
+                attention.UseFusedDecodeAttention = value;
             }
         }
     }

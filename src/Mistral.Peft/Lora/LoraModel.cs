@@ -58,6 +58,19 @@ public sealed class LoraModel
     /// <summary>Whether the LoRA layers are applied (false after <see cref="DisableAdapters"/>).</summary>
     public bool AdaptersEnabled => Layers.Values.Any(l => l.AdapterEnabled);
 
+    /// <summary>Whether every adapter layer uses the fused input dropout on CUDA (<see cref="LoraLinear.UseFusedDropout"/>); setting it sets them all.</summary>
+    public bool UseFusedDropout
+    {
+        get => Layers.Count > 0 && Layers.Values.All(l => l.UseFusedDropout);
+        set
+        {
+            foreach (LoraLinear layer in Layers.Values)
+            {
+                layer.UseFusedDropout = value;
+            }
+        }
+    }
+
     /// <summary>The trainable LoRA weights under PEFT's saved key names, in ordinal key order:
     /// <c>base_model.model.{module}.lora_A.weight</c> [r, in] and <c>….lora_B.weight</c> [out, r].</summary>
     /// <returns>Key and parameter pairs (the live parameters, not copies).</returns>

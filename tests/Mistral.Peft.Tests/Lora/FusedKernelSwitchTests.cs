@@ -44,6 +44,26 @@ public class FusedKernelSwitchTests
     }
 
     [Fact]
+    public void TheKernelsNotYetRunOnAGpuAreOptInAndTheirSwitchesReachEveryLayer()
+    {
+        using var model = TinyModels.RandomModel();
+        var lora = LoraInjector.Inject(model, new LoraOptions { R = 4, Alpha = 8, Dropout = 0.1, TargetModules = [LoraOptions.AllLinear] });
+        var attentions = ModuleTree.NamedModules(model).Select(m => m.Module).OfType<MistralAttention>().ToList();
+        attentions.Should().NotBeEmpty();
+
+        model.UseFusedDecodeAttention.Should().BeFalse("the decoding attention kernel has not yet run on a GPU");
+        lora.UseFusedDropout.Should().BeFalse("the fused LoRA dropout has not yet run on a GPU");
+        model.UseFusedKernels = true;
+        model.UseFusedDecodeAttention.Should().BeFalse("UseFusedKernels leaves the opt-in decoding attention alone");
+
+        model.UseFusedDecodeAttention = true;
+        attentions.Should().OnlyContain(a => a.UseFusedDecodeAttention);
+        lora.UseFusedDropout = true;
+        lora.Layers.Values.Should().OnlyContain(l => l.UseFusedDropout);
+        lora.UseFusedDropout.Should().BeTrue();
+    }
+
+    [Fact]
     public void OnTheCpuTheSwitchChangesNoLogit()
     {
         using var model = TinyModels.RandomModel();
