@@ -49,6 +49,7 @@ internal static class GpuChecks
             ("padded batch", () => PaddedBatchCheck(device)),
             ("gradient checkpointing", () => CheckpointingCheck(device)),
             ("fused training step", () => FusedTrainingCheck(device)),
+            ("loss-only forward", () => LossOnlyCheck(device)),
             ("foreach AdamW", () => ForeachOptimizerCheck(device)),
         ];
         foreach (var (name, check) in checks)
@@ -410,6 +411,19 @@ internal static class GpuChecks
         model.Dispose();
     }
 
+    // The trainer's loss-only forward (chunked lm_head + cross-entropy) against the full float32 logits on CUDA in bf16.
+    private static void LossOnlyCheck(Device device)
+    {
+        using var scope = NewDisposeScope();
+        var (model, lora, ids) = LoraSetup(device);
+        var (l0, g0) = LoraStep(model, lora, ids);
+        var (l1, g1) = LoraStep(model, lora, ids, lossOnly: true);
+        double rel = RelativeError(g1, g0);
+        Record("loss-only forward (chunked lm_head + cross-entropy) vs full logits (bf16, CUDA): loss and adapter gradients",
+            Math.Abs(l0 - l1) <= 1e-3 * Math.Abs(l0) && rel < 2e-2, $"loss {l0:F6} vs {l1:F6}, gradient relative error {rel:E2} (bf16 logits of a chunk may round apart from the full matmul's)");
+        model.Dispose();
+    }
+
     private static void ForeachOptimizerCheck(Device device)
     {
         // Five AdamW steps (weight decay, clipping) on the same gradients, per parameter and over flat buffers.
@@ -496,14 +510,14 @@ internal static class GpuChecks
     }
 
     // One forward and backward with labels = ids: the loss and every adapter gradient, flattened into one tensor.
-    private static (float Loss, Tensor Grads) LoraStep(MistralForCausalLM model, LoraModel lora, Tensor ids)
+    private static (float Loss, Tensor Grads) LoraStep(MistralForCausalLM model, LoraModel lora, Tensor ids, bool lossOnly = false)
     {
         foreach (var p in lora.AdapterParameters())
         {
             p.grad = null;
         }
 
-        using var output = model.forward(new CausalLMInput(ids) { Labels = ids });
+        using var output = model.forward(new CausalLMInput(ids) { Labels = ids, LossOnly = lossOnly });
         output.Loss!.backward();
         Tensor grads = cat(lora.AdapterParameters().Select(p => p.grad!.reshape(-1)).ToArray()).MoveToOuterDisposeScope();
         return (output.Loss.item<float>(), grads);
