@@ -95,6 +95,26 @@ public sealed class ChunkedLossTests(ITestOutputHelper output)
         return max;
     }
 
+    /// <summary>
+    /// The full-logits step and the loss-only step of <paramref name="model"/> on <see cref="Batch2"/>: both losses, both
+    /// gradient sets (the caller disposes them) and their largest relative difference, written to the test output.
+    /// </summary>
+    private (float Loss, float ExpectedLoss, float GradDiff, Dictionary<string, Tensor?> Actual, Dictionary<string, Tensor?> Expected) CompareWithUnchunked(
+        MistralForCausalLM model, long chunkRows, string label, bool checkpoint = false)
+    {
+        var (ids, mask, labels) = Batch2();
+        using (ids)
+        using (mask)
+        using (labels)
+        {
+            var (expectedLoss, expected) = Step(model, ids, mask, labels, lossOnly: false);
+            var (loss, actual) = Step(model, ids, mask, labels, lossOnly: true, chunkRows, checkpoint);
+            float dGrad = MaxRelativeGradDiff(actual, expected, out string worst);
+            output.WriteLine($"{label}: loss {loss:R} vs {expectedLoss:R}; max relative gradient difference {dGrad:E2} ({worst})");
+            return (loss, expectedLoss, dGrad, actual, expected);
+        }
+    }
+
     private static void DisposeAll(params Dictionary<string, Tensor?>[] sets)
     {
         foreach (var t in sets.SelectMany(s => s.Values))
@@ -112,20 +132,11 @@ public sealed class ChunkedLossTests(ITestOutputHelper output)
     public void Float32_AllTrainable_LossAndEveryGradientMatchTheUnchunkedPath(long chunkRows)
     {
         using var model = TinyModels.RandomModel();
-        var (ids, mask, labels) = Batch2();
-        using (ids)
-        using (mask)
-        using (labels)
-        {
-            var (expectedLoss, expected) = Step(model, ids, mask, labels, lossOnly: false);
-            var (loss, actual) = Step(model, ids, mask, labels, lossOnly: true, chunkRows);
-            float dGrad = MaxRelativeGradDiff(actual, expected, out string worst);
-            output.WriteLine($"chunk {chunkRows}: loss {loss:R} vs {expectedLoss:R}; max relative gradient difference {dGrad:E2} ({worst})");
-            expected["lm_head.weight"].Should().NotBeNull();
-            Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
-            dGrad.Should().BeLessThan(1e-6f);
-            DisposeAll(expected, actual);
-        }
+        var (loss, expectedLoss, dGrad, actual, expected) = CompareWithUnchunked(model, chunkRows, $"chunk {chunkRows}");
+        expected["lm_head.weight"].Should().NotBeNull();
+        Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
+        dGrad.Should().BeLessThan(1e-6f);
+        DisposeAll(expected, actual);
     }
 
     [Theory]
@@ -135,23 +146,14 @@ public sealed class ChunkedLossTests(ITestOutputHelper output)
     public void BFloat16_AllTrainable_LossAndEveryGradientMatchTheUnchunkedPath(long chunkRows)
     {
         using var model = TinyModels.RandomModel(dtype: ScalarType.BFloat16);
-        var (ids, mask, labels) = Batch2();
-        using (ids)
-        using (mask)
-        using (labels)
-        {
-            var (expectedLoss, expected) = Step(model, ids, mask, labels, lossOnly: false);
-            var (loss, actual) = Step(model, ids, mask, labels, lossOnly: true, chunkRows);
-            float dGrad = MaxRelativeGradDiff(actual, expected, out string worst);
-            output.WriteLine($"chunk {chunkRows}: loss {loss:R} vs {expectedLoss:R}; max relative gradient difference {dGrad:E2} ({worst})");
-            // The logits are the same bf16 values; the loss differs by float32 summation order only.
-            Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
-            // Gradients: the float32 logits gradient is rounded to bf16 as in the unchunked graph, so they are
-            // bit-identical on this CPU (0); an element whose float32 value differed in its last bits could round to the
-            // neighbouring bf16 value, hence one bf16 step of the largest gradient as the bound.
-            dGrad.Should().BeLessThanOrEqualTo(BFloat16Step);
-            DisposeAll(expected, actual);
-        }
+        var (loss, expectedLoss, dGrad, actual, expected) = CompareWithUnchunked(model, chunkRows, $"chunk {chunkRows}");
+        // The logits are the same bf16 values; the loss differs by float32 summation order only.
+        Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
+        // Gradients: the float32 logits gradient is rounded to bf16 as in the unchunked graph, so they are
+        // bit-identical on this CPU (0); an element whose float32 value differed in its last bits could round to the
+        // neighbouring bf16 value, hence one bf16 step of the largest gradient as the bound.
+        dGrad.Should().BeLessThanOrEqualTo(BFloat16Step);
+        DisposeAll(expected, actual);
     }
 
     [Theory]
@@ -161,20 +163,11 @@ public sealed class ChunkedLossTests(ITestOutputHelper output)
     {
         using var model = TinyModels.RandomModel(dtype: dtype);
         model.LmHead.parameters().Single().requires_grad = false;
-        var (ids, mask, labels) = Batch2();
-        using (ids)
-        using (mask)
-        using (labels)
-        {
-            var (expectedLoss, expected) = Step(model, ids, mask, labels, lossOnly: false);
-            var (loss, actual) = Step(model, ids, mask, labels, lossOnly: true, chunkRows: 3);
-            actual["lm_head.weight"].Should().BeNull();
-            float dGrad = MaxRelativeGradDiff(actual, expected, out string worst);
-            output.WriteLine($"{dtype}: loss {loss:R} vs {expectedLoss:R}; max relative gradient difference {dGrad:E2} ({worst})");
-            Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
-            dGrad.Should().BeLessThan(dtype == ScalarType.Float32 ? 1e-6f : BFloat16Step);
-            DisposeAll(expected, actual);
-        }
+        var (loss, expectedLoss, dGrad, actual, expected) = CompareWithUnchunked(model, chunkRows: 3, $"{dtype}");
+        actual["lm_head.weight"].Should().BeNull();
+        Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
+        dGrad.Should().BeLessThan(dtype == ScalarType.Float32 ? 1e-6f : BFloat16Step);
+        DisposeAll(expected, actual);
     }
 
     [Fact]
@@ -187,18 +180,11 @@ public sealed class ChunkedLossTests(ITestOutputHelper output)
         }
 
         model.LmHead.parameters().Single().requires_grad = true;
-        var (ids, mask, labels) = Batch2();
-        using (ids)
-        using (mask)
-        using (labels)
-        {
-            var (expectedLoss, expected) = Step(model, ids, mask, labels, lossOnly: false);
-            var (loss, actual) = Step(model, ids, mask, labels, lossOnly: true, chunkRows: 6);
-            actual.Where(kv => kv.Value is not null).Select(kv => kv.Key).Should().Equal("lm_head.weight");
-            Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
-            MaxRelativeGradDiff(actual, expected, out _).Should().BeLessThan(1e-6f);
-            DisposeAll(expected, actual);
-        }
+        var (loss, expectedLoss, dGrad, actual, expected) = CompareWithUnchunked(model, chunkRows: 6, "lm_head only");
+        actual.Where(kv => kv.Value is not null).Select(kv => kv.Key).Should().Equal("lm_head.weight");
+        Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
+        dGrad.Should().BeLessThan(1e-6f);
+        DisposeAll(expected, actual);
     }
 
     [Theory]
@@ -207,19 +193,10 @@ public sealed class ChunkedLossTests(ITestOutputHelper output)
     public void GradientCheckpointing_LossAndEveryGradientMatchTheUnchunkedPath(ScalarType dtype)
     {
         using var model = TinyModels.RandomModel(dtype: dtype);
-        var (ids, mask, labels) = Batch2();
-        using (ids)
-        using (mask)
-        using (labels)
-        {
-            var (expectedLoss, expected) = Step(model, ids, mask, labels, lossOnly: false);
-            var (loss, actual) = Step(model, ids, mask, labels, lossOnly: true, chunkRows: 7, checkpoint: true);
-            float dGrad = MaxRelativeGradDiff(actual, expected, out string worst);
-            output.WriteLine($"{dtype}: loss {loss:R} vs {expectedLoss:R}; max relative gradient difference {dGrad:E2} ({worst})");
-            Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
-            dGrad.Should().BeLessThan(dtype == ScalarType.Float32 ? 1e-6f : BFloat16Step);
-            DisposeAll(expected, actual);
-        }
+        var (loss, expectedLoss, dGrad, actual, expected) = CompareWithUnchunked(model, chunkRows: 7, $"{dtype}", checkpoint: true);
+        Math.Abs(loss - expectedLoss).Should().BeLessThanOrEqualTo(1e-6f * expectedLoss);
+        dGrad.Should().BeLessThan(dtype == ScalarType.Float32 ? 1e-6f : BFloat16Step);
+        DisposeAll(expected, actual);
     }
 
     [Fact]
@@ -320,18 +297,11 @@ public sealed class ChunkedLossTests(ITestOutputHelper output)
 
         model.ReplaceChild("lm_head", head);
         model.LmHead.Should().BeSameAs(head);
-        var (ids, mask, labels) = Batch2();
-        using (ids)
-        using (mask)
-        using (labels)
-        {
-            var (expectedLoss, expected) = Step(model, ids, mask, labels, lossOnly: false);
-            var (loss, actual) = Step(model, ids, mask, labels, lossOnly: true, chunkRows: 7);
-            actual["lm_head.bias"].Should().NotBeNull();
-            loss.Should().Be(expectedLoss, "the same ops run (bias: no chunked path)");
-            MaxRelativeGradDiff(actual, expected, out _).Should().Be(0f);
-            DisposeAll(expected, actual);
-        }
+        var (loss, expectedLoss, dGrad, actual, expected) = CompareWithUnchunked(model, chunkRows: 7, "biased lm_head");
+        actual["lm_head.bias"].Should().NotBeNull();
+        loss.Should().Be(expectedLoss, "the same ops run (bias: no chunked path)");
+        dGrad.Should().Be(0f);
+        DisposeAll(expected, actual);
     }
 
     [Theory]
