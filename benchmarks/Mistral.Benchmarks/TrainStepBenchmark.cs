@@ -73,6 +73,23 @@ internal static class TrainStepBenchmark
         mem.ResetPeak();
 
         using var ids = randint(3, config.VocabSize, [batch, seq], ScalarType.Int64, device);
+        CausalLMOutput Forward() => model.forward(new CausalLMInput(ids) { Labels = ids, LossOnly = lossOnly });
+        void ClipAndUpdate()
+        {
+            if (flat is not null)
+            {
+                Mistral.Peft.Training.GradientClipping.ClipGradNorm(parameters, 0.3, flat.FlatGradients).Dispose();
+                flat.Step();
+                flat.ZeroGrad();
+            }
+            else
+            {
+                nn.utils.clip_grad_norm_(parameters, 0.3);
+                optimizer.step();
+                optimizer.zero_grad();
+            }
+        }
+
         var times = new List<double>();
         var losses = new List<float>();
         bool breakdown = opts.Get("breakdown", "false") == "true";
@@ -85,7 +102,7 @@ internal static class TrainStepBenchmark
             var sw = Stopwatch.StartNew();
             using (var scope = NewDisposeScope())
             {
-                var output = model.forward(new CausalLMInput(ids) { Labels = ids, LossOnly = lossOnly });
+                var output = Forward();
                 if (breakdown)
                 {
                     Sync(device);
@@ -99,18 +116,7 @@ internal static class TrainStepBenchmark
                     backwardTimes.Add(sw.Elapsed.TotalSeconds);
                 }
 
-                if (flat is not null)
-                {
-                    Mistral.Peft.Training.GradientClipping.ClipGradNorm(parameters, 0.3, flat.FlatGradients).Dispose();
-                    flat.Step();
-                    flat.ZeroGrad();
-                }
-                else
-                {
-                    nn.utils.clip_grad_norm_(parameters, 0.3);
-                    optimizer.step();
-                    optimizer.zero_grad();
-                }
+                ClipAndUpdate();
                 losses.Add(output.Loss.item<float>());
             }
 
@@ -130,20 +136,9 @@ internal static class TrainStepBenchmark
             for (int i = 0; i < 2; i++)
             {
                 using var scope = NewDisposeScope();
-                var output = model.forward(new CausalLMInput(ids) { Labels = ids });
+                var output = Forward();
                 output.Loss!.backward();
-                if (flat is not null)
-                {
-                    Mistral.Peft.Training.GradientClipping.ClipGradNorm(parameters, 0.3, flat.FlatGradients).Dispose();
-                    flat.Step();
-                    flat.ZeroGrad();
-                }
-                else
-                {
-                    nn.utils.clip_grad_norm_(parameters, 0.3);
-                    optimizer.step();
-                    optimizer.zero_grad();
-                }
+                ClipAndUpdate();
 
                 losses.Add(output.Loss.item<float>());
             }
