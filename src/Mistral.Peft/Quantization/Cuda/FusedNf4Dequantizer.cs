@@ -66,8 +66,11 @@ internal static class FusedNf4Dequantizer
                 && ((unsigned long long)packed & 7) == 0 && ((unsigned long long)out & 15) == 0;
         }
 
-        extern "C" __global__ void nf4_dequantize(const unsigned char* packed, const float* scales, const float* pairs,
-                                                  void* out, long long n, int block_size, int bf16)
+        // Sixteen outputs per thread through store16 where vec16 allows, else pair by pair; scale(block) gives a block's
+        // float32 scale. Both kernels below are this with their own scale.
+        template <typename Scale>
+        __device__ __forceinline__ void dequantize16(const unsigned char* packed, const float* pairs, void* out, long long n,
+                                                     int block_size, int bf16, Scale scale)
         {
             __shared__ float sp[512];
             for (int j = threadIdx.x; j < 512; j += blockDim.x) sp[j] = pairs[j];
@@ -77,47 +80,33 @@ internal static class FusedNf4Dequantizer
             if (first >= n) return;
             if (vec16(first, n, block_size, packed, out))
             {
-                store16(sp, ((const uint2*)packed)[t], scales[first / block_size], out, first, bf16);
+                store16(sp, ((const uint2*)packed)[t], scale(first / block_size), out, first, bf16);
                 return;
             }
             for (long long e = first; e < first + 16 && e < n; e += 2)
             {
                 unsigned char b = packed[e / 2];
-                float s = scales[e / block_size];
+                float s = scale(e / block_size);
                 store_pair(out, e, n, __fmul_rn(sp[2 * b], s), __fmul_rn(sp[2 * b + 1], s), bf16);
             }
+        }
+
+        extern "C" __global__ void nf4_dequantize(const unsigned char* packed, const float* scales, const float* pairs,
+                                                  void* out, long long n, int block_size, int bf16)
+        {
+            dequantize16(packed, pairs, out, n, block_size, bf16, [=](long long blk) { return scales[blk]; });
         }
 
         // The same with double quantization: the block's scale is rebuilt from its 8-bit code as Nf4Tensor.BlockScales
         // does (map[code] * nested_absmax[block / nested_block], then + offset, each rounded in float32).
-        __device__ __forceinline__ float dq_scale(const unsigned char* codes, const float* nested_absmax, const float* nested_map,
-                                                  float offset, long long blk, int nested_block)
-        {
-            return __fadd_rn(__fmul_rn(nested_map[codes[blk]], nested_absmax[blk / nested_block]), offset);
-        }
-
         extern "C" __global__ void nf4_dequantize_dq(const unsigned char* packed, const unsigned char* codes, const float* nested_absmax,
                                                      const float* nested_map, float offset, const float* pairs,
                                                      void* out, long long n, int block_size, int nested_block, int bf16)
         {
-            __shared__ float sp[512];
-            for (int j = threadIdx.x; j < 512; j += blockDim.x) sp[j] = pairs[j];
-            __syncthreads();
-            long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-            long long first = 16 * t;
-            if (first >= n) return;
-            if (vec16(first, n, block_size, packed, out))
+            dequantize16(packed, pairs, out, n, block_size, bf16, [=](long long blk)
             {
-                float s = dq_scale(codes, nested_absmax, nested_map, offset, first / block_size, nested_block);
-                store16(sp, ((const uint2*)packed)[t], s, out, first, bf16);
-                return;
-            }
-            for (long long e = first; e < first + 16 && e < n; e += 2)
-            {
-                unsigned char b = packed[e / 2];
-                float s = dq_scale(codes, nested_absmax, nested_map, offset, e / block_size, nested_block);
-                store_pair(out, e, n, __fmul_rn(sp[2 * b], s), __fmul_rn(sp[2 * b + 1], s), bf16);
-            }
+                return __fadd_rn(__fmul_rn(nested_map[codes[blk]], nested_absmax[blk / nested_block]), offset);
+            });
         }
         """;
 
