@@ -304,14 +304,14 @@ internal static class GpuChecks
         const double p = 0.1;
         Tensor x = randn(2048, 4096 + 3).to(ScalarType.BFloat16).to(device).requires_grad_(true); // odd width: vector and tail paths
         Tensor gy = randn(2048, 4096 + 3).to(device);
-        if (!Mistral.Peft.Lora.LoraDropoutFunction.Applies(x, p))
+        if (!Mistral.Peft.Lora.LoraDropoutFunction.TryGetKernel(x, p, out Mistral.Core.Cuda.CudaFunction kernel))
         {
             Record("LoRA dropout fused", false, "the kernel did not apply");
             return;
         }
 
         cuda.manual_seed(5);
-        Tensor y = Mistral.Peft.Lora.LoraDropoutFunction.Dropout(x, p);
+        Tensor y = Mistral.Peft.Lora.LoraDropoutFunction.Dropout(kernel, x, p);
         y.backward([gy]);
         Tensor kept = y.ne(0);
         double dropped = 1.0 - kept.to(ScalarType.Float32).mean().item<float>();
@@ -324,7 +324,7 @@ internal static class GpuChecks
         Tensor again;
         using (no_grad())
         {
-            again = Mistral.Peft.Lora.LoraDropoutFunction.Dropout(x.detach(), p);
+            again = Mistral.Peft.Lora.LoraDropoutFunction.Dropout(kernel, x.detach(), p);
         }
 
         long replayDiffer = again.ne(y.detach()).sum().item<long>();

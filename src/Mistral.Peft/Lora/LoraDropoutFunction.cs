@@ -11,7 +11,8 @@ namespace Mistral.Peft.Lora;
 /// (seed, i), the seed drawn from libtorch's CUDA generator on the device (no host sync), so backward recomputes the
 /// mask instead of storing it, and a checkpointed layer's recomputation — which restores the generator — draws the same
 /// mask. Same distribution as libtorch's dropout (keep with probability 1 − p, kept values times 1/(1 − p) in float32),
-/// not the same random stream. Arguments of <c>apply</c>: x (bf16), p (double).
+/// not the same random stream. Arguments of <c>apply</c>: x (bf16), p (double), the forward kernel from
+/// <see cref="TryGetKernel"/> (<see cref="CudaFunction"/>).
 /// </summary>
 internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDropoutFunction>
 {
@@ -77,24 +78,31 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     /// <summary>The compiled module (for tests of its assembled source).</summary>
     internal static CudaModule Kernels => Module;
 
-    /// <summary>Whether the fused cast + dropout applies: a bf16 CUDA input, 0 &lt; p &lt; 1, kernels compiled.</summary>
-    public static bool Applies(Tensor x, double p) =>
-        x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16 && p > 0 && p < 1
-        && Module.TryGetFunction(x, "lora_dropout_fwd", out _);
+    /// <summary>
+    /// Whether the fused cast + dropout applies (a bf16 CUDA input, 0 &lt; p &lt; 1, kernels compiled), with the forward
+    /// <paramref name="kernel"/> for <see cref="Dropout"/> when it does.
+    /// </summary>
+    public static bool TryGetKernel(Tensor x, double p, out CudaFunction kernel)
+    {
+        kernel = default;
+        return x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16 && p > 0 && p < 1
+            && Module.TryGetFunction(x, "lora_dropout_fwd", out kernel);
+    }
 
     /// <summary>
-    /// The fused cast + dropout of <paramref name="x"/>: through autograd when <paramref name="x"/> needs a gradient,
+    /// The fused cast + dropout of <paramref name="x"/> with the forward <paramref name="kernel"/> from
+    /// <see cref="TryGetKernel"/>: through autograd when <paramref name="x"/> needs a gradient,
     /// else directly (the same random draw either way, so a checkpointed layer's two forwards agree).
     /// </summary>
-    public static Tensor Dropout(Tensor x, double p)
+    public static Tensor Dropout(CudaFunction kernel, Tensor x, double p)
     {
         if (x.requires_grad && is_grad_enabled())
         {
-            return apply(x, p);
+            return apply(x, p, kernel);
         }
 
         using var scope = NewDisposeScope();
-        var (y, _) = Forward(x, p);
+        var (y, _) = Forward(kernel, x, p);
         return y.MoveToOuterDisposeScope();
     }
 
@@ -103,21 +111,22 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     {
         var x = (Tensor)vars[0];
         double p = (double)vars[1];
+        var kernel = (CudaFunction)vars[2];
         using var scope = NewDisposeScope();
-        var (y, seed) = Forward(x, p);
+        var (y, seed) = Forward(kernel, x, p);
         // TorchSharp makes the saved variable after forward returns: the seed must outlive this scope.
         ctx.save_for_backward([seed.MoveToOuterDisposeScope()]);
         ctx.save_data("p", p);
         return y.MoveToOuterDisposeScope();
     }
 
-    private static (Tensor Y, Tensor Seed) Forward(Tensor x, double p)
+    private static (Tensor Y, Tensor Seed) Forward(CudaFunction kernel, Tensor x, double p)
     {
         Tensor input = x.is_contiguous() ? x : x.contiguous();
         // The seed comes from libtorch's CUDA generator (one tiny kernel, no sync): checkpoint recomputation replays it.
         Tensor seed = randint(long.MaxValue, [1], ScalarType.Int64, input.device);
         Tensor y = empty(input.shape, ScalarType.Float32, input.device);
-        Launch("lora_dropout_fwd", input, seed, p, y);
+        Launch(kernel, input, seed, p, y);
         return (y, seed);
     }
 
@@ -129,17 +138,17 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         Tensor seed = ctx.get_saved_variables()[0];
         Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
         Tensor gradX = empty(grad.shape, ScalarType.BFloat16, grad.device);
-        Launch("lora_dropout_bwd", grad, seed, p, gradX);
-        return [gradX.MoveToOuterDisposeScope(), null!];
-    }
-
-    private static unsafe void Launch(string kernel, Tensor input, Tensor seed, double p, Tensor output)
-    {
-        if (!Module.TryGetFunction(input, kernel, out CudaFunction f))
+        if (!Module.TryGetFunction(grad, "lora_dropout_bwd", out CudaFunction kernel))
         {
-            throw new InvalidOperationException("The LoRA dropout kernel is not available: " + Module.Status);
+            throw new InvalidOperationException("The LoRA dropout backward kernel is not available: " + Module.Status);
         }
 
+        Launch(kernel, grad, seed, p, gradX);
+        return [gradX.MoveToOuterDisposeScope(), null!, null!];
+    }
+
+    private static unsafe void Launch(CudaFunction f, Tensor input, Tensor seed, double p, Tensor output)
+    {
         IntPtr pin = CudaFunction.Pointer(input);
         IntPtr pseed = CudaFunction.Pointer(seed);
         IntPtr pout = CudaFunction.Pointer(output);

@@ -167,10 +167,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
         ScalarType resultDtype = result.dtype;
         Tensor x;
         if (DropoutProbability > 0 && training && UseFusedDropout && UseFusedKernels && AdapterDtype == ScalarType.Float32
-            && LoraDropoutFunction.Applies(input, DropoutProbability))
+            && LoraDropoutFunction.TryGetKernel(input, DropoutProbability, out CudaFunction dropoutKernel))
         {
             // PEFT's dropout(x.to(float32)) as one pass, the mask recomputed in backward instead of stored.
-            x = LoraDropoutFunction.Dropout(input, DropoutProbability);
+            x = LoraDropoutFunction.Dropout(dropoutKernel, input, DropoutProbability);
         }
         else
         {
