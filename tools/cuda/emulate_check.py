@@ -11,24 +11,18 @@ It checks the kernels' logic, not the GPU's arithmetic (__expf is expf here); th
 """
 import os, subprocess, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from syntax_check import ROOT, sources
+from syntax_check import modules
 
 NAMESPACES = {"FusedOps.cs": "m_fused", "LoraCombineFunction.cs": "m_lora_combine", "LoraDropoutFunction.cs": "m_lora_dropout",
               "FusedNf4Dequantizer.cs": "m_nf4"}
 
 def main():
-    prelude, found = sources()
-    gemv = [b for p, n, b in found if p.endswith("Nf4Gemv.cs")]
+    prelude, assembled = modules()
     parts = []
-    for path, name, body in found:
-        base = os.path.basename(path)
-        if base == "Nf4Gemv.cs":
-            continue
-        ns = NAMESPACES.get(base)
+    for path, body in assembled:
+        ns = NAMESPACES.get(os.path.basename(path))
         if ns is None:
             print(f"no namespace for {path}: add it to NAMESPACES and a check to check.cpp"); return 1
-        if base == "FusedNf4Dequantizer.cs":
-            body = body + "\n\n" + "\n\n".join(gemv)
         body = body.replace("extern __shared__ float scores[];", "float* scores = (float*)dyn_shared;")
         parts.append(f"namespace {ns} {{\n{prelude}\n\n{body}\n}}\n")
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "emulate")

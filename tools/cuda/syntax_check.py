@@ -49,26 +49,28 @@ def sources():
                 found.append((os.path.relpath(path, ROOT), name, body))
     return prelude, found
 
-def main():
+def modules():
+    """(prelude, [(path, body)]): each NVRTC module's source as CudaModule gets it, without the prelude. A module that
+    joins two constants (FusedNf4Dequantizer: KernelSource + Nf4Gemv.Source) is one entry."""
     prelude, found = sources()
-    if prelude is None:
-        print("CudaPrelude.Bf16 not found"); return 1
-    # Modules that join two constants (FusedNf4Dequantizer: KernelSource + Nf4Gemv.Source) are checked together.
     by_file = {}
     for path, name, body in found:
         by_file.setdefault(path, []).append(body)
     gemv = [b for p, n, b in found if p.endswith("Nf4Gemv.cs")]
+    return prelude, [(path, "\n\n".join(bodies + (gemv if path.endswith("FusedNf4Dequantizer.cs") else [])))
+                     for path, bodies in by_file.items() if not path.endswith("Nf4Gemv.cs")]
+
+def main():
+    prelude, assembled = modules()
+    if prelude is None:
+        print("CudaPrelude.Bf16 not found"); return 1
     failures = 0
-    for path, bodies in by_file.items():
-        if path.endswith("Nf4Gemv.cs"):
-            continue
-        body = "\n\n".join(bodies + (gemv if path.endswith("FusedNf4Dequantizer.cs") else []))
+    for path, body in assembled:
         with tempfile.NamedTemporaryFile("w", suffix=".cu", delete=False) as f:
             f.write(SHIM + "\n" + prelude + "\n\n" + body)
         r = subprocess.run(["clang-14", "-x", "cuda", "--cuda-device-only", "--cuda-gpu-arch=sm_80", "-nocudainc", "-nocudalib",
                             "-fsyntax-only", "-Wno-unknown-cuda-version", f.name], capture_output=True, text=True)
         os.unlink(f.name)
-        errors = [l for l in r.stderr.splitlines() if "error" in l]
         print(f"{'OK  ' if r.returncode == 0 else 'FAIL'} {path} ({body.count('__global__')} kernels)")
         for l in r.stderr.splitlines()[:30] if r.returncode else []:
             print("   ", l)
