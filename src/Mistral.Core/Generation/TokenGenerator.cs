@@ -123,77 +123,72 @@ public sealed class TokenGenerator
 
         using Tensor allIds = tensor(ids, [batch, promptLength], ScalarType.Int64, device);
         using Tensor allMask = tensor(mask, [batch, promptLength], ScalarType.Int64, device);
-        Tensor logits = Prefill(allIds, allMask, cache, cancellationToken);
-        Synchronize(device);
-        prefillMs = clock.Elapsed.TotalMilliseconds;
         var seenLists = new List<long>[batch];
         for (int r = 0; r < batch; r++)
         {
             seenLists[r] = prompts[r].Select(x => (long)x).ToList();
         }
 
-        try
+        // The first token is chosen with the prefill; then each step runs the model and chooses the next token, whose
+        // read back to the host is the step's only synchronisation (no separate sync for timing).
+        long[] next;
+        using (Tensor prefillLogits = Prefill(allIds, allMask, cache, cancellationToken))
         {
-            for (int step = 0; step < options.MaxNewTokens; step++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                long[] next = SelectNext(logits, options, seenLists, rng, step);
-                logits.Dispose();
-                for (int r = 0; r < batch; r++)
-                {
-                    if (finish[r] is not null)
-                    {
-                        next[r] = options.PadTokenId;
-                        continue;
-                    }
-
-                    int token = (int)next[r];
-                    generated[r].Add(token);
-                    if (step > 0)
-                    {
-                        decodeTokens++;
-                    }
-
-                    seenLists[r].Add(token);
-                    if (eos.Contains(token))
-                    {
-                        finish[r] = FinishReason.EndOfSequence;
-                    }
-                    else if (onToken?.Invoke(r, token) == true)
-                    {
-                        finish[r] = FinishReason.StopString;
-                    }
-                    else if (generated[r].Count >= options.MaxNewTokens)
-                    {
-                        finish[r] = FinishReason.Length;
-                    }
-                }
-
-                if (finish.All(f => f is not null))
-                {
-                    logits = empty(0);
-                    break;
-                }
-
-                var stepClock = Stopwatch.StartNew();
-                using (Tensor stepIds = tensor(next, [batch, 1], ScalarType.Int64, device))
-                using (Tensor stepMask = ones([batch, 1], ScalarType.Int64, device))
-                using (CausalLMOutput output = model.forward(new CausalLMInput(stepIds) { AttentionMask = stepMask, Cache = cache, LastPositionLogitsOnly = true }))
-                {
-                    using Tensor lastPosition = output.Logits.select(1, 0);
-                    logits = lastPosition.clone();
-                }
-
-                Synchronize(device);
-                double stepMs = stepClock.Elapsed.TotalMilliseconds;
-                stepTimes.Add(stepMs);
-                decodeMs += stepMs;
-                steps++;
-            }
+            next = SelectNext(prefillLogits, options, seenLists, rng, 0);
         }
-        finally
+
+        prefillMs = clock.Elapsed.TotalMilliseconds;
+        for (int step = 0; step < options.MaxNewTokens; step++)
         {
-            logits.Dispose();
+            cancellationToken.ThrowIfCancellationRequested();
+            for (int r = 0; r < batch; r++)
+            {
+                if (finish[r] is not null)
+                {
+                    next[r] = options.PadTokenId;
+                    continue;
+                }
+
+                int token = (int)next[r];
+                generated[r].Add(token);
+                if (step > 0)
+                {
+                    decodeTokens++;
+                }
+
+                seenLists[r].Add(token);
+                if (eos.Contains(token))
+                {
+                    finish[r] = FinishReason.EndOfSequence;
+                }
+                else if (onToken?.Invoke(r, token) == true)
+                {
+                    finish[r] = FinishReason.StopString;
+                }
+                else if (generated[r].Count >= options.MaxNewTokens)
+                {
+                    finish[r] = FinishReason.Length;
+                }
+            }
+
+            if (finish.All(f => f is not null))
+            {
+                break;
+            }
+
+            var stepClock = Stopwatch.StartNew();
+            using (Tensor stepIds = tensor(next, [batch, 1], ScalarType.Int64, device))
+            using (Tensor stepMask = ones([batch, 1], ScalarType.Int64, device))
+            using (CausalLMOutput output = model.forward(new CausalLMInput(stepIds) { AttentionMask = stepMask, Cache = cache, LastPositionLogitsOnly = true }))
+            using (Tensor lastPosition = output.Logits.select(1, 0))
+            {
+                next = SelectNext(lastPosition, options, seenLists, rng, step + 1);
+            }
+
+            double stepMs = stepClock.Elapsed.TotalMilliseconds;
+            stepTimes.Add(stepMs);
+            decodeMs += stepMs;
+            steps++;
         }
 
         for (int r = 0; r < batch; r++)
@@ -255,20 +250,17 @@ public sealed class TokenGenerator
             scores = LogitsProcessing.RepetitionPenalty(scores, seenT, options.RepetitionPenalty);
         }
 
-        // argmax over NaN answers token 0 (or the NaN's index) forever: fail as sampling does.
-        if (scores.isnan().any().item<bool>())
-        {
-            throw new InvalidOperationException(
-                $"Generation step {step}: the model produced NaN logits, so no token can be {(options.DoSample ? "sampled" : "chosen")} "
-                + "(are the weights loaded and finite? a non-strict load, a diverged fine-tune or float16 overflow can cause it).");
-        }
-
-        Tensor chosen;
         if (!options.DoSample)
         {
-            chosen = scores.argmax(-1);
+            // The chosen ids and a NaN flag per row come back in one device-to-host copy (one synchronisation per step).
+            Tensor picked = cat([scores.argmax(-1), scores.isnan().any(-1).to_type(ScalarType.Int64)]).cpu();
+            long[] values = picked.data<long>().ToArray();
+            ThrowIfNan(values.AsSpan(seen.Length).Contains(1L), options, step);
+            return values[..seen.Length];
         }
-        else
+
+        ThrowIfNan(scores.isnan().any().item<bool>(), options, step);
+        Tensor chosen;
         {
             scores = scores / options.Temperature;
             if (scores.eq(float.PositiveInfinity).logical_and(logits.isfinite()).any().item<bool>())
@@ -293,11 +285,15 @@ public sealed class TokenGenerator
         return chosen.cpu().data<long>().ToArray();
     }
 
-    private static void Synchronize(Device device)
+    // argmax over NaN answers token 0 (or the NaN's index) forever: fail as sampling does.
+    private static void ThrowIfNan(bool hasNan, GenerationOptions options, int step)
     {
-        if (device.type == DeviceType.CUDA)
+        if (hasNan)
         {
-            cuda.synchronize(device);
+            throw new InvalidOperationException(
+                $"Generation step {step}: the model produced NaN logits, so no token can be {(options.DoSample ? "sampled" : "chosen")} "
+                + "(are the weights loaded and finite? a non-strict load, a diverged fine-tune or float16 overflow can cause it).");
         }
     }
+
 }
