@@ -46,7 +46,9 @@ internal static class GenerateBenchmark
             model.UseFusedKernels = fusedSetting;
             model.UseFusedAttention = fusedSetting && opts.Get("fused-attention", "false") == "true";
             model.UseFusedDecodeAttention = fusedSetting && opts.Get("fused-decode-attention", "false") == "true";
-            which = modelName + (fusedSetting ? (model.UseFusedDecodeAttention ? " fused+decode-attention" : " fused") : " unfused");
+            model.UseFusedDecodeProjections = fusedSetting && opts.Get("fused-decode-gemv", "false") == "true";
+            which = modelName + (fusedSetting ? " fused" + (model.UseFusedDecodeAttention ? "+decode-attention" : string.Empty)
+                + (model.UseFusedDecodeProjections ? "+decode-gemv" : string.Empty) : " unfused");
             var rng = new Random(7);
             int[][] prompts = Enumerable.Range(0, batch).Select(_ => Enumerable.Range(0, promptLength).Select(_ => rng.Next(3, config.VocabSize)).ToArray()).ToArray();
             var options = GenerationOptions.Greedy with { MaxNewTokens = newTokens };

@@ -41,6 +41,7 @@ internal static class GpuChecks
             ("decode attention kernel", () => DecodeAttentionKernelCheck(device)),
             ("MLP", () => MlpCheck(device)),
             ("4-bit GEMV", () => GemvCheck(device)),
+            ("decode projections", () => DecodeProjectionCheck(device)),
             ("LoRA combine (bf16)", () => LoraCombineCheck(device, quantized: false)),
             ("LoRA combine (nf4)", () => LoraCombineCheck(device, quantized: true)),
             ("LoRA dropout", () => LoraDropoutCheck(device)),
@@ -165,6 +166,7 @@ internal static class GpuChecks
             model.UseFusedKernels = fused;
             model.UseFusedAttention = fused;
             model.UseFusedDecodeAttention = fused;
+            model.UseFusedDecodeProjections = fused;
             using var prompt = model.forward(new CausalLMInput(ids[.., ..40]) { AttentionMask = mask[.., ..40], Cache = cache });
             using var step = model.forward(new CausalLMInput(ids[.., 40..]) { AttentionMask = mask[.., 40..], Cache = cache });
             return cat([prompt.Logits, step.Logits], 1).MoveToOuterDisposeScope();
@@ -228,6 +230,30 @@ internal static class GpuChecks
         Tensor actual = mlp.forward(x);
         long differ = actual.ne(expected).sum().item<long>();
         Record("mlp silu product fused vs libtorch", BeyondOneUlp(actual, expected) == 0, $"{differ} of {expected.numel()} outputs differ");
+    }
+
+    // The decoding projection kernel against libtorch's linear at the 7B model's shapes: q/k/v side by side and the MLP's
+    // gated product, 1, 3 and 8 rows; only the float32 summation order differs, so outputs stay within one bf16 step.
+    private static void DecodeProjectionCheck(Device device)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        Tensor Weight(long n, long k) => (randn(n, k, device: device) * 0.02).to(ScalarType.BFloat16);
+        Tensor wq = Weight(4096, 4096), wk = Weight(1024, 4096), wv = Weight(1024, 4096), wg = Weight(14336, 4096), wu = Weight(14336, 4096);
+        foreach (int rows in new[] { 1, 3, 8 })
+        {
+            Tensor x = randn(rows, 4096, device: device).to(ScalarType.BFloat16);
+            Tensor expectedQkv = cat([nn.functional.linear(x, wq), nn.functional.linear(x, wk), nn.functional.linear(x, wv)], 1);
+            Tensor? qkv = Mistral.Core.Cuda.FusedOps.DecodeProjection(x, wq, wk, wv, siluUp: false);
+            Record($"decode projection q/k/v vs linear, {rows} rows", qkv is not null && BeyondOneUlp(qkv, expectedQkv) == 0,
+                qkv is null ? "kernel did not apply" : $"relative error {RelativeError(qkv, expectedQkv):E2}, {BeyondOneUlp(qkv, expectedQkv)} beyond one bf16 step");
+            Tensor expectedGated = nn.functional.silu(nn.functional.linear(x, wg)) * nn.functional.linear(x, wu);
+            Tensor? gated = Mistral.Core.Cuda.FusedOps.DecodeProjection(x, wg, wu, null, siluUp: true);
+            // A gate or up value one step apart moves the product by up to two steps.
+            double rel = gated is null ? double.NaN : RelativeError(gated, expectedGated);
+            Record($"decode projection silu(gate)·up vs libtorch, {rows} rows", gated is not null && rel < 1e-2,
+                gated is null ? "kernel did not apply" : $"relative error {rel:E2}");
+        }
     }
 
     private static void GemvCheck(Device device)
@@ -350,6 +376,7 @@ internal static class GpuChecks
         model.UseFusedKernels = true;
         model.UseFusedAttention = true;
         model.UseFusedDecodeAttention = true;
+        model.UseFusedDecodeProjections = true;
         var actual = generator.Generate(prompts, options);
         int same = 0;
         int total = 0;

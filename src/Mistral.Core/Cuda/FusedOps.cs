@@ -262,9 +262,71 @@ internal static class FusedOps
             for (int j = 0; j < S; j++) acc = fmaf(scores[j], bf2f(vbase[j * kr + tid]), acc);
             out[((long long)row * H + h) * D + tid] = f2bf(total > 0.0f ? acc / total : 0.0f);
         }
+
+        // Decoding projections, x [M, K] (M ≤ 8, contiguous) times up to three weights [n_i, K] in one launch, one warp per
+        // output feature, 16-byte loads (K a multiple of 8), float32 sums, one bf16 rounding (what linear gives, up to the
+        // summation order). Plain: y[m, r] over the features of w0, then w1, then w2 (q, k and v side by side, row
+        // stride ldy). silu_up (n1 = n0, no w2): y[m, r] = bf16(bf16(silu(bf16(x·w0[r]))) · bf16(x·w1[r])), the MLP's gated
+        // product without writing gate and up.
+        extern "C" __global__ void gemv_bf16(const unsigned short* x, int M, int K, const unsigned short* w0, int n0,
+            const unsigned short* w1, int n1, const unsigned short* w2, int n2, unsigned short* y, int ldy, int silu_up)
+        {
+            int lane = threadIdx.x & 31;
+            long long r = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+            if (r >= (silu_up ? n0 : (long long)n0 + n1 + n2)) return;
+            const unsigned short* wa = silu_up || r < n0 ? w0 + r * K : r < (long long)n0 + n1 ? w1 + (r - n0) * K : w2 + (r - n0 - n1) * K;
+            const unsigned short* wb = silu_up ? w1 + r * K : wa;
+            float acc[8];
+            float accb[8];
+            #pragma unroll
+            for (int m = 0; m < 8; m++) { acc[m] = 0.0f; accb[m] = 0.0f; }
+            #pragma unroll 4
+            for (int k0 = lane * 8; k0 < K; k0 += 256)
+            {
+                uint4 av = *(const uint4*)(wa + k0);
+                uint4 bv = silu_up ? *(const uint4*)(wb + k0) : av;
+                unsigned int aw[4] = { av.x, av.y, av.z, av.w };
+                unsigned int bw[4] = { bv.x, bv.y, bv.z, bv.w };
+                #pragma unroll
+                for (int m = 0; m < 8; m++)
+                {
+                    if (m < M)
+                    {
+                        uint4 xv = *(const uint4*)(x + (long long)m * K + k0);
+                        unsigned int xw[4] = { xv.x, xv.y, xv.z, xv.w };
+                        #pragma unroll
+                        for (int e = 0; e < 4; e++)
+                        {
+                            float x0 = __uint_as_float(xw[e] << 16);
+                            float x1 = __uint_as_float(xw[e] & 0xffff0000u);
+                            acc[m] = fmaf(x0, __uint_as_float(aw[e] << 16), acc[m]);
+                            acc[m] = fmaf(x1, __uint_as_float(aw[e] & 0xffff0000u), acc[m]);
+                            if (silu_up)
+                            {
+                                accb[m] = fmaf(x0, __uint_as_float(bw[e] << 16), accb[m]);
+                                accb[m] = fmaf(x1, __uint_as_float(bw[e] & 0xffff0000u), accb[m]);
+                            }
+                        }
+                    }
+                }
+            }
+
+            #pragma unroll
+            for (int m = 0; m < 8; m++)
+            {
+                float a = acc[m];
+                float b = accb[m];
+                for (int off = 16; off > 0; off >>= 1)
+                {
+                    a += __shfl_xor_sync(0xffffffffu, a, off);
+                    if (silu_up) b += __shfl_xor_sync(0xffffffffu, b, off);
+                }
+                if (lane == 0 && m < M) y[(long long)m * ldy + r] = silu_up ? silu_mul_one(f2bf(a), f2bf(b)) : f2bf(a);
+            }
+        }
         """;
 
-    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16", "decode_attention_bf16");
+    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16", "decode_attention_bf16", "gemv_bf16");
 
     /// <summary>Why the fused kernels are or are not in use.</summary>
     public static string Status => Module.Status;
@@ -568,6 +630,78 @@ internal static class FusedOps
         args[5] = (IntPtr)(&n);
         f.Launch((uint)((((n + 7) / 8) + 255) / 256), 1, 1, 256, args); // eight elements per thread
         return (gg.MoveToOuterDisposeScope(), gu.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Most rows of x the decoding projection kernel takes (a decoding step's batch).</summary>
+    internal const int DecodeProjectionMaxRows = 8;
+
+    /// <summary>
+    /// Decoding projections in one launch, or null when the kernel does not apply (not CUDA bf16 without autograd, more than
+    /// <see cref="DecodeProjectionMaxRows"/> rows, a width not a multiple of 8, unaligned or non-contiguous tensors).
+    /// Plain: <c>x @ [w0; w1; w2]^T</c> as one [M, n0 + n1 + n2] tensor (q, k and v side by side). With
+    /// <paramref name="siluUp"/>: <c>silu(x @ w0^T) · (x @ w1^T)</c>, [M, n0], each rounded as the separate ops round.
+    /// </summary>
+    public static unsafe Tensor? DecodeProjection(Tensor x, Tensor w0, Tensor? w1, Tensor? w2, bool siluUp)
+    {
+        if (!Applies(x) || x.dim() != 2 || x.shape[0] < 1 || x.shape[0] > DecodeProjectionMaxRows || x.shape[1] % 8 != 0
+            || !x.is_contiguous() || (siluUp && (w1 is null || w2 is not null || w1.shape[0] != w0.shape[0])))
+        {
+            return null;
+        }
+
+        long k = x.shape[1];
+        Tensor?[] weights = [w0, w1, w2];
+        long total = 0;
+        foreach (Tensor? w in weights)
+        {
+            if (w is null)
+            {
+                continue;
+            }
+
+            if (!Applies(w) || w.dim() != 2 || w.shape[1] != k || !w.is_contiguous() || CudaFunction.Pointer(w) % 16 != 0 || !w.device.IsSameDevice(x.device))
+            {
+                return null;
+            }
+
+            total += w.shape[0];
+        }
+
+        long n = siluUp ? w0.shape[0] : total;
+        if (n > int.MaxValue || k > int.MaxValue || CudaFunction.Pointer(x) % 16 != 0 || !Module.TryGetFunction(x, "gemv_bf16", out CudaFunction f))
+        {
+            return null;
+        }
+
+        Tensor output = empty([x.shape[0], n], ScalarType.BFloat16, x.device);
+        IntPtr px = CudaFunction.Pointer(x);
+        IntPtr p0 = CudaFunction.Pointer(w0);
+        IntPtr p1 = w1 is null ? IntPtr.Zero : CudaFunction.Pointer(w1);
+        IntPtr p2 = w2 is null ? IntPtr.Zero : CudaFunction.Pointer(w2);
+        IntPtr py = CudaFunction.Pointer(output);
+        int m = (int)x.shape[0];
+        int kk = (int)k;
+        int n0 = (int)w0.shape[0];
+        int n1 = w1 is null ? 0 : (int)w1.shape[0];
+        int n2 = w2 is null ? 0 : (int)w2.shape[0];
+        int ldy = (int)n;
+        int silu = siluUp ? 1 : 0;
+        IntPtr* args = stackalloc IntPtr[12];
+        args[0] = (IntPtr)(&px);
+        args[1] = (IntPtr)(&m);
+        args[2] = (IntPtr)(&kk);
+        args[3] = (IntPtr)(&p0);
+        args[4] = (IntPtr)(&n0);
+        args[5] = (IntPtr)(&p1);
+        args[6] = (IntPtr)(&n1);
+        args[7] = (IntPtr)(&p2);
+        args[8] = (IntPtr)(&n2);
+        args[9] = (IntPtr)(&py);
+        args[10] = (IntPtr)(&ldy);
+        args[11] = (IntPtr)(&silu);
+        const int warpsPerBlock = 8; // one warp per output feature
+        f.Launch((uint)((n + warpsPerBlock - 1) / warpsPerBlock), 1, 1, 32 * warpsPerBlock, args);
+        return output;
     }
 
     /// <summary>Kernel lookup for the autograd functions.</summary>

@@ -60,6 +60,15 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
     /// </summary>
     public bool UseFusedDecodeAttention { get; set; }
 
+    /// <summary>
+    /// Whether a decoding step (one new token per row, at most 8 rows) in a bfloat16 CUDA forward without autograd computes
+    /// q, k and v with one fused matrix-vector kernel (float32 sums, one bf16 rounding; only the summation order differs
+    /// from three <c>linear</c> calls). Applies only while the three projections are plain <see cref="Linear"/> layers
+    /// (not adapters or 4-bit layers). Default false until it has run on a GPU; set it through
+    /// <see cref="MistralForCausalLM.UseFusedDecodeProjections"/>.
+    /// </summary>
+    public bool UseFusedDecodeProjections { get; set; }
+
     /// <summary>Attends over <paramref name="hidden"/> [B, T, hidden] with the step's shared state.</summary>
     public override Tensor forward(Tensor hidden, AttentionContext ctx)
     {
@@ -70,12 +79,29 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         Tensor q;
         Tensor k;
         Tensor v;
-        Tensor qp = qProj.forward(hidden);
-        Tensor kp = kProj.forward(hidden);
-        Tensor vp = vProj.forward(hidden);
         // Inference only: in training, a checkpointed layer's no-grad forward must compute what its recomputation will.
         bool inference = !training && !is_grad_enabled() && hidden.device.type == DeviceType.CUDA;
         bool fusedDecode = UseFusedDecodeAttention && inference && t == 1 && ctx.Cache is not null;
+        Tensor qp;
+        Tensor kp;
+        Tensor vp;
+        if (UseFusedDecodeProjections && inference && t == 1
+            && qProj is Linear { Bias: null } lq && kProj is Linear { Bias: null } lk && vProj is Linear { Bias: null } lv
+            && Cuda.FusedOps.DecodeProjection(hidden.reshape(b, -1), lq.Weight, lk.Weight, lv.Weight, siluUp: false) is Tensor qkv)
+        {
+            // One launch for the three projections; q, k and v are column slices of its rows.
+            Tensor rows = qkv.view(b, 1, -1);
+            qp = rows.narrow(2, 0, lq.OutFeatures);
+            kp = rows.narrow(2, lq.OutFeatures, lk.OutFeatures);
+            vp = rows.narrow(2, lq.OutFeatures + lk.OutFeatures, lv.OutFeatures);
+        }
+        else
+        {
+            qp = qProj.forward(hidden);
+            kp = kProj.forward(hidden);
+            vp = vProj.forward(hidden);
+        }
+
         bool fused = UseFusedKernels && inference;
         // A decoding step writes k and v straight into the cache slots from the same kernel.
         bool cacheWritten = false;

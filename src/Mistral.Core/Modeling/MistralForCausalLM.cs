@@ -134,6 +134,32 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
         }
     }
 
+    /// <summary>
+    /// Whether decoding steps on CUDA in bfloat16 (at most 8 rows) compute q/k/v and the MLP's gated product with fused
+    /// matrix-vector kernels: one launch for q, k and v, one for <c>silu(gate) · up</c> (see
+    /// <see cref="MistralAttention.UseFusedDecodeProjections"/>, <see cref="MistralMlp.UseFusedDecodeProjections"/>).
+    /// Only plain bf16 projections take them. Default false until it has run on a GPU. Setting it sets every layer's.
+    /// </summary>
+    public bool UseFusedDecodeProjections
+    {
+        get => ModuleTree.NamedModules(this).Select(m => m.Module).OfType<MistralAttention>().All(a => a.UseFusedDecodeProjections)
+            && ModuleTree.NamedModules(this).Select(m => m.Module).OfType<MistralMlp>().All(a => a.UseFusedDecodeProjections);
+        set
+        {
+            foreach (var (_, module) in ModuleTree.NamedModules(this))
+            {
+                if (module is MistralAttention attention)
+                {
+                    attention.UseFusedDecodeProjections = value;
+                }
+                else if (module is MistralMlp mlp)
+                {
+                    mlp.UseFusedDecodeProjections = value;
+                }
+            }
+        }
+    }
+
     /// <summary>Whether the fused CUDA kernels are compiled and in use, or why not (for logs and benchmarks).</summary>
     public static string FusedKernelStatus => Cuda.FusedOps.Status;
 

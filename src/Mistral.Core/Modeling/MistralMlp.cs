@@ -32,10 +32,26 @@ public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
     /// </summary>
     public bool UseFusedKernels { get; set; } = true;
 
+    /// <summary>
+    /// Whether a forward without autograd of at most 8 rows (a decoding step) in bfloat16 on CUDA computes
+    /// <c>silu(gate(x)) · up(x)</c> with one fused matrix-vector kernel that never writes gate and up (float32 sums,
+    /// rounded as the separate ops round; only the summation order differs). Applies only while gate and up are plain
+    /// <see cref="Linear"/> layers. Default false until it has run on a GPU; set it through
+    /// <see cref="MistralForCausalLM.UseFusedDecodeProjections"/>.
+    /// </summary>
+    public bool UseFusedDecodeProjections { get; set; }
+
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
+        if (UseFusedDecodeProjections && !training && !is_grad_enabled() && x.numel() <= Cuda.FusedOps.DecodeProjectionMaxRows * x.shape[^1]
+            && gateProj is Linear { Bias: null } gate && upProj is Linear { Bias: null } up
+            && Cuda.FusedOps.DecodeProjection(x.reshape(-1, x.shape[^1]), gate.Weight, up.Weight, null, siluUp: true) is Tensor fusedProduct)
+        {
+            return downProj.forward(fusedProduct.view([.. x.shape[..^1], gate.OutFeatures])).MoveToOuterDisposeScope();
+        }
+
         if (UseFusedKernels && x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16)
         {
             Tensor g = gateProj.forward(x);

@@ -228,6 +228,37 @@ static void decode_attention()
     expect(worst < 1e-2 && bad == 0, "decode_attention_bf16 (GQA 8/2, strided cache, padded row, masked row) vs double: worst relative " + std::to_string(worst));
 }
 
+// Decoding projections against double-precision dot products: three weights side by side (a K that leaves lanes idle in
+// the last step), and the gated product of two (silu mode), each output within one bf16 step of the rounded reference.
+static void gemv(int M, int K, int n0, int n1, int n2, bool silu_up)
+{
+    auto x = random_bf16((size_t)M * K), w0 = random_bf16((size_t)n0 * K, 0.2f), w1 = random_bf16((size_t)n1 * K, 0.2f), w2 = random_bf16((size_t)n2 * K, 0.2f);
+    int n = silu_up ? n0 : n0 + n1 + n2;
+    std::vector<bf16> y((size_t)M * n + 8, 0xffff);
+    launch(Launch::Threads, blocks(n, 8), 1, 256, [&] {
+        m_fused::gemv_bf16(x.data(), M, K, w0.data(), n0, n1 ? w1.data() : nullptr, n1, n2 ? w2.data() : nullptr, n2, y.data(), n, silu_up ? 1 : 0); });
+    auto dot = [&](const std::vector<bf16>& w, int row, int m) {
+        double s = 0;
+        for (int k = 0; k < K; k++) s += (double)bf2f(x[(size_t)m * K + k]) * bf2f(w[(size_t)row * K + k]);
+        return s;
+    };
+    long long exact = 0, bad = 0;
+    for (int m = 0; m < M; m++)
+        for (int r = 0; r < n; r++)
+        {
+            float ref;
+            if (silu_up) ref = bf2f(silu_mul_ref(f2bf((float)dot(w0, r, m)), f2bf((float)dot(w1, r, m))));
+            else ref = bf2f(f2bf((float)(r < n0 ? dot(w0, r, m) : r < n0 + n1 ? dot(w1, r - n0, m) : dot(w2, r - n0 - n1, m))));
+            float got = bf2f(y[(size_t)m * n + r]);
+            exact += got == ref;
+            bad += !(std::fabs(got - ref) <= std::fabs(ref) * (silu_up ? 0.04f : 0.008f) + 1e-6f);
+        }
+    long long all = (long long)M * n;
+    expect(bad == 0 && exact * 10 >= all * 9 && y[(size_t)M * n] == 0xffff,
+           std::string("gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : "x·[w0; w1; w2]") + " M=" + std::to_string(M) + " K=" + std::to_string(K)
+           + ": " + std::to_string(exact) + "/" + std::to_string(all) + " equal the rounded double, " + std::to_string(bad) + " beyond one bf16 step");
+}
+
 int main()
 {
     silu_mul(3, 40, 40, 40, 0, "contiguous (vector path)");
@@ -249,6 +280,9 @@ int main()
     nf4(100 * 21, 100, false, true, 0);
     rope_into_cache();
     decode_attention();
+    gemv(3, 72, 5, 3, 2, false);
+    gemv(1, 512, 9, 4, 4, false);
+    gemv(8, 264, 7, 7, 0, true);
     std::printf("%s: %d failed\n", failures ? "FAILED" : "ALL PASSED", failures);
     return failures ? 1 : 0;
 }
