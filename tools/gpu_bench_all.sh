@@ -37,7 +37,7 @@ run_step() {
     train_qlora_unfused) step train_qlora_unfused 90 $B train --device cuda --mode qlora --fused false $peak;;
     gen_bf16) step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --fused-decode-attention true --fused-decode-gemv true --runs 2 --new 64 --profile true $peak;;
     hf_gen) step hf_gen 80 python3 tools/hf_bench_generate.py --runs 2 --new 64;;
-    gen_nf4) step gen_nf4 130 $B generate --device cuda --model 7b --quant nf4 --batch 1,8 --fused both --fused-decode-attention true --runs 2 --new 64 $peak;;
+    gen_nf4) step gen_nf4 130 $B generate --device cuda --model 7b --quant nf4 --batch 1,8 --fused both --fused-decode-attention true --fused-decode-gemv true --runs 2 --new 64 $peak;;
     gen_thin) step gen_thin 40 $B generate --device cuda --model thin --batch 1 --fused both --runs 3 $peak;;
     checkpoint) step checkpoint 120 python3 tools/make_random_checkpoint.py --out /tmp/ckpt7b;;
     train_qlora_ckpt) step train_qlora_ckpt 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true --fused-dropout true $peak;;

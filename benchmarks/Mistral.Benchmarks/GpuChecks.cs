@@ -254,6 +254,46 @@ internal static class GpuChecks
             Record($"decode projection silu(gate)·up vs libtorch, {rows} rows", gated is not null && rel < 1e-2,
                 gated is null ? "kernel did not apply" : $"relative error {rel:E2}");
         }
+
+        // The 4-bit layers: q/k/v and gate/up through one GEMV launch against each layer's dequantize-then-matmul.
+        Linear4bit Quantized(Tensor w)
+        {
+            var dense = new Mistral.Core.Modeling.Linear(w.shape[1], w.shape[0], false, ScalarType.BFloat16, device);
+            dense.Weight.copy_(w);
+            var q = Linear4bit.FromLinear(dense, new Nf4Options { ComputeDtype = ScalarType.BFloat16, DoubleQuant = true });
+            q.eval();
+            dense.Dispose();
+            return q;
+        }
+
+        Linear4bit q4 = Quantized(wq), k4 = Quantized(wk), v4 = Quantized(wv), g4 = Quantized(wg), u4 = Quantized(wu);
+        foreach (int rows in new[] { 1, 8 })
+        {
+            Tensor x = randn(rows, 4096, device: device).to(ScalarType.BFloat16);
+            Tensor Plain(Linear4bit l)
+            {
+                l.UseFusedKernels = false;
+                Tensor y = l.forward(x);
+                l.UseFusedKernels = true;
+                return y;
+            }
+
+            Tensor expectedQkv = cat([Plain(q4), Plain(k4), Plain(v4)], 1);
+            Tensor? qkv = ((IFusedDecodeProjection)q4).TryProjectWith(x, [k4, v4], siluUp: false);
+            double relQkv = qkv is null ? double.NaN : RelativeError(qkv, expectedQkv);
+            Record($"nf4 decode projection q/k/v vs dequantize+matmul, {rows} rows", qkv is not null && relQkv < 4e-3,
+                qkv is null ? "kernel did not apply" : $"relative error {relQkv:E2}");
+            Tensor expectedGated = nn.functional.silu(Plain(g4)) * Plain(u4);
+            Tensor? gated = ((IFusedDecodeProjection)g4).TryProjectWith(x, [u4], siluUp: true);
+            double relGated = gated is null ? double.NaN : RelativeError(gated, expectedGated);
+            Record($"nf4 decode projection silu(gate)·up vs dequantize+matmul, {rows} rows", gated is not null && relGated < 1e-2,
+                gated is null ? "kernel did not apply" : $"relative error {relGated:E2}");
+        }
+
+        foreach (var l in new[] { q4, k4, v4, g4, u4 })
+        {
+            l.Dispose();
+        }
     }
 
     private static void GemvCheck(Device device)

@@ -8,7 +8,8 @@ internal static class CudaPrelude
 {
     /// <summary>
     /// bfloat16 (held as <c>unsigned short</c>) ↔ float32: <c>bf2f</c> widens exactly; <c>f2bf</c> rounds to nearest,
-    /// ties to even, as libtorch's float → bfloat16 cast does, and turns every NaN into the quiet NaN <c>0x7fc0</c>.
+    /// ties to even, as libtorch's float → bfloat16 cast does, and turns every NaN into the quiet NaN <c>0x7fc0</c>;
+    /// <c>silu_mul_one</c> is the SiLU-gated product of two bf16 values rounded as the libtorch ops round.
     /// </summary>
     public const string Bf16 = """
         __device__ __forceinline__ float bf2f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
@@ -18,6 +19,14 @@ internal static class CudaPrelude
             if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)0x7fc0u;
             u += 0x7fffu + ((u >> 16) & 1u);
             return (unsigned short)(u >> 16);
+        }
+
+        // bf16(bf16(silu(g)) · u): the SiLU-gated product as libtorch's bf16 ops round it.
+        __device__ __forceinline__ unsigned short silu_mul_one(unsigned short g, unsigned short u)
+        {
+            float gv = bf2f(g);
+            float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
+            return f2bf(__fmul_rn(silu, bf2f(u)));
         }
         """;
 

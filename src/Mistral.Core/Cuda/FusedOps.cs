@@ -152,14 +152,7 @@ internal static class FusedOps
             for (long long i = first; i < first + 8 && i < n; i++) silu_mul_bwd_one(g[i], u[i], go[i], &gg[i], &gu[i]);
         }
 
-        // out[r, i] = bf16(bf16(silu(g[r, i])) * u[r, i]); g and u rows with their own strides.
-        __device__ __forceinline__ unsigned short silu_mul_one(unsigned short g, unsigned short u)
-        {
-            float gv = bf2f(g);
-            float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
-            return f2bf(__fmul_rn(silu, bf2f(u)));
-        }
-
+        // out[r, i] = bf16(bf16(silu(g[r, i])) * u[r, i]) (silu_mul_one, in the prelude); g and u rows with their own strides.
         // Eight consecutive elements of one row per thread (16-byte loads and stores) when the row length, the strides and
         // the pointers allow it; element by element otherwise.
         extern "C" __global__ void silu_mul_bf16(const unsigned short* g, const unsigned short* u, long long g_stride, long long u_stride,

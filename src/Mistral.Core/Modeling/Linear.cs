@@ -8,7 +8,7 @@ namespace Mistral.Core.Modeling;
 /// A linear layer <c>y = x Wᵀ (+ b)</c> whose weight is a real <see cref="Parameter"/> named <c>weight</c>
 /// (shape [out, in], as in PyTorch). Created uninitialised: the checkpoint fills it.
 /// </summary>
-public sealed class Linear : nn.Module<Tensor, Tensor>, ILinearLayer
+public sealed class Linear : nn.Module<Tensor, Tensor>, ILinearLayer, IFusedDecodeProjection
 {
     private Parameter weight;
     private Parameter? bias;
@@ -45,4 +45,15 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, ILinearLayer
 
     /// <inheritdoc />
     public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
+
+    /// <inheritdoc />
+    Tensor? IFusedDecodeProjection.TryProjectWith(Tensor x, IReadOnlyList<object> others, bool siluUp)
+    {
+        if (bias is not null || others.Count is < 1 or > 2 || others.Any(o => o is not Linear { Bias: null }))
+        {
+            return null;
+        }
+
+        return Cuda.FusedOps.DecodeProjection(x, weight, ((Linear)others[0]).Weight, others.Count > 1 ? ((Linear)others[1]).Weight : null, siluUp);
+    }
 }

@@ -63,8 +63,8 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
     /// <summary>
     /// Whether a decoding step (one new token per row, at most 8 rows) in a bfloat16 CUDA forward without autograd computes
     /// q, k and v with one fused matrix-vector kernel (float32 sums, one bf16 rounding; only the summation order differs
-    /// from three <c>linear</c> calls). Applies only while the three projections are plain <see cref="Linear"/> layers
-    /// (not adapters or 4-bit layers). Default false until it has run on a GPU; set it through
+    /// from three <c>linear</c> calls). Applies while the three projections are all plain bf16 <see cref="Linear"/> layers
+    /// or all 4-bit layers (not adapters). Default false until it has run on a GPU; set it through
     /// <see cref="MistralForCausalLM.UseFusedDecodeProjections"/>.
     /// </summary>
     public bool UseFusedDecodeProjections { get; set; }
@@ -85,15 +85,16 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         Tensor qp;
         Tensor kp;
         Tensor vp;
-        if (UseFusedDecodeProjections && inference && t == 1
-            && qProj is Linear { Bias: null } lq && kProj is Linear { Bias: null } lk && vProj is Linear { Bias: null } lv
-            && Cuda.FusedOps.DecodeProjection(hidden.reshape(b, -1), lq.Weight, lk.Weight, lv.Weight, siluUp: false) is Tensor qkv)
+        if (UseFusedDecodeProjections && inference && t == 1 && qProj is IFusedDecodeProjection fusedQ
+            && fusedQ.TryProjectWith(hidden.reshape(b, -1), [kProj, vProj], siluUp: false) is Tensor qkv)
         {
             // One launch for the three projections; q, k and v are column slices of its rows.
             Tensor rows = qkv.view(b, 1, -1);
-            qp = rows.narrow(2, 0, lq.OutFeatures);
-            kp = rows.narrow(2, lq.OutFeatures, lk.OutFeatures);
-            vp = rows.narrow(2, lq.OutFeatures + lk.OutFeatures, lv.OutFeatures);
+            long qWidth = heads * headDim;
+            long kvWidth = kvHeads * headDim;
+            qp = rows.narrow(2, 0, qWidth);
+            kp = rows.narrow(2, qWidth, kvWidth);
+            vp = rows.narrow(2, qWidth + kvWidth, kvWidth);
         }
         else
         {

@@ -35,8 +35,8 @@ public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
     /// <summary>
     /// Whether a forward without autograd of at most 8 rows (a decoding step) in bfloat16 on CUDA computes
     /// <c>silu(gate(x)) · up(x)</c> with one fused matrix-vector kernel that never writes gate and up (float32 sums,
-    /// rounded as the separate ops round; only the summation order differs). Applies only while gate and up are plain
-    /// <see cref="Linear"/> layers. Default false until it has run on a GPU; set it through
+    /// rounded as the separate ops round; only the summation order differs). Applies while gate and up are both plain bf16
+    /// <see cref="Linear"/> layers or both 4-bit layers (not adapters). Default false until it has run on a GPU; set it through
     /// <see cref="MistralForCausalLM.UseFusedDecodeProjections"/>.
     /// </summary>
     public bool UseFusedDecodeProjections { get; set; }
@@ -46,10 +46,9 @@ public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
     {
         using var scope = NewDisposeScope();
         if (UseFusedDecodeProjections && !training && !is_grad_enabled() && x.numel() <= Cuda.FusedOps.DecodeProjectionMaxRows * x.shape[^1]
-            && gateProj is Linear { Bias: null } gate && upProj is Linear { Bias: null } up
-            && Cuda.FusedOps.DecodeProjection(x.reshape(-1, x.shape[^1]), gate.Weight, up.Weight, null, siluUp: true) is Tensor fusedProduct)
+            && gateProj is IFusedDecodeProjection gate && gate.TryProjectWith(x.reshape(-1, x.shape[^1]), [upProj], siluUp: true) is Tensor fusedProduct)
         {
-            return downProj.forward(fusedProduct.view([.. x.shape[..^1], gate.OutFeatures])).MoveToOuterDisposeScope();
+            return downProj.forward(fusedProduct.view([.. x.shape[..^1], fusedProduct.shape[^1]])).MoveToOuterDisposeScope();
         }
 
         if (UseFusedKernels && x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16)

@@ -12,7 +12,8 @@ namespace Mistral.Peft.Quantization;
 /// the dequantized weight lives only inside the call (the backward dequantizes again). Gradients reach the input,
 /// never the weight; the optional bias is a frozen parameter.
 /// </summary>
-public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modeling.ILinearLayer, Mistral.Core.Modeling.IFusedKernelSwitch
+public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modeling.ILinearLayer, Mistral.Core.Modeling.IFusedKernelSwitch,
+    Mistral.Core.Modeling.IFusedDecodeProjection
 {
     private readonly long[] _shape;
     private readonly ScalarType _weightDtype;
@@ -291,6 +292,31 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         }
 
         return _codebook;
+    }
+
+    /// <inheritdoc />
+    Tensor? Mistral.Core.Modeling.IFusedDecodeProjection.TryProjectWith(Tensor x, IReadOnlyList<object> others, bool siluUp)
+    {
+        if (!UseFusedKernels || training || ComputeDtype != ScalarType.BFloat16 || x.dtype != ScalarType.BFloat16 || x.device.type != DeviceType.CUDA
+            || BiasOrNull() is not null || others.Count is < 1 or > 2
+            || others.Any(o => o is not Linear4bit { UseFusedKernels: true, training: false } l || l.ComputeDtype != ScalarType.BFloat16 || l.BiasOrNull() is not null))
+        {
+            return null;
+        }
+
+        using var scope = NewDisposeScope();
+        Nf4Tensor[] weights = [QuantizedWeight(), .. others.Select(o => ((Linear4bit)o).QuantizedWeight())];
+        try
+        {
+            return Quantization.Cuda.Nf4Gemv.TryMultiplyGroup(x, weights, Codebook(x.device), siluUp)?.MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            foreach (Nf4Tensor w in weights)
+            {
+                w.Dispose();
+            }
+        }
     }
 
     /// <inheritdoc />

@@ -259,6 +259,70 @@ static void gemv(int M, int K, int n0, int n1, int n2, bool silu_up)
            + ": " + std::to_string(exact) + "/" + std::to_string(all) + " equal the rounded double, " + std::to_string(bad) + " beyond one bf16 step");
 }
 
+// The 4-bit decoding GEMV, one to three weights in a launch and the gated product of two, against double-precision dot
+// products with the dequantized weights (bf16(nf4[code] · scale), the scale as the dequantize kernels compute it).
+struct Nf4W { std::vector<unsigned char> packed, codes; std::vector<float> scales, nested; int n; };
+static void nf4_gemv(int M, int K, std::vector<int> ns, bool silu_up, bool dq)
+{
+    const int block = 64;
+    std::vector<float> pairs(512), map(256);
+    float nf4v[16] = {-1.0f, -0.6961928f, -0.5250731f, -0.3949175f, -0.2844414f, -0.1848449f, -0.0910500f, 0.0f,
+                      0.0795803f, 0.1609302f, 0.2461123f, 0.3379152f, 0.4407098f, 0.5626170f, 0.7229568f, 1.0f};
+    for (int b = 0; b < 256; b++) { pairs[2 * b] = nf4v[b >> 4]; pairs[2 * b + 1] = nf4v[b & 15]; }
+    for (int i = 0; i < 256; i++) map[i] = (i - 128) / 1270.0f;
+    const float offset = 0.03125f;
+    std::vector<Nf4W> w(3);
+    for (int i = 0; i < 3; i++)
+    {
+        w[i].n = i < (int)ns.size() ? ns[i] : 0;
+        long long e = (long long)std::max(w[i].n, 1) * K, nb = e / block;
+        w[i].packed.resize(e / 2 + 16);
+        for (auto& b : w[i].packed) b = (unsigned char)(rng() & 0xff);
+        w[i].codes.resize(nb);
+        for (auto& c : w[i].codes) c = (unsigned char)(rng() & 0xff);
+        w[i].scales = random_f32(nb);
+        w[i].nested = random_f32(nb / 4 + 1);
+    }
+    auto x = random_bf16((size_t)M * K);
+    int n = silu_up ? ns[0] : ns[0] + (ns.size() > 1 ? ns[1] : 0) + (ns.size() > 2 ? ns[2] : 0);
+    std::vector<bf16> y((size_t)M * n + 8, 0xffff);
+    auto absmax = [&](int i) -> const void* { return dq ? (const void*)w[i].codes.data() : (const void*)w[i].scales.data(); };
+    launch(Launch::Threads, blocks(n, 8), 1, 256, [&] {
+        m_nf4::nf4_gemv_bf16(x.data(), M, K,
+            w[0].packed.data(), absmax(0), w[0].nested.data(), map.data(), offset, w[0].n,
+            w[1].packed.data(), absmax(1), w[1].nested.data(), map.data(), offset, w[1].n,
+            w[2].packed.data(), absmax(2), w[2].nested.data(), map.data(), offset, w[2].n,
+            dq ? 1 : 0, pairs.data(), block, 4, y.data(), n, silu_up ? 1 : 0); });
+    auto dot = [&](int i, int row, int m) {
+        double acc = 0;
+        for (int k = 0; k < K; k++)
+        {
+            long long e = (long long)row * K + k, blk = e / block;
+            float sc = dq ? __fadd_rn(__fmul_rn(map[w[i].codes[blk]], w[i].nested[blk / 4]), offset) : w[i].scales[blk];
+            unsigned char b = w[i].packed[e / 2];
+            float wv = bf2f(f2bf(__fmul_rn(pairs[2 * b + (e & 1)], sc)));
+            acc += (double)bf2f(x[(size_t)m * K + k]) * wv;
+        }
+        return acc;
+    };
+    long long exact = 0, bad = 0;
+    for (int m = 0; m < M; m++)
+        for (int r = 0; r < n; r++)
+        {
+            float ref;
+            if (silu_up) ref = bf2f(silu_mul_ref(f2bf((float)dot(0, r, m)), f2bf((float)dot(1, r, m))));
+            else ref = bf2f(f2bf((float)(r < w[0].n ? dot(0, r, m) : r < w[0].n + w[1].n ? dot(1, r - w[0].n, m) : dot(2, r - w[0].n - w[1].n, m))));
+            float got = bf2f(y[(size_t)m * n + r]);
+            exact += got == ref;
+            bad += !(std::fabs(got - ref) <= std::fabs(ref) * (silu_up ? 0.04f : 0.008f) + 1e-6f);
+        }
+    long long all = (long long)M * n;
+    expect(bad == 0 && exact * 10 >= all * 9 && y[(size_t)M * n] == 0xffff,
+           std::string("nf4_gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : std::to_string(ns.size()) + " weight(s)") + (dq ? " double-quant" : "")
+           + " M=" + std::to_string(M) + " K=" + std::to_string(K) + ": " + std::to_string(exact) + "/" + std::to_string(all)
+           + " equal the rounded double, " + std::to_string(bad) + " beyond one bf16 step");
+}
+
 int main()
 {
     silu_mul(3, 40, 40, 40, 0, "contiguous (vector path)");
@@ -283,6 +347,10 @@ int main()
     gemv(3, 72, 5, 3, 2, false);
     gemv(1, 512, 9, 4, 4, false);
     gemv(8, 264, 7, 7, 0, true);
+    nf4_gemv(1, 1024, {5}, false, true);
+    nf4_gemv(3, 1088, {4, 3, 2}, false, true);
+    nf4_gemv(2, 512, {3, 2, 2}, false, false);
+    nf4_gemv(8, 1024, {6, 6}, true, true);
     std::printf("%s: %d failed\n", failures ? "FAILED" : "ALL PASSED", failures);
     return failures ? 1 : 0;
 }
