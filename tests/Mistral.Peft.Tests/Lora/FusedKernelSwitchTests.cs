@@ -58,9 +58,30 @@ public class FusedKernelSwitchTests
 
         model.UseFusedDecodeAttention = true;
         attentions.Should().OnlyContain(a => a.UseFusedDecodeAttention);
+        model.UseFusedDecodeProjections.Should().BeFalse("the decoding projection kernels have not yet run on a GPU");
+        model.UseFusedDecodeProjections = true;
+        attentions.Should().OnlyContain(a => a.UseFusedDecodeProjections);
+        ModuleTree.NamedModules(model).Select(m => m.Module).OfType<MistralMlp>().Should().OnlyContain(m => m.UseFusedDecodeProjections);
+        model.UseFusedDecodeProjections.Should().BeTrue();
         lora.UseFusedDropout = true;
         lora.Layers.Values.Should().OnlyContain(l => l.UseFusedDropout);
         lora.UseFusedDropout.Should().BeTrue();
+    }
+
+    [Fact]
+    public void OnTheCpuTheDecodingKernelSwitchesChangeNoGeneratedToken()
+    {
+        using var model = TinyModels.RandomModel();
+        LoraTestModels.QuantizeProjections(model);
+        var generator = new Mistral.Core.Generation.TokenGenerator(model);
+        int[][] prompts = [[1, 5, 9, 13], [1, 7]];
+        var options = Mistral.Core.Generation.GenerationOptions.Greedy with { MaxNewTokens = 6 };
+        var plain = generator.Generate(prompts, options);
+        model.UseFusedDecodeAttention = true;
+        model.UseFusedDecodeProjections = true;
+        var fused = generator.Generate(prompts, options);
+        fused.Sequences.Select(s => s.TokenIds).Should().BeEquivalentTo(plain.Sequences.Select(s => s.TokenIds), o => o.WithStrictOrdering());
+        MistralForCausalLM.FusedKernelStatus.Should().Be("not used yet", "no CUDA tensor ever asked for the kernels in a CPU test run");
     }
 
     [Fact]
