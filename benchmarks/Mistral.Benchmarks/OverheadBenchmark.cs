@@ -67,6 +67,13 @@ internal static class OverheadBenchmark
             using var z = norm.forward(x);
         });
 
+        using var dense = new Mistral.Core.Modeling.Linear(256, 64, false, ScalarType.BFloat16, device);
+        using var quantized = Mistral.Peft.Quantization.Linear4bit.FromLinear(dense, new Mistral.Peft.Quantization.Nf4Options { ComputeDtype = ScalarType.BFloat16, DoubleQuant = true });
+        Time("Linear4bit.QuantizedWeight() (host only; once per 4-bit forward)", () =>
+        {
+            using var w = quantized.QuantizedWeight();
+        });
+
         MistralConfig config = MistralConfig.Mistral7B with { HiddenSize = 256, IntermediateSize = 512, HeadDim = 8 };
         using var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
         model.eval();

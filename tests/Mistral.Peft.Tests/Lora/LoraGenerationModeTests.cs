@@ -14,6 +14,7 @@ namespace Mistral.Peft.Tests.Lora;
 /// A LoRA model with dropout generates deterministically whatever mode the caller left it in (generation runs in eval
 /// mode and gives every module's mode back), and every loader returns its model in eval mode, LoRA layers included.
 /// </summary>
+[Collection("default generator")] // LoRA dropout draws from the default generator, which trainer tests reseed
 public class LoraGenerationModeTests
 {
     private static string Folder => TestPaths.FixturePath("hf", "gqa4_window");
