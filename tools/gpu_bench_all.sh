@@ -5,9 +5,10 @@
 #   OUT=/some/dir [STEPS="hub_fixture gpucheck train_qlora hf_train ..."] bash tools/gpu_bench_all.sh [budget_seconds]
 # Steps (default: all, in this order): hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora
 #   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt hf_profile
-# Writes one log per step under $OUT and prints a summary last.
+# Appends each step's log to $OUT/all_steps.log as the step ends (a call cut short keeps what finished) and prints a summary last.
 set -u
 export PYTHONUNBUFFERED=1
+L=$(mktemp -d) # the steps' logs; $OUT gets them all in one file (at most 8 files come back from the device)
 budget=${1:-560}
 S=$(date +%s)
 B="bash .gpu/run.sh Mistral.Benchmarks"
@@ -20,7 +21,9 @@ step() { # name timeout command...
   local l; l=$(left)
   if [ "$l" -lt 25 ]; then echo "skipped $name (budget)"; return; fi
   [ "$t" -gt "$l" ] && t=$l
-  timeout "$t" "$@" > "$OUT/$name.txt" 2>&1; echo "$name rc $? at $(( $(date +%s) - S )) s"
+  timeout "$t" "$@" > "$L/$name.txt" 2>&1; echo "$name rc $? at $(( $(date +%s) - S )) s"
+  # Appended as each step ends, so a call cut short still brings back the steps that finished.
+  { echo "===== $name ====="; cat "$L/$name.txt"; } >> "$OUT/all_steps.log"
 }
 run_step() {
   case "$1" in
@@ -50,11 +53,9 @@ export MISTRAL_CUPTI=${MISTRAL_CUPTI:-$(find $(python3 -c 'import site; print(" 
 echo "$gpu; CUPTI ${MISTRAL_CUPTI:-not found}"
 for s in ${STEPS:-$all}; do run_step "$s"; done
 echo "== summary ($gpu) =="
-tail -3 "$OUT/hub_fixture.txt" 2>/dev/null | cut -c1-200
-grep -hE "PASS|FAIL|Unhandled|Exception" "$OUT/gpucheck.txt" 2>/dev/null | cut -c1-220
-grep -hE "us/op|ms/step" "$OUT/overhead.txt" 2>/dev/null | cut -c1-200
-grep -hE "^mistral.net|^hf|fused kernels:|model FLOP|breakdown|Unhandled|wrote" "$OUT"/gen_*.txt "$OUT"/hf_gen.txt "$OUT"/train_*.txt "$OUT"/hf_train*.txt "$OUT"/checkpoint.txt 2>/dev/null | cut -c1-330
-grep -hE -A14 "== kernel profile" "$OUT"/train_*.txt "$OUT"/gen_*.txt 2>/dev/null | cut -c1-160
-grep -hE "^==|^ +[0-9.]+ ms" "$OUT/hf_profile.txt" 2>/dev/null | head -12 | cut -c1-150
-# At most 8 files come back from the device: one file with every step's log, headed by its name.
-for f in "$OUT"/*.txt; do [ -f "$f" ] && { echo "===== $(basename "$f" .txt) ====="; cat "$f"; } >> "$OUT/all_steps.log" && rm -f "$f"; done
+tail -3 "$L/hub_fixture.txt" 2>/dev/null | cut -c1-200
+grep -hE "PASS|FAIL|Unhandled|Exception" "$L/gpucheck.txt" 2>/dev/null | cut -c1-220
+grep -hE "us/op|ms/step" "$L/overhead.txt" 2>/dev/null | cut -c1-200
+grep -hE "^mistral.net|^hf|fused kernels:|model FLOP|breakdown|Unhandled|wrote" "$L"/gen_*.txt "$L"/hf_gen.txt "$L"/train_*.txt "$L"/hf_train*.txt "$L"/checkpoint.txt 2>/dev/null | cut -c1-330
+grep -hE -A14 "== kernel profile" "$L"/train_*.txt "$L"/gen_*.txt 2>/dev/null | cut -c1-160
+grep -hE "^==|^ +[0-9.]+ ms" "$L/hf_profile.txt" 2>/dev/null | head -12 | cut -c1-150
