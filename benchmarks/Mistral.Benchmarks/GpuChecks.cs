@@ -100,6 +100,15 @@ internal static class GpuChecks
         return (a - e).abs().gt(ulp * 1.0001f).sum().item<long>();
     }
 
+    // The largest |actual − expected| over the RMS of expected.
+    private static double WorstOverRms(Tensor actual, Tensor expected)
+    {
+        using var scope = NewDisposeScope();
+        Tensor a = actual.to(ScalarType.Float64);
+        Tensor e = expected.to(ScalarType.Float64);
+        return (a - e).abs().max().item<double>() / Math.Max(e.square().mean().sqrt().item<double>(), 1e-30);
+    }
+
     private static MistralConfig SmallConfig() => new()
     {
         VocabSize = 1024, HiddenSize = 512, IntermediateSize = 1536, NumHiddenLayers = 3, NumAttentionHeads = 8,
@@ -208,7 +217,7 @@ internal static class GpuChecks
         Tensor probs = scores.softmax(-1).nan_to_num(0.0);
         Tensor expected = probs.matmul(vf).transpose(1, 2).reshape(b, 1, h * d);
         double rel = RelativeError(actual.narrow(0, 0, 3).to(ScalarType.Float32), expected.narrow(0, 0, 3));
-        double maskedRow = actual[3].abs().max().item<float>();
+        double maskedRow = actual[3].abs().max().to(ScalarType.Float32).item<float>();
         Record("decode attention kernel vs float32 attention (GQA 32/8, strided cache, padded row, fully masked row)", rel < 5e-3 && maskedRow == 0,
             $"relative error {rel:E2} (bf16 output rounding), fully masked row max |out| {maskedRow}");
     }
@@ -245,8 +254,12 @@ internal static class GpuChecks
             Tensor x = randn(rows, 4096, device: device).to(ScalarType.BFloat16);
             Tensor expectedQkv = cat([nn.functional.linear(x, wq), nn.functional.linear(x, wk), nn.functional.linear(x, wv)], 1);
             Tensor? qkv = Mistral.Core.Cuda.FusedOps.DecodeProjection(x, wq, wk, wv, siluUp: false);
-            Record($"decode projection q/k/v vs linear, {rows} rows", qkv is not null && BeyondOneUlp(qkv, expectedQkv) == 0,
-                qkv is null ? "kernel did not apply" : $"relative error {RelativeError(qkv, expectedQkv):E2}, {BeyondOneUlp(qkv, expectedQkv)} beyond one bf16 step");
+            // Sums of 4096 terms in another order: an output near zero (terms cancelling) may move by more than one bf16
+            // step of itself, so the worst difference is measured against the outputs' scale (their RMS).
+            double worstQkv = qkv is null ? double.NaN : WorstOverRms(qkv, expectedQkv);
+            double relQkv = qkv is null ? double.NaN : RelativeError(qkv, expectedQkv);
+            Record($"decode projection q/k/v vs linear, {rows} rows", qkv is not null && relQkv < 1e-3 && worstQkv < 2e-2,
+                qkv is null ? "kernel did not apply" : $"relative error {relQkv:E2}, worst difference {worstQkv:E2} of the RMS, {BeyondOneUlp(qkv, expectedQkv)} beyond one bf16 step of themselves");
             Tensor expectedGated = nn.functional.silu(nn.functional.linear(x, wg)) * nn.functional.linear(x, wu);
             Tensor? gated = Mistral.Core.Cuda.FusedOps.DecodeProjection(x, wg, wu, null, siluUp: true);
             // A gate or up value one step apart moves the product by up to two steps.
@@ -395,54 +408,89 @@ internal static class GpuChecks
 
         long replayDiffer = again.ne(y.detach()).sum().item<long>();
         double sigma = Math.Sqrt(p * (1 - p) / x.numel());
+        // Where a gradient differs, what each side holds (the last call saw one element of 8.4 million differ).
+        string where = string.Empty;
+        if (gDiffer > 0)
+        {
+            long[] at = x.grad!.ne(expectedGx).flatten().nonzero().flatten().narrow(0, 0, Math.Min(gDiffer, 3)).cpu().data<long>().ToArray();
+            Tensor xf = x.detach().flatten().to(ScalarType.Float32);
+            Tensor yf = y.detach().flatten();
+            Tensor gyf = gy.flatten();
+            Tensor gxf = x.grad!.flatten().to(ScalarType.Float32);
+            Tensor ef = expectedGx.flatten().to(ScalarType.Float32);
+            where = "; at " + string.Join(", ", at.Select(i =>
+                $"[{i}] x {xf[i].item<float>():R} y {yf[i].item<float>():R} gy {gyf[i].item<float>():R} gx {gxf[i].item<float>():R} expected {ef[i].item<float>():R}"));
+        }
+
         Record("LoRA dropout fused (cast + dropout + backward, replay from the generator state)",
             Math.Abs(dropped - p) < 5 * sigma && yDiffer == 0 && gDiffer == 0 && replayDiffer == 0,
-            $"dropped {dropped:F5} (p {p}, 5 sigma {5 * sigma:F5}); values differing {yDiffer}, gradients differing {gDiffer}, replay differing {replayDiffer}");
+            $"dropped {dropped:F5} (p {p}, 5 sigma {5 * sigma:F5}); values differing {yDiffer}, gradients differing {gDiffer}, replay differing {replayDiffer}{where}");
     }
 
+    // Decoding with every fused decoding kernel against the libtorch path, teacher-forced: both run the same left-padded
+    // batch (prompts of 12, 30 and 7 tokens) through prefill and 40 cached single-token steps fed the libtorch path's own
+    // greedy tokens, and every step's logits are compared. A random small model's top logits often lie within rounding of
+    // each other, so free-running greedy paths may part anywhere; what must hold is that the logits stay close and that
+    // the chosen token differs only where the libtorch path's own top-2 margin is within the measured difference.
     private static void DecodeCheck(Device device, bool quantized)
     {
         using var scope = NewDisposeScope();
+        using var _ = inference_mode();
         MistralConfig config = SmallConfig();
         var model = TrainStepBenchmark.RandomModel(config, ScalarType.BFloat16, device, qlora: quantized);
-
+        model.eval();
         var rng = new Random(3);
-        int[][] prompts = [.. new[] { 12, 30, 7 }.Select(len => Enumerable.Range(0, len).Select(_ => rng.Next(3, config.VocabSize)).ToArray())];
-        var generator = new TokenGenerator(model);
-        var options = GenerationOptions.Greedy with { MaxNewTokens = 40 };
-        model.UseFusedKernels = false;
-        model.UseFusedAttention = false;
-        var expected = generator.Generate(prompts, options);
-        model.UseFusedKernels = true;
-        model.UseFusedAttention = true;
-        model.UseFusedDecodeAttention = true;
-        model.UseFusedDecodeProjections = true;
-        var actual = generator.Generate(prompts, options);
-        int same = 0;
-        int total = 0;
-        int firstDiff = int.MaxValue;
-        for (int r = 0; r < prompts.Length; r++)
+        int[] lengths = [12, 30, 7];
+        int width = lengths.Max();
+        var ids = new long[lengths.Length * width];
+        var mask = new long[lengths.Length * width];
+        for (int r = 0; r < lengths.Length; r++)
         {
-            var e = expected.Sequences[r].TokenIds;
-            var a = actual.Sequences[r].TokenIds;
-            for (int i = 0; i < Math.Min(e.Count, a.Count); i++)
+            for (int c = width - lengths[r]; c < width; c++)
             {
-                total++;
-                if (e[i] == a[i])
-                {
-                    same++;
-                }
-                else
-                {
-                    firstDiff = Math.Min(firstDiff, i);
-                    break;
-                }
+                ids[(r * width) + c] = rng.Next(3, config.VocabSize);
+                mask[(r * width) + c] = 1;
             }
         }
 
-        // Greedy paths may part where two logits are within rounding: require the first 8 tokens of every row identical.
-        Record($"greedy decoding fused vs libtorch ({(quantized ? "nf4" : "bf16")}, batch 3 with left padding, 40 tokens)", firstDiff >= 8,
-            $"{same} tokens agree before any divergence; first divergence at {(firstDiff == int.MaxValue ? "none" : firstDiff.ToString())}");
+        const int steps = 40;
+        Tensor promptIds = tensor(ids, [lengths.Length, width], ScalarType.Int64, device);
+        Tensor promptMask = tensor(mask, [lengths.Length, width], ScalarType.Int64, device);
+        // Runs prefill + steps; feeds `forced` tokens when given, else its own argmax. Returns the per-step logits [steps, B, V].
+        Tensor Run(bool fused, Tensor? forced)
+        {
+            model.UseFusedKernels = fused;
+            model.UseFusedAttention = fused;
+            model.UseFusedDecodeAttention = fused;
+            model.UseFusedDecodeProjections = fused;
+            using var cache = new KvCache(config, lengths.Length, width + steps + 1, ScalarType.BFloat16, device);
+            var all = new List<Tensor>();
+            using var prefill = model.forward(new CausalLMInput(promptIds) { AttentionMask = promptMask, Cache = cache, LastPositionLogitsOnly = true });
+            Tensor last = prefill.Logits.select(1, 0).to(ScalarType.Float32);
+            for (int i = 0; i < steps; i++)
+            {
+                all.Add(last);
+                Tensor next = forced is null ? last.argmax(-1) : forced[i];
+                using var output = model.forward(new CausalLMInput(next.unsqueeze(1)) { AttentionMask = ones([lengths.Length, 1], ScalarType.Int64, device), Cache = cache, LastPositionLogitsOnly = true });
+                last = output.Logits.select(1, 0).to(ScalarType.Float32);
+            }
+
+            return stack(all);
+        }
+
+        Tensor expected = Run(false, null);
+        Tensor reference = expected.argmax(-1);
+        Tensor actual = Run(true, reference);
+        double rel = RelativeError(actual, expected);
+        Tensor diff = (actual - expected).abs().amax(-1);
+        Tensor top2 = expected.topk(2, -1).values;
+        Tensor margin = top2.select(-1, 0) - top2.select(-1, 1);
+        Tensor flipped = actual.argmax(-1).ne(reference);
+        long flips = flipped.sum().item<long>();
+        long unexplained = flipped.logical_and(margin.gt(diff * 2)).sum().item<long>();
+        Record($"decoding fused vs libtorch, teacher-forced ({(quantized ? "nf4" : "bf16")}, batch 3 with left padding, prefill + {steps} steps)",
+            rel < 1e-2 && unexplained == 0,
+            $"logits relative error {rel:E2}; greedy choice differs at {flips} of {reference.numel()} steps, {unexplained} of them where the top-2 margin exceeds twice the logit difference");
         model.Dispose();
     }
 
