@@ -67,6 +67,29 @@ internal static class OverheadBenchmark
             using var z = norm.forward(x);
         });
 
+        // Host cost of the tensor queries the fused paths make before a launch.
+        long sink = 0;
+        Time("x.shape (P/Invoke + array)", () => sink += x.shape[^1]);
+        Time("x.size(1)", () => sink += x.size(1));
+        Time("x.device.type (Device object)", () => sink += (int)x.device.type);
+        Time("x.device_type", () => sink += (int)x.device_type);
+        Time("x.dtype", () => sink += (int)x.dtype);
+        Time("x.stride()", () => sink += x.stride()[0]);
+        Time("x.stride(0)", () => sink += x.stride(0));
+        Time("x.is_contiguous()", () => sink += x.is_contiguous() ? 1 : 0);
+        Time("x.requires_grad", () => sink += x.requires_grad ? 1 : 0);
+        Time("is_grad_enabled()", () => sink += is_grad_enabled() ? 1 : 0);
+        Time("x.numel()", () => sink += x.numel());
+        Time("x.dim()", () => sink += x.dim());
+        Time("narrow (view)", () =>
+        {
+            using var v = x.narrow(1, 0, 4);
+        });
+        Time("empty([1, 8]) bf16", () =>
+        {
+            using var v = empty([1, 8], ScalarType.BFloat16, device);
+        });
+        GC.KeepAlive(sink);
         using var dense = new Mistral.Core.Modeling.Linear(256, 64, false, ScalarType.BFloat16, device);
         using var quantized = Mistral.Peft.Quantization.Linear4bit.FromLinear(dense, new Mistral.Peft.Quantization.Nf4Options { ComputeDtype = ScalarType.BFloat16, DoubleQuant = true });
         Time("Linear4bit.QuantizedWeight() (host only; once per 4-bit forward)", () =>
