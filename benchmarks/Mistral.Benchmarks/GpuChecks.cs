@@ -260,6 +260,12 @@ internal static class GpuChecks
             double relQkv = qkv is null ? double.NaN : RelativeError(qkv, expectedQkv);
             Record($"decode projection q/k/v vs linear, {rows} rows", qkv is not null && relQkv < 1e-3 && worstQkv < 2e-2,
                 qkv is null ? "kernel did not apply" : $"relative error {relQkv:E2}, worst difference {worstQkv:E2} of the RMS, {BeyondOneUlp(qkv, expectedQkv)} beyond one bf16 step of themselves");
+            Tensor residual = (randn(rows, 4096, device: device) * 4).to(ScalarType.BFloat16);
+            Tensor expectedSum = residual + nn.functional.linear(x, wq);
+            Tensor? sum = Mistral.Core.Cuda.FusedOps.DecodeProjection(x, wq, null, null, siluUp: false, residual);
+            double worstSum = sum is null ? double.NaN : WorstOverRms(sum, expectedSum);
+            Record($"decode projection residual + o_proj vs libtorch, {rows} rows", sum is not null && worstSum < 2e-2,
+                sum is null ? "kernel did not apply" : $"relative error {RelativeError(sum, expectedSum):E2}, worst difference {worstSum:E2} of the RMS");
             Tensor expectedGated = nn.functional.silu(nn.functional.linear(x, wg)) * nn.functional.linear(x, wu);
             Tensor? gated = Mistral.Core.Cuda.FusedOps.DecodeProjection(x, wg, wu, null, siluUp: true);
             // A gate or up value one step apart moves the product by up to two steps.
@@ -301,6 +307,12 @@ internal static class GpuChecks
             double relGated = gated is null ? double.NaN : RelativeError(gated, expectedGated);
             Record($"nf4 decode projection silu(gate)·up vs dequantize+matmul, {rows} rows", gated is not null && relGated < 1e-2,
                 gated is null ? "kernel did not apply" : $"relative error {relGated:E2}");
+            Tensor residual = (randn(rows, 4096, device: device) * 4).to(ScalarType.BFloat16);
+            Tensor expectedSum = residual + Plain(q4);
+            Tensor? sum = ((IFusedDecodeProjection)q4).TryProjectWith(x, [], siluUp: false, residual);
+            double worstSum = sum is null ? double.NaN : WorstOverRms(sum, expectedSum);
+            Record($"nf4 decode projection residual + projection vs libtorch, {rows} rows", sum is not null && worstSum < 2e-2,
+                sum is null ? "kernel did not apply" : $"worst difference {worstSum:E2} of the RMS");
         }
 
         foreach (var l in new[] { q4, k4, v4, g4, u4 })

@@ -211,7 +211,7 @@ public sealed class TokenGenerator
 
     private Tensor Prefill(Tensor ids, Tensor mask, KvCache cache, CancellationToken cancellationToken)
     {
-        long length = ids.shape[1];
+        long length = ids.size(1);
         long chunk = cache.IsRolling ? cache.Capacity : length;
         Tensor? last = null;
         for (long start = 0; start < length; start += chunk)

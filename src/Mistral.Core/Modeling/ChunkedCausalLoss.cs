@@ -45,7 +45,7 @@ internal static class ChunkedCausalLoss
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkRows);
         using var scope = NewDisposeScope();
-        long width = hidden.shape[^1];
+        long width = hidden.size(-1);
         Tensor rows = hidden.reshape(-1, width);
         Tensor shifted = ShiftLabels(labels.to(ScalarType.Int64, hidden.device));
         bool needsGrad = is_grad_enabled() && (rows.requires_grad || weight.requires_grad);
@@ -61,8 +61,8 @@ internal static class ChunkedCausalLoss
     internal static Tensor ShiftLabels(Tensor labels)
     {
         using var scope = NewDisposeScope();
-        long batch = labels.shape[0];
-        long seq = labels.shape[1];
+        long batch = labels.size(0);
+        long seq = labels.size(1);
         Tensor next = labels.narrow(1, 1, seq - 1);
         Tensor none = full([batch, 1], -100L, ScalarType.Int64, labels.device);
         return cat([next, none], 1).reshape(-1).MoveToOuterDisposeScope();
@@ -72,7 +72,7 @@ internal static class ChunkedCausalLoss
     internal static (Tensor Loss, Tensor LogSumExp, Tensor Count) Forward(Tensor rows, Tensor weight, Tensor labels, long chunkRows)
     {
         using var scope = NewDisposeScope();
-        long n = rows.shape[0];
+        long n = rows.size(0);
         Tensor lse = empty(n, ScalarType.Float32, rows.device);
         Tensor total = zeros([], ScalarType.Float32, rows.device);
         for (long start = 0; start < n; start += chunkRows)
@@ -101,7 +101,7 @@ internal static class ChunkedCausalLoss
         ChunkedLossCall call)
     {
         using var scope = NewDisposeScope();
-        long n = rows.shape[0];
+        long n = rows.size(0);
         Tensor scale = grad.to_type(ScalarType.Float32).div(count); // d loss / d (token loss) of a counted row
         Tensor? rowsGrad = call.RowsNeedGrad ? empty_like(rows) : null;
         Tensor? weightGrad = call.WeightNeedsGrad ? zeros(weight.shape, ScalarType.Float32, weight.device) : null;

@@ -216,16 +216,16 @@ public sealed class KvCache : IDisposable
     {
         if (!step.WriteFirst)
         {
-            int keep = (int)step.Slots.shape[0];
+            int keep = (int)step.Slots.size(0);
             SlotIndex.index_copy_(0, step.Slots, step.QueryIndex.narrow(0, step.KeepFrom, keep));
             SlotValid.index_copy_(1, step.Slots, newValid.to_type(ScalarType.Bool).narrow(1, step.KeepFrom, keep));
         }
 
-        using Tensor last = newPositions.narrow(1, newPositions.shape[1] - 1, 1).squeeze(1);
+        using Tensor last = newPositions.narrow(1, newPositions.size(1) - 1, 1).squeeze(1);
         using Tensor anyValid = newValid.to_type(ScalarType.Bool).any(1);
         using Tensor next = where(anyValid, last + 1, NextPosition);
         NextPosition.copy_(next);
-        Length += step.QueryIndex.shape[0];
+        Length += step.QueryIndex.size(0);
     }
 
     /// <summary>

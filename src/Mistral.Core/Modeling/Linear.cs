@@ -47,13 +47,14 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, ILinearLayer, IFusedDeco
     public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
 
     /// <inheritdoc />
-    Tensor? IFusedDecodeProjection.TryProjectWith(Tensor x, IReadOnlyList<object> others, bool siluUp)
+    Tensor? IFusedDecodeProjection.TryProjectWith(Tensor x, IReadOnlyList<object> others, bool siluUp, Tensor? residual)
     {
-        if (bias is not null || others.Count is < 1 or > 2 || others.Any(o => o is not Linear { Bias: null }))
+        if (bias is not null || others.Count > 2 || others.Any(o => o is not Linear { Bias: null }))
         {
             return null;
         }
 
-        return Cuda.FusedOps.DecodeProjection(x, weight, ((Linear)others[0]).Weight, others.Count > 1 ? ((Linear)others[1]).Weight : null, siluUp);
+        return Cuda.FusedOps.DecodeProjection(x, weight, others.Count > 0 ? ((Linear)others[0]).Weight : null,
+            others.Count > 1 ? ((Linear)others[1]).Weight : null, siluUp, residual);
     }
 }

@@ -70,12 +70,20 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
     public bool UseFusedDecodeProjections { get; set; }
 
     /// <summary>Attends over <paramref name="hidden"/> [B, T, hidden] with the step's shared state.</summary>
-    public override Tensor forward(Tensor hidden, AttentionContext ctx)
+    public override Tensor forward(Tensor hidden, AttentionContext ctx) => Forward(hidden, ctx, null);
+
+    /// <summary>
+    /// <paramref name="residual"/> + this attention of <paramref name="hidden"/> (the decoder layer's first half): in a
+    /// decoding step with <see cref="UseFusedDecodeProjections"/>, o_proj and the add run as one kernel.
+    /// </summary>
+    internal Tensor ForwardResidual(Tensor hidden, AttentionContext ctx, Tensor residual) => Forward(hidden, ctx, residual);
+
+    private Tensor Forward(Tensor hidden, AttentionContext ctx, Tensor? residual)
     {
         ArgumentNullException.ThrowIfNull(ctx);
         using var scope = NewDisposeScope();
-        long b = hidden.shape[0];
-        long t = hidden.shape[1];
+        long b = hidden.size(0);
+        long t = hidden.size(1);
         Tensor q;
         Tensor k;
         Tensor v;
@@ -144,7 +152,7 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
             {
                 keys = cat([cacheK, k], 2);
                 vals = cat([cacheV, v], 2);
-                int keep = (int)step.Slots.shape[0];
+                int keep = (int)step.Slots.size(0);
                 cacheK.index_copy_(2, step.Slots, k.narrow(2, step.KeepFrom, keep));
                 cacheV.index_copy_(2, step.Slots, v.narrow(2, step.KeepFrom, keep));
             }
@@ -162,8 +170,8 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
             // and every folded query row of a group attends over that group's keys; the mask repeats per g.
             Tensor foldedQ = q.reshape(b, kvHeads, groups * t, headDim);
             Tensor foldedMask = t == 1
-                ? mask.expand(mask.shape[0], 1, groups, mask.shape[3])
-                : mask.unsqueeze(2).expand(mask.shape[0], 1, groups, t, mask.shape[3]).reshape(mask.shape[0], 1, groups * t, mask.shape[3]);
+                ? mask.expand(mask.size(0), 1, groups, mask.size(3))
+                : mask.unsqueeze(2).expand(mask.size(0), 1, groups, t, mask.size(3)).reshape(mask.size(0), 1, groups * t, mask.size(3));
             Tensor attn = nn.functional.scaled_dot_product_attention(foldedQ, keys, vals, foldedMask);
             merged = attn.reshape(b, heads, t, headDim).transpose(1, 2).reshape(b, t, heads * headDim);
         }
@@ -175,7 +183,18 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
             merged = attn.transpose(1, 2).reshape(b, t, heads * headDim);
         }
 
-        return oProj.forward(merged).MoveToOuterDisposeScope();
+        if (residual is null)
+        {
+            return oProj.forward(merged).MoveToOuterDisposeScope();
+        }
+
+        if (UseFusedDecodeProjections && inference && t == 1 && oProj is IFusedDecodeProjection fusedO
+            && fusedO.TryProjectWith(merged.reshape(b, -1), [], siluUp: false, residual.reshape(b, -1)) is Tensor summed)
+        {
+            return summed.view(b, 1, -1).MoveToOuterDisposeScope();
+        }
+
+        return (residual + oProj.forward(merged)).MoveToOuterDisposeScope();
     }
 
     private Tensor RepeatKv(Tensor x)
@@ -186,8 +205,8 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
             return x;
         }
 
-        long b = x.shape[0];
-        long s = x.shape[2];
+        long b = x.size(0);
+        long s = x.size(2);
         return x.unsqueeze(2).expand(b, kvHeads, groups, s, headDim).reshape(b, heads, s, headDim);
     }
 

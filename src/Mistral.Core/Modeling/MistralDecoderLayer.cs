@@ -38,8 +38,9 @@ public sealed class MistralDecoderLayer : nn.Module<Tensor, AttentionContext, Te
     public override Tensor forward(Tensor x, AttentionContext context)
     {
         using var scope = NewDisposeScope();
-        Tensor h = x + selfAttn.forward(inputLayernorm.forward(x), context);
-        Tensor y = h + mlp.forward(postAttentionLayernorm.forward(h));
+        // The residual adds happen inside the attention and the MLP, so a decoding step can fuse them into o_proj and down_proj.
+        Tensor h = selfAttn.ForwardResidual(inputLayernorm.forward(x), context, x);
+        Tensor y = mlp.ForwardResidual(postAttentionLayernorm.forward(h), h);
         return y.MoveToOuterDisposeScope();
     }
 

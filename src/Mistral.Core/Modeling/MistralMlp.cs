@@ -42,30 +42,46 @@ public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
     public bool UseFusedDecodeProjections { get; set; }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, null);
+
+    /// <summary>
+    /// <paramref name="residual"/> + this MLP of <paramref name="x"/> (the decoder layer's second half): in a decoding
+    /// step with <see cref="UseFusedDecodeProjections"/>, down_proj and the add run as one kernel.
+    /// </summary>
+    internal Tensor ForwardResidual(Tensor x, Tensor residual) => Forward(x, residual);
+
+    private Tensor Forward(Tensor x, Tensor? residual)
     {
         using var scope = NewDisposeScope();
-        if (UseFusedDecodeProjections && !training && !is_grad_enabled() && x.numel() <= Cuda.FusedOps.DecodeProjectionMaxRows * x.shape[^1]
-            && gateProj is IFusedDecodeProjection gate && gate.TryProjectWith(x.reshape(-1, x.shape[^1]), [upProj], siluUp: true) is Tensor fusedProduct)
+        Tensor down;
+        long width = x.size(-1);
+        if (UseFusedDecodeProjections && !training && !is_grad_enabled() && x.numel() <= Cuda.FusedOps.DecodeProjectionMaxRows * width
+            && gateProj is IFusedDecodeProjection gate && gate.TryProjectWith(x.reshape(-1, width), [upProj], siluUp: true) is Tensor fusedProduct)
         {
-            return downProj.forward(fusedProduct.view([.. x.shape[..^1], fusedProduct.shape[^1]])).MoveToOuterDisposeScope();
-        }
+            if (residual is not null && downProj is IFusedDecodeProjection fusedDown
+                && fusedDown.TryProjectWith(fusedProduct, [], siluUp: false, residual.reshape(-1, residual.size(-1))) is Tensor summed)
+            {
+                return summed.view(residual.shape).MoveToOuterDisposeScope();
+            }
 
-        if (UseFusedKernels && x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16)
+            down = downProj.forward(fusedProduct.view([.. x.shape[..^1], fusedProduct.size(-1)]));
+        }
+        else if (UseFusedKernels && x.device.type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16)
         {
             Tensor g = gateProj.forward(x);
             Tensor u = upProj.forward(x);
-            long width = g.shape[^1];
-            if (Cuda.FusedOps.SiluMul(g.reshape(-1, width), u.reshape(-1, width)) is Tensor product)
-            {
-                return downProj.forward(product.view(g.shape)).MoveToOuterDisposeScope();
-            }
-
-            return downProj.forward(nn.functional.silu(g) * u).MoveToOuterDisposeScope();
+            long inner = g.size(-1);
+            down = Cuda.FusedOps.SiluMul(g.reshape(-1, inner), u.reshape(-1, inner)) is Tensor product
+                ? downProj.forward(product.view(g.shape))
+                : downProj.forward(nn.functional.silu(g) * u);
+        }
+        else
+        {
+            Tensor gated = nn.functional.silu(gateProj.forward(x)) * upProj.forward(x);
+            down = downProj.forward(gated);
         }
 
-        Tensor gated = nn.functional.silu(gateProj.forward(x)) * upProj.forward(x);
-        return downProj.forward(gated).MoveToOuterDisposeScope();
+        return (residual is null ? down : residual + down).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />

@@ -70,9 +70,9 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
             throw new ArgumentException($"InputIds must be [batch, seq]; got shape [{string.Join(", ", ids.shape)}].", nameof(input));
         }
 
-        long b = ids.shape[0];
-        long t = ids.shape[1];
-        if (input.AttentionMask is Tensor am && (am.dim() != 2 || am.shape[0] != b || am.shape[1] != t))
+        long b = ids.size(0);
+        long t = ids.size(1);
+        if (input.AttentionMask is Tensor am && (am.dim() != 2 || am.size(0) != b || am.size(1) != t))
         {
             throw new ArgumentException($"AttentionMask must be [{b}, {t}]; got [{string.Join(", ", am.shape)}].", nameof(input));
         }

@@ -53,7 +53,7 @@ public sealed class RotaryEmbedding : IDisposable
         using var scope = NewDisposeScope();
         Tensor c = cos.unsqueeze(1);
         Tensor s = sin.unsqueeze(1);
-        long half = x.shape[^1] / 2;
+        long half = x.size(-1) / 2;
         Tensor x1 = x.narrow(-1, 0, half);
         Tensor x2 = x.narrow(-1, half, half);
         Tensor rotated = cat([-x2, x1], -1);

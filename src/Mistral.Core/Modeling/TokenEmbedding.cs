@@ -23,7 +23,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>Looks up ids of any shape; returns [..., hidden].</summary>
     public override Tensor forward(Tensor ids)
     {
-        long[] shape = [.. ids.shape, weight.shape[1]];
+        long[] shape = [.. ids.shape, weight.size(1)];
         using Tensor flat = ids.reshape(-1);
         using Tensor rows = weight.index_select(0, flat);
         return rows.view(shape);

@@ -79,7 +79,7 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
     {
         kernel = default;
         return result.device.type == DeviceType.CUDA && result.dtype == ScalarType.BFloat16 && u.dtype == ScalarType.Float32
-            && u.device.type == DeviceType.CUDA && result.shape.SequenceEqual(u.shape)
+            && u.device.type == DeviceType.CUDA && FusedOps.SameSizes(result, u)
             && Module.TryGetFunction(result, "lora_combine_fwd", out kernel);
     }
 
@@ -112,7 +112,7 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
         double scaling = (double)ctx.get_data("scaling");
         using var scope = NewDisposeScope();
         Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
-        Tensor gradU = empty(grad.shape, ScalarType.Float32, grad.device);
+        Tensor gradU = empty_like(grad, ScalarType.Float32);
         LaunchBackward(grad, (float)scaling, gradU);
         Tensor gradResult = grad_output.detach();
         return [gradResult.MoveToOuterDisposeScope(), gradU.MoveToOuterDisposeScope(), null!, null!, null!];

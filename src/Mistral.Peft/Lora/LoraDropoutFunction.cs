@@ -125,7 +125,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         Tensor input = x.is_contiguous() ? x : x.contiguous();
         // The seed comes from libtorch's CUDA generator (one tiny kernel, no sync): checkpoint recomputation replays it.
         Tensor seed = randint(long.MaxValue, [1], ScalarType.Int64, input.device);
-        Tensor y = empty(input.shape, ScalarType.Float32, input.device);
+        Tensor y = empty_like(input, ScalarType.Float32);
         Launch(kernel, input, seed, p, y);
         return (y, seed);
     }
@@ -137,7 +137,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         using var scope = NewDisposeScope();
         Tensor seed = ctx.get_saved_variables()[0];
         Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
-        Tensor gradX = empty(grad.shape, ScalarType.BFloat16, grad.device);
+        Tensor gradX = empty_like(grad, ScalarType.BFloat16);
         if (!Module.TryGetFunction(grad, "lora_dropout_bwd", out CudaFunction kernel))
         {
             throw new InvalidOperationException("The LoRA dropout backward kernel is not available: " + Module.Status);

@@ -347,7 +347,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
     {
         const double a = 2.23606797749979; // √5
         double gain = Math.Sqrt(2.0 / (1.0 + (a * a)));
-        double bound = gain * Math.Sqrt(3.0 / weight.shape[1]);
+        double bound = gain * Math.Sqrt(3.0 / weight.size(1));
         DrawOnCpu(weight, generator, t => t.uniform_(-bound, bound, generator));
     }
 

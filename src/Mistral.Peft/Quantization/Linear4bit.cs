@@ -295,10 +295,10 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     }
 
     /// <inheritdoc />
-    Tensor? Mistral.Core.Modeling.IFusedDecodeProjection.TryProjectWith(Tensor x, IReadOnlyList<object> others, bool siluUp)
+    Tensor? Mistral.Core.Modeling.IFusedDecodeProjection.TryProjectWith(Tensor x, IReadOnlyList<object> others, bool siluUp, Tensor? residual)
     {
-        if (!UseFusedKernels || training || ComputeDtype != ScalarType.BFloat16 || x.dtype != ScalarType.BFloat16 || x.device.type != DeviceType.CUDA
-            || BiasOrNull() is not null || others.Count is < 1 or > 2
+        if (!UseFusedKernels || training || ComputeDtype != ScalarType.BFloat16 || x.dtype != ScalarType.BFloat16 || x.device_type != DeviceType.CUDA
+            || BiasOrNull() is not null || others.Count > 2
             || others.Any(o => o is not Linear4bit { UseFusedKernels: true, training: false } l || l.ComputeDtype != ScalarType.BFloat16 || l.BiasOrNull() is not null))
         {
             return null;
@@ -308,7 +308,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         Nf4Tensor[] weights = [QuantizedWeight(), .. others.Select(o => ((Linear4bit)o).QuantizedWeight())];
         try
         {
-            return Quantization.Cuda.Nf4Gemv.TryMultiplyGroup(x, weights, Codebook(x.device), siluUp)?.MoveToOuterDisposeScope();
+            return Quantization.Cuda.Nf4Gemv.TryMultiplyGroup(x, weights, Codebook(x.device), siluUp, residual)?.MoveToOuterDisposeScope();
         }
         finally
         {
@@ -323,9 +323,9 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     public override Tensor forward(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        if (input.shape[^1] != InFeatures)
+        if (input.size(-1) != InFeatures)
         {
-            throw new ArgumentException($"input's last dimension must be {InFeatures} (in features); got {input.shape[^1]}.", nameof(input));
+            throw new ArgumentException($"input's last dimension must be {InFeatures} (in features); got {input.size(-1)}.", nameof(input));
         }
 
         var inputDtype = input.dtype;

@@ -29,7 +29,7 @@ internal static class Nf4Kernels
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkElements);
         using var scope = NewDisposeScope();
         var flat = weight.reshape(-1);
-        long n = flat.shape[0];
+        long n = flat.size(0);
         if (n == 0)
         {
             throw new ArgumentException("Cannot quantize an empty tensor.", nameof(weight));
@@ -81,7 +81,7 @@ internal static class Nf4Kernels
         var absmax = blocks.abs().amax([1L]);
         var scaled = (blocks * absmax.reciprocal().unsqueeze(1)).reshape(-1).slice(0, 0, n, 1);
         var map = code.to(ScalarType.Float32).to(values.device);
-        long m = map.shape[0];
+        long m = map.size(0);
         var mids = (map.slice(0, 0, m - 1, 1) + map.slice(0, 1, m, 1)) * 0.5f;
         var idx = searchsorted(mids, scaled, out_int32: false, right: false);
         var atMid = mids.index_select(0, idx.clamp_max(m - 2));
@@ -140,7 +140,7 @@ internal static class Nf4Kernels
     private static (Tensor Blocks, long N, long BlockCount) ToBlocks(Tensor input, int blockSize)
     {
         var flat = input.reshape(-1).to(ScalarType.Float32);
-        long n = flat.shape[0];
+        long n = flat.size(0);
         if (n == 0)
         {
             throw new ArgumentException("Cannot quantize an empty tensor.", nameof(input));

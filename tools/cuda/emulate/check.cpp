@@ -187,7 +187,7 @@ static void rope_into_cache()
 }
 
 // Decoding attention against a double-precision reference (GQA, strided cache, a padded row, a fully masked row).
-static void decode_attention()
+static void decode_attention(int groups)
 {
     const int B = 3, H = 8, KV = 2, D = 64, cap = 40, S = 33;
     auto q = random_bf16(B * H * D), k = random_bf16(B * KV * cap * D), v = random_bf16(B * KV * cap * D);
@@ -196,7 +196,7 @@ static void decode_attention()
     for (int j = 0; j < S; j++) mask[2 * S + j] = 0;
     std::vector<bf16> out(B * H * D);
     float scale = 1.0f / std::sqrt((float)D);
-    launch(Launch::Threads, B, H, D, [&] {
+    launch(Launch::Threads, B, H, D * groups, [&] {
         m_fused::decode_attention_bf16(q.data(), H * D, D, k.data(), v.data(), (long long)KV * cap * D, (long long)cap * D, D,
                                        mask.data(), S, out.data(), H, KV, S, D, scale); });
     double worst = 0;
@@ -225,18 +225,21 @@ static void decode_attention()
                 bad += b == 2 && got != 0.0;
             }
         }
-    expect(worst < 1e-2 && bad == 0, "decode_attention_bf16 (GQA 8/2, strided cache, padded row, masked row) vs double: worst relative " + std::to_string(worst));
+    expect(worst < 1e-2 && bad == 0, "decode_attention_bf16 (GQA 8/2, strided cache, padded row, masked row, " + std::to_string(groups)
+        + " key groups) vs double: worst relative " + std::to_string(worst));
 }
 
 // Decoding projections against double-precision dot products: three weights side by side (a K that leaves lanes idle in
 // the last step), and the gated product of two (silu mode), each output within one bf16 step of the rounded reference.
-static void gemv(int M, int K, int n0, int n1, int n2, bool silu_up)
+static void gemv(int M, int K, int n0, int n1, int n2, bool silu_up, bool with_resid = false)
 {
     auto x = random_bf16((size_t)M * K), w0 = random_bf16((size_t)n0 * K, 0.2f), w1 = random_bf16((size_t)n1 * K, 0.2f), w2 = random_bf16((size_t)n2 * K, 0.2f);
     int n = silu_up ? n0 : n0 + n1 + n2;
+    auto resid = random_bf16((size_t)M * n, 3.0f);
     std::vector<bf16> y((size_t)M * n + 8, 0xffff);
     launch(Launch::Threads, blocks(n, 8), 1, 256, [&] {
-        m_fused::gemv_bf16(x.data(), M, K, w0.data(), n0, n1 ? w1.data() : nullptr, n1, n2 ? w2.data() : nullptr, n2, y.data(), n, silu_up ? 1 : 0); });
+        m_fused::gemv_bf16(x.data(), M, K, w0.data(), n0, n1 ? w1.data() : nullptr, n1, n2 ? w2.data() : nullptr, n2, y.data(), n, silu_up ? 1 : 0,
+                           with_resid ? resid.data() : nullptr); });
     auto dot = [&](const std::vector<bf16>& w, int row, int m) {
         double s = 0;
         for (int k = 0; k < K; k++) s += (double)bf2f(x[(size_t)m * K + k]) * bf2f(w[(size_t)row * K + k]);
@@ -249,20 +252,21 @@ static void gemv(int M, int K, int n0, int n1, int n2, bool silu_up)
             float ref;
             if (silu_up) ref = bf2f(silu_mul_ref(f2bf((float)dot(w0, r, m)), f2bf((float)dot(w1, r, m))));
             else ref = bf2f(f2bf((float)(r < n0 ? dot(w0, r, m) : r < n0 + n1 ? dot(w1, r - n0, m) : dot(w2, r - n0 - n1, m))));
+            if (with_resid) ref = bf2f(f2bf(bf2f(resid[(size_t)m * n + r]) + ref));
             float got = bf2f(y[(size_t)m * n + r]);
             exact += got == ref;
             bad += !(std::fabs(got - ref) <= std::fabs(ref) * (silu_up ? 0.04f : 0.008f) + 1e-6f);
         }
     long long all = (long long)M * n;
     expect(bad == 0 && exact * 10 >= all * 9 && y[(size_t)M * n] == 0xffff,
-           std::string("gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : "x·[w0; w1; w2]") + " M=" + std::to_string(M) + " K=" + std::to_string(K)
+           std::string("gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : "x·[w0; w1; w2]") + (with_resid ? " + residual" : "") + " M=" + std::to_string(M) + " K=" + std::to_string(K)
            + ": " + std::to_string(exact) + "/" + std::to_string(all) + " equal the rounded double, " + std::to_string(bad) + " beyond one bf16 step");
 }
 
 // The 4-bit decoding GEMV, one to three weights in a launch and the gated product of two, against double-precision dot
 // products with the dequantized weights (bf16(nf4[code] · scale), the scale as the dequantize kernels compute it).
 struct Nf4W { std::vector<unsigned char> packed, codes; std::vector<float> scales, nested; int n; };
-static void nf4_gemv(int M, int K, std::vector<int> ns, bool silu_up, bool dq)
+static void nf4_gemv(int M, int K, std::vector<int> ns, bool silu_up, bool dq, bool with_resid = false)
 {
     const int block = 64;
     std::vector<float> pairs(512), map(256);
@@ -286,13 +290,14 @@ static void nf4_gemv(int M, int K, std::vector<int> ns, bool silu_up, bool dq)
     auto x = random_bf16((size_t)M * K);
     int n = silu_up ? ns[0] : ns[0] + (ns.size() > 1 ? ns[1] : 0) + (ns.size() > 2 ? ns[2] : 0);
     std::vector<bf16> y((size_t)M * n + 8, 0xffff);
+    auto resid = random_bf16((size_t)M * n, 3.0f);
     auto absmax = [&](int i) -> const void* { return dq ? (const void*)w[i].codes.data() : (const void*)w[i].scales.data(); };
     launch(Launch::Threads, blocks(n, 8), 1, 256, [&] {
         m_nf4::nf4_gemv_bf16(x.data(), M, K,
             w[0].packed.data(), absmax(0), w[0].nested.data(), map.data(), offset, w[0].n,
             w[1].packed.data(), absmax(1), w[1].nested.data(), map.data(), offset, w[1].n,
             w[2].packed.data(), absmax(2), w[2].nested.data(), map.data(), offset, w[2].n,
-            dq ? 1 : 0, pairs.data(), block, 4, y.data(), n, silu_up ? 1 : 0); });
+            dq ? 1 : 0, pairs.data(), block, 4, y.data(), n, silu_up ? 1 : 0, with_resid ? resid.data() : nullptr); });
     auto dot = [&](int i, int row, int m) {
         double acc = 0;
         for (int k = 0; k < K; k++)
@@ -312,13 +317,14 @@ static void nf4_gemv(int M, int K, std::vector<int> ns, bool silu_up, bool dq)
             float ref;
             if (silu_up) ref = bf2f(silu_mul_ref(f2bf((float)dot(0, r, m)), f2bf((float)dot(1, r, m))));
             else ref = bf2f(f2bf((float)(r < w[0].n ? dot(0, r, m) : r < w[0].n + w[1].n ? dot(1, r - w[0].n, m) : dot(2, r - w[0].n - w[1].n, m))));
+            if (with_resid) ref = bf2f(f2bf(bf2f(resid[(size_t)m * n + r]) + ref));
             float got = bf2f(y[(size_t)m * n + r]);
             exact += got == ref;
             bad += !(std::fabs(got - ref) <= std::fabs(ref) * (silu_up ? 0.04f : 0.008f) + 1e-6f);
         }
     long long all = (long long)M * n;
     expect(bad == 0 && exact * 10 >= all * 9 && y[(size_t)M * n] == 0xffff,
-           std::string("nf4_gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : std::to_string(ns.size()) + " weight(s)") + (dq ? " double-quant" : "")
+           std::string("nf4_gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : std::to_string(ns.size()) + " weight(s)") + (dq ? " double-quant" : "") + (with_resid ? " + residual" : "")
            + " M=" + std::to_string(M) + " K=" + std::to_string(K) + ": " + std::to_string(exact) + "/" + std::to_string(all)
            + " equal the rounded double, " + std::to_string(bad) + " beyond one bf16 step");
 }
@@ -343,7 +349,9 @@ int main()
     nf4(64 * 21, 64, true, true, 1);
     nf4(100 * 21, 100, false, true, 0);
     rope_into_cache();
-    decode_attention();
+    decode_attention(1);
+    decode_attention(8);
+    decode_attention(3);
     gemv(3, 72, 5, 3, 2, false);
     gemv(1, 512, 9, 4, 4, false);
     gemv(8, 264, 7, 7, 0, true);
@@ -351,6 +359,8 @@ int main()
     nf4_gemv(3, 1088, {4, 3, 2}, false, true);
     nf4_gemv(2, 512, {3, 2, 2}, false, false);
     nf4_gemv(8, 1024, {6, 6}, true, true);
+    nf4_gemv(3, 1024, {7}, false, true, true);
+    gemv(3, 512, 9, 0, 0, false, true);
     std::printf("%s: %d failed\n", failures ? "FAILED" : "ALL PASSED", failures);
     return failures ? 1 : 0;
 }

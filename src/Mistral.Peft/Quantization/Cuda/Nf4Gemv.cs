@@ -75,12 +75,13 @@ internal static class Nf4Gemv
 
         // Up to three 4-bit weights (same block sizes and quantization kind) in one launch, one warp per output feature.
         // Plain: y[m, r] over the features of weight 0, then 1, then 2 (row stride ldy). silu_up (n1 = n0, n2 = 0):
-        // y[m, r] = bf16(bf16(silu(bf16(x·w0[r]))) · bf16(x·w1[r])).
+        // y[m, r] = bf16(bf16(silu(bf16(x·w0[r]))) · bf16(x·w1[r])). With resid (y's layout): y = bf16(resid + bf16(·)).
         extern "C" __global__ void nf4_gemv_bf16(const unsigned short* x, int M, int K,
             const unsigned char* p0, const void* a0, const float* na0, const float* nm0, float off0, int n0,
             const unsigned char* p1, const void* a1, const float* na1, const float* nm1, float off1, int n1,
             const unsigned char* p2, const void* a2, const float* na2, const float* nm2, float off2, int n2,
-            int double_quant, const float* pairs, int block_size, int nested_block, unsigned short* y, int ldy, int silu_up)
+            int double_quant, const float* pairs, int block_size, int nested_block, unsigned short* y, int ldy, int silu_up,
+            const unsigned short* resid)
         {
             __shared__ float table[16];
             if (threadIdx.x < 16) table[threadIdx.x] = pairs[2 * (threadIdx.x * 16)];
@@ -111,7 +112,12 @@ internal static class Nf4Gemv
                     a += __shfl_xor_sync(0xffffffffu, a, off);
                     if (silu_up) b += __shfl_xor_sync(0xffffffffu, b, off);
                 }
-                if (lane == 0 && m < M) y[(long long)m * ldy + r] = silu_up ? silu_mul_one(f2bf(a), f2bf(b)) : f2bf(a);
+                if (lane == 0 && m < M)
+                {
+                    unsigned short v = silu_up ? silu_mul_one(f2bf(a), f2bf(b)) : f2bf(a);
+                    long long at = (long long)m * ldy + r;
+                    y[at] = resid ? f2bf(__fadd_rn(bf2f(resid[at]), bf2f(v))) : v;
+                }
             }
         }
         """;
@@ -125,9 +131,10 @@ internal static class Nf4Gemv
     /// <summary>
     /// Up to three 4-bit weights with the same K, block sizes and quantization kind in one launch: plain, <c>x @ [W0; W1;
     /// W2]^T</c> as one bf16 [M, ΣN]; with <paramref name="siluUp"/> (two weights of equal N), <c>silu(x @ W0^T) · (x @ W1^T)</c>
-    /// rounded as the separate ops round. Null when the kernel does not apply.
+    /// rounded as the separate ops round; with <paramref name="residual"/> (bf16 [M, N], contiguous) <c>residual + that</c>.
+    /// Null when the kernel does not apply.
     /// </summary>
-    public static unsafe Tensor? TryMultiplyGroup(Tensor x, IReadOnlyList<Nf4Tensor> weights, Tensor pairCodebook, bool siluUp)
+    public static unsafe Tensor? TryMultiplyGroup(Tensor x, IReadOnlyList<Nf4Tensor> weights, Tensor pairCodebook, bool siluUp, Tensor? residual = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
         if (weights.Count is < 1 or > 3 || (siluUp && (weights.Count != 2 || weights[0].Shape[0] != weights[1].Shape[0])))
@@ -141,8 +148,8 @@ internal static class Nf4Gemv
         }
 
         Nf4Tensor first = weights[0];
-        long rows = x.shape[0];
-        long k = x.shape[1];
+        long rows = x.size(0);
+        long k = x.size(1);
         long total = 0;
         foreach (Nf4Tensor w in weights)
         {
@@ -158,6 +165,12 @@ internal static class Nf4Gemv
         long n = siluUp ? first.Shape[0] : total;
         if (rows < 1 || rows > MaxRows || x.dtype != ScalarType.BFloat16 || k % 32 != 0 || first.BlockSize % 32 != 0
             || n > int.MaxValue || k > int.MaxValue || !FusedNf4Dequantizer.Kernels.TryGetFunction(x, FunctionName, out CudaFunction function))
+        {
+            return null;
+        }
+
+        if (residual is not null && (residual.dtype != ScalarType.BFloat16 || residual.dim() != 2 || residual.size(0) != rows
+            || residual.size(1) != n || !residual.is_contiguous() || residual.device_type != DeviceType.CUDA))
         {
             return null;
         }
@@ -206,7 +219,8 @@ internal static class Nf4Gemv
         int nestedBlock = first.NestedBlockSize;
         int ldy = (int)n;
         int silu = siluUp ? 1 : 0;
-        IntPtr* args = stackalloc IntPtr[28];
+        IntPtr pResid = residual is null ? IntPtr.Zero : CudaFunction.Pointer(residual);
+        IntPtr* args = stackalloc IntPtr[29];
         args[0] = (IntPtr)(&px);
         args[1] = (IntPtr)(&m);
         args[2] = (IntPtr)(&kk);
@@ -231,6 +245,7 @@ internal static class Nf4Gemv
             args[25] = (IntPtr)(&pY);
             args[26] = (IntPtr)(&ldy);
             args[27] = (IntPtr)(&silu);
+            args[28] = (IntPtr)(&pResid);
             const int warpsPerBlock = 8;
             function.Launch((uint)((n + warpsPerBlock - 1) / warpsPerBlock), 1, 1, 32 * warpsPerBlock, args);
         }
