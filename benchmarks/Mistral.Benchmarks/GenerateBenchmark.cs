@@ -45,8 +45,8 @@ internal static class GenerateBenchmark
         {
             model.UseFusedKernels = fusedSetting;
             model.UseFusedAttention = fusedSetting && opts.Get("fused-attention", "false") == "true";
-            model.UseFusedDecodeAttention = fusedSetting && opts.Get("fused-decode-attention", "false") == "true";
-            model.UseFusedDecodeProjections = fusedSetting && opts.Get("fused-decode-gemv", "false") == "true";
+            model.UseFusedDecodeAttention = fusedSetting && opts.Get("fused-decode-attention", "true") == "true";
+            model.UseFusedDecodeProjections = fusedSetting && opts.Get("fused-decode-gemv", "true") == "true";
             which = modelName + (fusedSetting ? " fused" + (model.UseFusedDecodeAttention ? "+decode-attention" : string.Empty)
                 + (model.UseFusedDecodeProjections ? "+decode-gemv" : string.Empty) : " unfused");
             var rng = new Random(7);

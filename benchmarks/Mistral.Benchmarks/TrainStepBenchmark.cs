@@ -63,7 +63,7 @@ internal static class TrainStepBenchmark
         });
         model.GradientCheckpointing = checkpointing;
         model.UseFusedKernels = opts.Get("fused", "true") == "true";
-        lora.UseFusedDropout = model.UseFusedKernels && opts.Get("fused-dropout", "false") == "true";
+        lora.UseFusedDropout = model.UseFusedKernels && opts.Get("fused-dropout", "true") == "true";
         model.train();
         var parameters = lora.AdapterParameters();
         var optimizer = optim.AdamW(parameters, lr: 2e-4);

@@ -10,6 +10,9 @@ namespace Mistral.Core.Modeling;
 /// </summary>
 public sealed class Linear : nn.Module<Tensor, Tensor>, ILinearLayer, IFusedDecodeProjection
 {
+    // Most rows a decoding projection of bf16 weights runs through the fused kernel (IFusedDecodeProjection).
+    private const int MaxFusedDecodeRows = 2;
+
     private Parameter weight;
     private Parameter? bias;
 
@@ -49,7 +52,8 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, ILinearLayer, IFusedDeco
     /// <inheritdoc />
     Tensor? IFusedDecodeProjection.TryProjectWith(Tensor x, IReadOnlyList<object> others, bool siluUp, Tensor? residual)
     {
-        if (bias is not null || others.Count > 2 || others.Any(o => o is not Linear { Bias: null }))
+        // Above 2 rows cuBLAS reads the bf16 weights faster than the kernel (H100: 114 µs against ≈ 50 µs a call at 8 rows).
+        if (bias is not null || x.dim() != 2 || x.size(0) > MaxFusedDecodeRows || others.Count > 2 || others.Any(o => o is not Linear { Bias: null }))
         {
             return null;
         }

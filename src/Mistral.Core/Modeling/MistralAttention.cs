@@ -54,20 +54,20 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
     /// Whether decoding steps (one new token per row, with a KV cache) in a bfloat16 CUDA forward without autograd rotate
     /// q/k/v in one fused kernel and attend with a fused kernel that reads the grouped key/value heads of the cache in
     /// place, with float32 scores and softmax — instead of libtorch's RoPE ops, repeated K/V and
-    /// <c>scaled_dot_product_attention</c>, whose cuDNN backend builds a new plan for every new key length. Default false:
-    /// the kernels pass their checks run on the host (tools/cuda/emulate_check.py) but have not yet run on a GPU; set it
-    /// through <see cref="MistralForCausalLM.UseFusedDecodeAttention"/> once the GPU test lane passes there.
+    /// <c>scaled_dot_product_attention</c>, whose cuDNN backend builds a new plan for every new key length. Default true
+    /// (checked by the GPU test lane on an H100); set it false through <see cref="MistralForCausalLM.UseFusedDecodeAttention"/>
+    /// for libtorch's path.
     /// </summary>
-    public bool UseFusedDecodeAttention { get; set; }
+    public bool UseFusedDecodeAttention { get; set; } = true;
 
     /// <summary>
-    /// Whether a decoding step (one new token per row, at most 8 rows) in a bfloat16 CUDA forward without autograd computes
-    /// q, k and v with one fused matrix-vector kernel (float32 sums, one bf16 rounding; only the summation order differs
-    /// from three <c>linear</c> calls). Applies while the three projections are all plain bf16 <see cref="Linear"/> layers
-    /// or all 4-bit layers (not adapters). Default false until it has run on a GPU; set it through
-    /// <see cref="MistralForCausalLM.UseFusedDecodeProjections"/>.
+    /// Whether a decoding step in a bfloat16 CUDA forward without autograd computes q, k and v with one fused
+    /// matrix-vector kernel, and o_proj with the residual add in the same pass (float32 sums, bf16 roundings where the
+    /// separate ops round; only the summation order differs). Applies while the projections are plain bf16
+    /// <see cref="Linear"/> layers (batches of at most 2 rows, where it beats cuBLAS) or 4-bit layers (at most 8 rows), not
+    /// adapters. Default true; set it false through <see cref="MistralForCausalLM.UseFusedDecodeProjections"/>.
     /// </summary>
-    public bool UseFusedDecodeProjections { get; set; }
+    public bool UseFusedDecodeProjections { get; set; } = true;
 
     /// <summary>Attends over <paramref name="hidden"/> [B, T, hidden] with the step's shared state.</summary>
     public override Tensor forward(Tensor hidden, AttentionContext ctx) => Forward(hidden, ctx, null);

@@ -120,7 +120,7 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
     /// Whether decoding steps on CUDA in bfloat16 use the fused decoding attention (rotary embedding writing k/v straight
     /// into the cache, attention over the cache's grouped heads in place with float32 scores and probabilities, where
     /// libtorch's SDPA rounds the probabilities to bfloat16; see <see cref="MistralAttention.UseFusedDecodeAttention"/>).
-    /// Default false until it has run on a GPU. Setting it sets every layer's attention.
+    /// Default true. Setting it sets every layer's attention.
     /// </summary>
     public bool UseFusedDecodeAttention
     {
@@ -135,10 +135,11 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
     }
 
     /// <summary>
-    /// Whether decoding steps on CUDA in bfloat16 (at most 8 rows) compute q/k/v and the MLP's gated product with fused
-    /// matrix-vector kernels: one launch for q, k and v, one for <c>silu(gate) · up</c> (see
+    /// Whether decoding steps on CUDA in bfloat16 compute the projections with fused matrix-vector kernels: one launch for
+    /// q, k and v, one for <c>silu(gate) · up</c>, and o_proj and down_proj each with its residual add (see
     /// <see cref="MistralAttention.UseFusedDecodeProjections"/>, <see cref="MistralMlp.UseFusedDecodeProjections"/>).
-    /// Only plain bf16 projections take them. Default false until it has run on a GPU. Setting it sets every layer's.
+    /// Plain bf16 projections take them for batches of at most 2 rows, 4-bit ones for at most 8; adapters never. Default
+    /// true. Setting it sets every layer's.
     /// </summary>
     public bool UseFusedDecodeProjections
     {

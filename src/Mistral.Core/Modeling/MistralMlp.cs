@@ -33,13 +33,13 @@ public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
     public bool UseFusedKernels { get; set; } = true;
 
     /// <summary>
-    /// Whether a forward without autograd of at most 8 rows (a decoding step) in bfloat16 on CUDA computes
+    /// Whether a forward without autograd of a few rows (a decoding step) in bfloat16 on CUDA computes
     /// <c>silu(gate(x)) · up(x)</c> with one fused matrix-vector kernel that never writes gate and up (float32 sums,
     /// rounded as the separate ops round; only the summation order differs). Applies while gate and up are both plain bf16
-    /// <see cref="Linear"/> layers or both 4-bit layers (not adapters). Default false until it has run on a GPU; set it through
-    /// <see cref="MistralForCausalLM.UseFusedDecodeProjections"/>.
+    /// <see cref="Linear"/> layers (at most 2 rows) or both 4-bit layers (not adapters); down_proj then takes the residual
+    /// add in its own pass. Default true; set it false through <see cref="MistralForCausalLM.UseFusedDecodeProjections"/>.
     /// </summary>
-    public bool UseFusedDecodeProjections { get; set; }
+    public bool UseFusedDecodeProjections { get; set; } = true;
 
     /// <inheritdoc />
     public override Tensor forward(Tensor x) => Forward(x, null);

@@ -137,11 +137,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
     /// <summary>
     /// Whether, in training on CUDA over a bfloat16 input, PEFT's <c>dropout(x.to(float32))</c> runs as one fused kernel
     /// whose mask is a hash of a seed drawn from libtorch's CUDA generator and is recomputed in backward (same
-    /// distribution as libtorch's dropout, its own random stream; no mask kept). Default false: the kernel passes its
-    /// checks run on the host (tools/cuda/emulate_check.py) but has not yet run on a GPU; set it (or
-    /// <see cref="LoraModel.UseFusedDropout"/>) once the GPU test lane (<c>Mistral.Benchmarks gpucheck</c>) passes there.
+    /// distribution as libtorch's dropout, its own random stream; no mask kept). Default true (the GPU test lane checks
+    /// its values, gradients, drop rate and replay on an H100); set it false (or <see cref="LoraModel.UseFusedDropout"/>)
+    /// to draw libtorch's own dropout stream. Without CUDA the setting changes nothing.
     /// </summary>
-    public bool UseFusedDropout { get; set; }
+    public bool UseFusedDropout { get; set; } = true;
 
     /// <inheritdoc />
     public override Tensor forward(Tensor input)

@@ -44,28 +44,31 @@ public class FusedKernelSwitchTests
     }
 
     [Fact]
-    public void TheKernelsNotYetRunOnAGpuAreOptInAndTheirSwitchesReachEveryLayer()
+    public void TheDecodingAndDropoutKernelsAreOnByDefaultAndTheirSwitchesReachEveryLayer()
     {
         using var model = TinyModels.RandomModel();
         var lora = LoraInjector.Inject(model, new LoraOptions { R = 4, Alpha = 8, Dropout = 0.1, TargetModules = [LoraOptions.AllLinear] });
         var attentions = ModuleTree.NamedModules(model).Select(m => m.Module).OfType<MistralAttention>().ToList();
+        var mlps = ModuleTree.NamedModules(model).Select(m => m.Module).OfType<MistralMlp>().ToList();
         attentions.Should().NotBeEmpty();
 
-        model.UseFusedDecodeAttention.Should().BeFalse("the decoding attention kernel has not yet run on a GPU");
-        lora.UseFusedDropout.Should().BeFalse("the fused LoRA dropout has not yet run on a GPU");
-        model.UseFusedKernels = true;
-        model.UseFusedDecodeAttention.Should().BeFalse("UseFusedKernels leaves the opt-in decoding attention alone");
+        model.UseFusedDecodeAttention.Should().BeTrue("the decoding attention passed the GPU test lane");
+        model.UseFusedDecodeProjections.Should().BeTrue("the decoding projections passed the GPU test lane");
+        lora.UseFusedDropout.Should().BeTrue("the fused LoRA dropout passed the GPU test lane");
 
-        model.UseFusedDecodeAttention = true;
-        attentions.Should().OnlyContain(a => a.UseFusedDecodeAttention);
-        model.UseFusedDecodeProjections.Should().BeFalse("the decoding projection kernels have not yet run on a GPU");
+        model.UseFusedDecodeAttention = false;
+        attentions.Should().OnlyContain(a => !a.UseFusedDecodeAttention);
+        model.UseFusedDecodeProjections = false;
+        attentions.Should().OnlyContain(a => !a.UseFusedDecodeProjections);
+        mlps.Should().OnlyContain(m => !m.UseFusedDecodeProjections);
+        model.UseFusedDecodeProjections.Should().BeFalse();
+        model.UseFusedKernels = true;
+        model.UseFusedDecodeAttention.Should().BeFalse("UseFusedKernels leaves the decoding switches alone");
+        lora.UseFusedDropout = false;
+        lora.Layers.Values.Should().OnlyContain(l => !l.UseFusedDropout);
+        lora.UseFusedDropout.Should().BeFalse();
         model.UseFusedDecodeProjections = true;
-        attentions.Should().OnlyContain(a => a.UseFusedDecodeProjections);
-        ModuleTree.NamedModules(model).Select(m => m.Module).OfType<MistralMlp>().Should().OnlyContain(m => m.UseFusedDecodeProjections);
-        model.UseFusedDecodeProjections.Should().BeTrue();
-        lora.UseFusedDropout = true;
-        lora.Layers.Values.Should().OnlyContain(l => l.UseFusedDropout);
-        lora.UseFusedDropout.Should().BeTrue();
+        mlps.Should().OnlyContain(m => m.UseFusedDecodeProjections);
     }
 
     [Fact]
@@ -76,6 +79,8 @@ public class FusedKernelSwitchTests
         var generator = new Mistral.Core.Generation.TokenGenerator(model);
         int[][] prompts = [[1, 5, 9, 13], [1, 7]];
         var options = Mistral.Core.Generation.GenerationOptions.Greedy with { MaxNewTokens = 6 };
+        model.UseFusedDecodeAttention = false;
+        model.UseFusedDecodeProjections = false;
         var plain = generator.Generate(prompts, options);
         model.UseFusedDecodeAttention = true;
         model.UseFusedDecodeProjections = true;
