@@ -105,6 +105,8 @@ internal static class OverheadBenchmark
             bool fused = variant > 0;
             model.UseFusedKernels = fused;
             model.UseFusedAttention = fused;
+            model.UseFusedDecodeAttention = fused;
+            model.UseFusedDecodeProjections = fused;
             if (variant == 2)
             {
                 foreach (var (_, m) in ModuleTree.NamedModules(model))

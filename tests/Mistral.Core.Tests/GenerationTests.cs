@@ -127,6 +127,24 @@ public class GenerationTests
 
         Action act = () => new TokenGenerator(model).Generate([[3, 4]], new GenerationOptions { DoSample = true, MaxNewTokens = 2, Seed = 1 });
         act.Should().Throw<InvalidOperationException>().WithMessage("*NaN logits*");
+        Action greedy = () => new TokenGenerator(model).Generate([[3, 4], [5]], GenerationOptions.Greedy with { MaxNewTokens = 2 });
+        greedy.Should().Throw<InvalidOperationException>().WithMessage("Generation step 0: *NaN logits*");
+    }
+
+    [Fact]
+    public void ZeroNewTokensRunsThePrefillAndChoosesNothing()
+    {
+        // Even from NaN logits: no token is chosen, so there is nothing to fail on.
+        using var model = TinyModels.RandomModel(TinyModels.Tiny(window: 6), seed: 16);
+        using (no_grad())
+        {
+            model.parameters().First().fill_(float.NaN);
+        }
+
+        var result = new TokenGenerator(model).Generate([[3, 4], [5]], GenerationOptions.Greedy with { MaxNewTokens = 0 });
+        result.Sequences.Should().OnlyContain(s => s.TokenIds.Count == 0 && s.FinishReason == FinishReason.Length);
+        result.Timing.DecodeSteps.Should().Be(0);
+        result.Timing.PrefillMilliseconds.Should().BePositive();
     }
 
     [Fact]

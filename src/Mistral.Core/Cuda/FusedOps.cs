@@ -665,7 +665,8 @@ internal static class FusedOps
             return null;
         }
 
-        if (residual is not null && (!Applies(residual) || residual.dim() != 2 || residual.size(0) != x.size(0) || !residual.is_contiguous()))
+        if (residual is not null && (!Applies(residual) || residual.dim() != 2 || residual.size(0) != x.size(0) || !residual.is_contiguous()
+            || !residual.device.IsSameDevice(x.device)))
         {
             return null;
         }

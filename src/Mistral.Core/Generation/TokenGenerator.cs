@@ -131,10 +131,17 @@ public sealed class TokenGenerator
 
         // The first token is chosen with the prefill; then each step runs the model and chooses the next token, whose
         // read back to the host is the step's only synchronisation (no separate sync for timing).
-        long[] next;
+        long[] next = [];
         using (Tensor prefillLogits = Prefill(allIds, allMask, cache, cancellationToken))
         {
-            next = SelectNext(prefillLogits, options, seenLists, rng, 0);
+            if (options.MaxNewTokens > 0)
+            {
+                next = SelectNext(prefillLogits, options, seenLists, rng, 0);
+            }
+            else if (device.type == DeviceType.CUDA)
+            {
+                cuda.synchronize(device); // nothing is read back: wait for the prefill before timing it
+            }
         }
 
         prefillMs = clock.Elapsed.TotalMilliseconds;

@@ -33,7 +33,7 @@ public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
     public bool UseFusedKernels { get; set; } = true;
 
     /// <summary>
-    /// Whether a forward without autograd of a few rows (a decoding step) in bfloat16 on CUDA computes
+    /// Whether a forward without autograd of a few rows (a decoding step, or a prompt that short) in bfloat16 on CUDA computes
     /// <c>silu(gate(x)) · up(x)</c> with one fused matrix-vector kernel that never writes gate and up (float32 sums,
     /// rounded as the separate ops round; only the summation order differs). Applies while gate and up are both plain bf16
     /// <see cref="Linear"/> layers (at most 2 rows) or both 4-bit layers (not adapters); down_proj then takes the residual

@@ -297,8 +297,8 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     /// <inheritdoc />
     Tensor? Mistral.Core.Modeling.IFusedDecodeProjection.TryProjectWith(Tensor x, IReadOnlyList<object> others, bool siluUp, Tensor? residual)
     {
-        if (!UseFusedKernels || training || ComputeDtype != ScalarType.BFloat16 || x.dtype != ScalarType.BFloat16 || x.device_type != DeviceType.CUDA
-            || BiasOrNull() is not null || others.Count > 2
+        if (!UseFusedKernels || training || (x.requires_grad && is_grad_enabled()) || ComputeDtype != ScalarType.BFloat16
+            || x.dtype != ScalarType.BFloat16 || x.device_type != DeviceType.CUDA || BiasOrNull() is not null || others.Count > 2
             || others.Any(o => o is not Linear4bit { UseFusedKernels: true, training: false } l || l.ComputeDtype != ScalarType.BFloat16 || l.BiasOrNull() is not null))
         {
             return null;

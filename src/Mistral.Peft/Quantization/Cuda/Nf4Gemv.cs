@@ -170,7 +170,7 @@ internal static class Nf4Gemv
         }
 
         if (residual is not null && (residual.dtype != ScalarType.BFloat16 || residual.dim() != 2 || residual.size(0) != rows
-            || residual.size(1) != n || !residual.is_contiguous() || residual.device_type != DeviceType.CUDA))
+            || residual.size(1) != n || !residual.is_contiguous() || !Mistral.Core.Modeling.DeviceComparison.IsSameDevice(residual.device, x.device)))
         {
             return null;
         }
@@ -184,7 +184,7 @@ internal static class Nf4Gemv
         }
 
         bool dq = first.IsDoubleQuantized;
-        // Per weight: packed codes, absmax, nested absmax, nested map, offset, features (unused slots repeat weight 0 with 0 features).
+        // Per weight: packed codes, absmax, nested absmax, nested map, offset, features (unused slots repeat the last weight with 0 features).
         var packed = new IntPtr[3];
         var absmax = new IntPtr[3];
         var nestedAbsmax = new IntPtr[3];
