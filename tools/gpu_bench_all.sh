@@ -4,7 +4,8 @@
 # bash ../shared/gpu/pack.sh benchmarks/Mistral.Benchmarks/Mistral.Benchmarks.csproj):
 #   OUT=/some/dir [STEPS="hub_fixture gpucheck train_qlora hf_train ..."] bash tools/gpu_bench_all.sh [budget_seconds]
 # Steps (default: all, in this order): hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora
-#   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp hf_profile
+#   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp
+#   train_qlora_ckpt_nodrop hf_profile
 # Appends each step's log to $OUT/all_steps.log as the step ends (a call cut short keeps what finished) and prints a summary last.
 set -u
 export PYTHONUNBUFFERED=1
@@ -14,7 +15,7 @@ S=$(date +%s)
 B="bash .gpu/run.sh Mistral.Benchmarks"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 case "$gpu" in *H200*) peak="--peak-gbs 4800 --peak-tflops 989";; *) peak="--peak-gbs 3350 --peak-tflops 989";; esac
-all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp hf_profile"
+all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nodrop hf_profile"
 left() { echo $(( budget - ($(date +%s) - S) )); }
 step() { # name timeout command...
   local name=$1 t=$2; shift 2
@@ -43,7 +44,9 @@ run_step() {
     gen_nf4) step gen_nf4 130 $B generate --device cuda --model 7b --quant nf4 --batch 1,8 --fused both --fused-decode-attention true --fused-decode-gemv true --runs 2 --new 64 $peak;;
     gen_thin) step gen_thin 40 $B generate --device cuda --model thin --batch 1 --fused both --runs 3 $peak;;
     checkpoint) step checkpoint 120 python3 tools/make_random_checkpoint.py --out /tmp/ckpt7b;;
-    train_qlora_ckpt) step train_qlora_ckpt 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true --fused-dropout true $peak;;
+    train_qlora_ckpt) step train_qlora_ckpt 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true --fused-dropout true --memory-trace true $peak;;
+    # Memory without LoRA dropout (its float32 copies of each projection's input are saved for the adapters' gradients).
+    train_qlora_ckpt_nodrop) step train_qlora_ckpt_nodrop 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --dropout 0 --memory-trace true $peak;;
     # The same with libtorch's caching allocator mapping memory in expandable segments (PyTorch's documented
     # PYTORCH_CUDA_ALLOC_CONF, read by the libtorch TorchSharp loads): less fragmentation, a lower peak.
     train_qlora_ckpt_exp) step train_qlora_ckpt_exp 150 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true --fused-dropout true $peak;;
@@ -59,6 +62,6 @@ echo "== summary ($gpu) =="
 tail -3 "$L/hub_fixture.txt" 2>/dev/null | cut -c1-200
 grep -hE "PASS|FAIL|Unhandled|Exception" "$L/gpucheck.txt" 2>/dev/null | cut -c1-220
 grep -hE "us/op|ms/step" "$L/overhead.txt" 2>/dev/null | cut -c1-200
-grep -hE "^mistral.net|^hf|fused kernels:|model FLOP|breakdown|Unhandled|wrote" "$L"/gen_*.txt "$L"/hf_gen.txt "$L"/train_*.txt "$L"/hf_train*.txt "$L"/checkpoint.txt 2>/dev/null | cut -c1-330
+grep -hE "^mistral.net|^hf|fused kernels:|model FLOP|breakdown|memory by phase|after setup|Unhandled|wrote" "$L"/gen_*.txt "$L"/hf_gen.txt "$L"/train_*.txt "$L"/hf_train*.txt "$L"/checkpoint.txt 2>/dev/null | cut -c1-330
 grep -hE -A14 "== kernel profile" "$L"/train_*.txt "$L"/gen_*.txt 2>/dev/null | cut -c1-160
 grep -hE "^==|^ +[0-9.]+ ms" "$L/hf_profile.txt" 2>/dev/null | head -12 | cut -c1-150

@@ -58,7 +58,7 @@ internal static class TrainStepBenchmark
         {
             R = r,
             Alpha = 16,
-            Dropout = 0.1,
+            Dropout = double.Parse(opts.Get("dropout", "0.1"), System.Globalization.CultureInfo.InvariantCulture),
             TargetModules = targets == "all" ? [LoraOptions.AllLinear] : ["q_proj", "v_proj"],
         });
         model.GradientCheckpointing = checkpointing;
@@ -93,6 +93,18 @@ internal static class TrainStepBenchmark
         var times = new List<double>();
         var losses = new List<float>();
         bool breakdown = opts.Get("breakdown", "false") == "true";
+        // Process memory (nvidia-smi) after each phase of the first steps: the caching allocator never gives memory back,
+        // so the phase whose line grows is the one that sets the peak.
+        bool memoryTrace = opts.Get("memory-trace", "false") == "true" && device.type == DeviceType.CUDA;
+        var phases = new List<string>();
+        void Phase(int step, string name)
+        {
+            if (memoryTrace && step < 2)
+            {
+                Sync(device);
+                phases.Add($"step {step} {name} {GpuMemory.CurrentMiB()}");
+            }
+        }
         var forwardTimes = new List<double>();
         var backwardTimes = new List<double>();
         int warmup = opts.GetInt("warmup", 2);
@@ -109,6 +121,7 @@ internal static class TrainStepBenchmark
                     forwardTimes.Add(sw.Elapsed.TotalSeconds);
                 }
 
+                Phase(step, "forward");
                 output.Loss!.backward();
                 if (breakdown)
                 {
@@ -116,7 +129,9 @@ internal static class TrainStepBenchmark
                     backwardTimes.Add(sw.Elapsed.TotalSeconds);
                 }
 
+                Phase(step, "backward");
                 ClipAndUpdate();
+                Phase(step, "clip+AdamW");
                 losses.Add(output.Loss.item<float>());
             }
 
@@ -125,6 +140,11 @@ internal static class TrainStepBenchmark
             {
                 times.Add(sw.Elapsed.TotalSeconds);
             }
+        }
+
+        if (memoryTrace)
+        {
+            Console.WriteLine($"memory by phase (process MiB): {string.Join(", ", phases)}");
         }
 
         if (opts.Get("profile", "false") == "true" && device.type == DeviceType.CUDA && KernelProfiler.TryInitialize())
