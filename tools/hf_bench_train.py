@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """HF transformers + PEFT LoRA training step on the Mistral-7B architecture with random bf16 weights (lent H200).
 
-    python3 tools/hf_bench_train.py [--r 16] [--targets all|qv] [--seq 512] [--batch 4] [--steps 5]
+    python3 tools/hf_bench_train.py [--r 16] [--targets all|qv] [--seq 512] [--batch 4] [--steps 5] [--tf32]
+
+--tf32 sets torch.backends.cuda.matmul.allow_tf32 (the float32 LoRA matmuls on tensor cores; PyTorch's default is off),
+to compare with `Mistral.Benchmarks train --tf32 true`.
 
 Same measurement as `Mistral.Benchmarks train --mode lora --device cuda`: bf16 base, float32 LoRA (alpha 16,
 dropout 0.1), gradient checkpointing, AdamW lr 2e-4 on the adapters, clip 0.3; median of the steps after 2 warm-up
@@ -18,7 +21,9 @@ ap.add_argument("--targets", default="all")
 ap.add_argument("--seq", type=int, default=512)
 ap.add_argument("--batch", type=int, default=4)
 ap.add_argument("--steps", type=int, default=5)
+ap.add_argument("--tf32", action="store_true")
 a = ap.parse_args()
+torch.backends.cuda.matmul.allow_tf32 = a.tf32
 cfg = MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                     num_attention_heads=32, num_key_value_heads=8, sliding_window=4096, rms_norm_eps=1e-5,
                     max_position_embeddings=32768, tie_word_embeddings=False)
@@ -47,6 +52,6 @@ for step in range(a.steps + 2):
         times.append(time.time() - t)
 m = statistics.median(times)
 print("== hf train step ==")
-print(f"hf+peft LoRA bf16 7b r {a.r} {a.targets}, seq {a.seq} x batch {a.batch}, checkpointing True: {m:.3f} s/step, "
+print(f"hf+peft LoRA bf16 7b r {a.r} {a.targets}, seq {a.seq} x batch {a.batch}, checkpointing True, tf32 {a.tf32}: {m:.3f} s/step, "
       f"{a.batch * a.seq / m:.0f} tokens/s, peak allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB, "
       f"reserved {torch.cuda.max_memory_reserved() / 2**20:.0f} MiB, losses {' '.join(f'{l:.4f}' for l in losses)}")

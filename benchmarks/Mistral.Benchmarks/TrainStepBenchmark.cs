@@ -63,6 +63,14 @@ internal static class TrainStepBenchmark
         });
         model.GradientCheckpointing = checkpointing;
         model.UseFusedKernels = opts.Get("fused", "true") == "true";
+        // Float32 matmuls (the LoRA adapters') on tensor cores, as torch.backends.cuda.matmul.allow_tf32 = True does in
+        // PyTorch: process-wide, so only when asked (the benchmark's own process), for a like-for-like comparison with
+        // tools/hf_bench_train.py --tf32.
+        bool tf32 = opts.Get("tf32", "false") == "true";
+        if (tf32)
+        {
+            backends.cuda.matmul.allow_tf32 = true;
+        }
         lora.UseFusedDropout = model.UseFusedKernels && opts.Get("fused-dropout", "true") == "true";
         model.train();
         var parameters = lora.AdapterParameters();
@@ -178,7 +186,7 @@ internal static class TrainStepBenchmark
         double mfu = flopPerToken * batch * seq / median / 1e12;
         Console.WriteLine("== train step ==");
         Console.WriteLine($"model FLOP: {flopPerToken / 1e9:F1} GFLOP/token -> {mfu:F0} TFLOP/s = {100 * mfu / peakTflops:F1}% of {peakTflops:F0} (dense bf16 peak)");
-        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}, fused dropout {lora.UseFusedDropout}, foreach AdamW {flat is not null}, loss only {lossOnly}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
+        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}, fused dropout {lora.UseFusedDropout}, foreach AdamW {flat is not null}, loss only {lossOnly}{(tf32 ? ", tf32 True" : string.Empty)}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
         if (breakdown)
         {
             double Median(List<double> xs) => xs.Skip(warmup).OrderBy(x => x).ElementAt((xs.Count - warmup) / 2);
