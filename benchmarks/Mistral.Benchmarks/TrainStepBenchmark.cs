@@ -101,16 +101,31 @@ internal static class TrainStepBenchmark
         var times = new List<double>();
         var losses = new List<float>();
         bool breakdown = opts.Get("breakdown", "false") == "true";
-        // Process memory (nvidia-smi) after each phase of the first steps: the caching allocator never gives memory back,
-        // so the phase whose line grows is the one that sets the peak.
-        bool memoryTrace = opts.Get("memory-trace", "false") == "true" && device.type == DeviceType.CUDA;
+        // Process memory after each phase of the first steps: on CUDA the device memory (nvidia-smi; the caching allocator
+        // never gives memory back, so the phase whose line grows sets the peak), on the CPU the resident set (large
+        // tensors are mapped and unmapped as they come and go, so it follows the live tensors).
+        bool memoryTrace = opts.Get("memory-trace", "false") == "true";
         var phases = new List<string>();
+        if (memoryTrace && device.type != DeviceType.CUDA && File.Exists("/proc/self/clear_refs"))
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+        }
+
         void Phase(int step, string name)
         {
             if (memoryTrace && step < 2)
             {
                 Sync(device);
-                phases.Add($"step {step} {name} {GpuMemory.CurrentMiB()}");
+                if (device.type == DeviceType.CUDA)
+                {
+                    phases.Add($"step {step} {name} {GpuMemory.CurrentMiB()}");
+                }
+                else
+                {
+                    // The phase's own peak: Linux resets the high-water mark when "5" is written to clear_refs.
+                    phases.Add($"step {step} {name} {GpuMemory.HostMiB()} (peak in phase {GpuMemory.HostPeakMiB()})");
+                    File.WriteAllText("/proc/self/clear_refs", "5");
+                }
             }
         }
         var forwardTimes = new List<double>();

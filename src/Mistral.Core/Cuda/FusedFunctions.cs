@@ -23,9 +23,15 @@ internal sealed class RmsNormFunction : autograd.SingleTensorFunction<RmsNormFun
     /// <inheritdoc />
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
-        var saved = ctx.get_saved_variables();
-        double eps = (double)ctx.get_data("eps");
-        return [FusedOps.RmsNormBackward(saved[0], saved[1], grad_output, eps), null!, null!];
+        Tensor gradX;
+        using (var scope = NewDisposeScope())
+        {
+            var saved = ctx.get_saved_variables();
+            double eps = (double)ctx.get_data("eps");
+            gradX = FusedOps.RmsNormBackward(saved[0], saved[1], grad_output, eps).MoveToOuterDisposeScope();
+        }
+
+        return Modeling.GradientHandOff.Return(grad_output, [gradX, null!, null!]);
     }
 }
 
@@ -47,8 +53,16 @@ internal sealed class SiluMulFunction : autograd.SingleTensorFunction<SiluMulFun
     /// <inheritdoc />
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
-        var saved = ctx.get_saved_variables();
-        var (gg, gu) = FusedOps.SiluMulBackward(saved[0], saved[1], grad_output);
-        return [gg, gu];
+        Tensor gg;
+        Tensor gu;
+        using (var scope = NewDisposeScope())
+        {
+            var saved = ctx.get_saved_variables();
+            (gg, gu) = FusedOps.SiluMulBackward(saved[0], saved[1], grad_output);
+            gg.MoveToOuterDisposeScope();
+            gu.MoveToOuterDisposeScope();
+        }
+
+        return Modeling.GradientHandOff.Return(grad_output, [gg, gu]);
     }
 }

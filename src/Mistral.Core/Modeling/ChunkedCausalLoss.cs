@@ -176,7 +176,6 @@ internal sealed class ChunkedCausalLossFunction : SingleTensorFunction<ChunkedCa
             weightGrad?.MoveToOuterDisposeScope();
         }
 
-        grad_output.Dispose();
-        return [rowsGrad!, weightGrad!, null!, null!];
+        return GradientHandOff.Return(grad_output, [rowsGrad!, weightGrad!, null!, null!]);
     }
 }

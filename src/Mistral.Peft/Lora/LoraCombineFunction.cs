@@ -110,12 +110,18 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         double scaling = (double)ctx.get_data("scaling");
-        using var scope = NewDisposeScope();
-        Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
-        Tensor gradU = empty_like(grad, ScalarType.Float32);
-        LaunchBackward(grad, (float)scaling, gradU);
-        Tensor gradResult = grad_output.detach();
-        return [gradResult.MoveToOuterDisposeScope(), gradU.MoveToOuterDisposeScope(), null!, null!, null!];
+        Tensor gradU;
+        Tensor gradResult;
+        using (var scope = NewDisposeScope())
+        {
+            Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
+            gradU = empty_like(grad, ScalarType.Float32);
+            LaunchBackward(grad, (float)scaling, gradU);
+            gradU.MoveToOuterDisposeScope();
+            gradResult = grad_output.detach().MoveToOuterDisposeScope();
+        }
+
+        return Mistral.Core.Modeling.GradientHandOff.Return(grad_output, [gradResult, gradU, null!, null!, null!]);
     }
 
     private static unsafe void LaunchForward(CudaFunction f, Tensor result, Tensor u, float scale, bool roundUpdate, Tensor output)

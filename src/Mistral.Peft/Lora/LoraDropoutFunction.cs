@@ -134,17 +134,22 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         double p = (double)ctx.get_data("p");
-        using var scope = NewDisposeScope();
-        Tensor seed = ctx.get_saved_variables()[0];
-        Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
-        Tensor gradX = empty_like(grad, ScalarType.BFloat16);
-        if (!Module.TryGetFunction(grad, "lora_dropout_bwd", out CudaFunction kernel))
+        Tensor gradX;
+        using (var scope = NewDisposeScope())
         {
-            throw new InvalidOperationException("The LoRA dropout backward kernel is not available: " + Module.Status);
+            Tensor seed = ctx.get_saved_variables()[0];
+            Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
+            gradX = empty_like(grad, ScalarType.BFloat16);
+            if (!Module.TryGetFunction(grad, "lora_dropout_bwd", out CudaFunction kernel))
+            {
+                throw new InvalidOperationException("The LoRA dropout backward kernel is not available: " + Module.Status);
+            }
+
+            Launch(kernel, grad, seed, p, gradX);
+            gradX.MoveToOuterDisposeScope();
         }
 
-        Launch(kernel, grad, seed, p, gradX);
-        return [gradX.MoveToOuterDisposeScope(), null!, null!];
+        return Mistral.Core.Modeling.GradientHandOff.Return(grad_output, [gradX, null!, null!]);
     }
 
     private static unsafe void Launch(CudaFunction f, Tensor input, Tensor seed, double p, Tensor output)

@@ -27,11 +27,15 @@ internal sealed class Nf4MatMulFunction : autograd.SingleTensorFunction<Nf4MatMu
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         var weight = (Nf4Tensor)ctx.get_data("weight");
-        using var scope = NewDisposeScope();
-        var w = DequantizeForCompute(weight, grad_output.dtype);
-        var gradInput = grad_output.matmul(w);
+        Tensor gradInput;
+        using (var scope = NewDisposeScope())
+        {
+            var w = DequantizeForCompute(weight, grad_output.dtype);
+            gradInput = grad_output.matmul(w).MoveToOuterDisposeScope();
+        }
+
         // one gradient per argument of apply: the input, then none for the weight and the dtype
-        return [gradInput.MoveToOuterDisposeScope(), null!, null!];
+        return Mistral.Core.Modeling.GradientHandOff.Return(grad_output, [gradInput, null!, null!]);
     }
 
     /// <summary>bitsandbytes: dequantize to the stored dtype, then cast to the compute dtype.</summary>
