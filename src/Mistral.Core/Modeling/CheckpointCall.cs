@@ -7,6 +7,5 @@ namespace Mistral.Core.Modeling;
 /// On CUDA, the seed given to the device generators before the forward and again before the recomputation (TorchSharp
 /// cannot read or restore a CUDA generator's state); null on CPU, where the CPU generator's state is saved instead.
 /// </param>
-/// <param name="Run">The call's shared hand-off of gradient handles.</param>
 /// <param name="ArgumentCount">How many arguments the function was applied to (backward returns one entry per argument).</param>
-internal sealed record CheckpointCall(MistralDecoderLayer Layer, bool InputRequiresGrad, long? AcceleratorSeed, CheckpointRun Run, int ArgumentCount);
+internal sealed record CheckpointCall(MistralDecoderLayer Layer, bool InputRequiresGrad, long? AcceleratorSeed, int ArgumentCount);

@@ -37,7 +37,7 @@ internal sealed class CheckpointedLayerFunction : SingleTensorFunction<Checkpoin
     public override string Name => nameof(CheckpointedLayerFunction);
 
     /// <summary>Runs <paramref name="layer"/> on <paramref name="x"/> with checkpointing; grad must be enabled.</summary>
-    internal static Tensor Apply(MistralDecoderLayer layer, Tensor x, AttentionContext context, CheckpointRun run)
+    internal static Tensor Apply(MistralDecoderLayer layer, Tensor x, AttentionContext context)
     {
         bool inputRequiresGrad = x.requires_grad;
         if (!inputRequiresGrad && !layer.parameters().Any(p => p.requires_grad))
@@ -58,7 +58,7 @@ internal sealed class CheckpointedLayerFunction : SingleTensorFunction<Checkpoin
         // TorchSharp allocates an empty_like of the output per node for its own bookkeeping; the scope frees it now
         // instead of at the end of the model's forward.
         Tensor? anchor = inputRequiresGrad ? null : empty(0, ScalarType.Float32, x.device).requires_grad_(true);
-        var call = new CheckpointCall(layer, inputRequiresGrad, acceleratorSeed, run, ArgumentCount);
+        var call = new CheckpointCall(layer, inputRequiresGrad, acceleratorSeed, ArgumentCount);
         Tensor y = apply(x, anchor!, layer, context, call);
         return y.MoveToOuterDisposeScope();
     }
@@ -121,17 +121,15 @@ internal sealed class CheckpointedLayerFunction : SingleTensorFunction<Checkpoin
             }
         }
 
-        // libtorch holds its own references to the incoming and the returned gradient: release the managed handles as
-        // soon as possible (the returned one when the next checkpointed layer's backward runs).
-        grad_output.Dispose();
-        call.Run.HandOff(inputGrad);
+        // The incoming gradient's handle goes now, the returned one at the next backward on this thread (libtorch keeps
+        // its own references), so a layer's input gradient does not outlive the next layer's backward.
         var grads = new List<Tensor>(call.ArgumentCount) { inputGrad! };
         for (int i = 1; i < call.ArgumentCount; i++)
         {
             grads.Add(null!);
         }
 
-        return grads;
+        return GradientHandOff.Return(grad_output, grads);
     }
 
     private static long DrawSeed()

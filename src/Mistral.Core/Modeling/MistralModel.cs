@@ -126,10 +126,9 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
         // No padding, no cache and the whole sequence within the window: the mask is plain causal.
         bool isCausal = cache is null && input.AttentionMask is null && t > 1 && (config.SlidingWindow is not int window || t <= window);
         var context = new AttentionContext(cos, sin, mask, cache, step, isCausal);
-        CheckpointRun? run = checkpoint ? new CheckpointRun() : null;
         foreach (MistralDecoderLayer layer in layers)
         {
-            hidden = run is null ? layer.forward(hidden, context) : CheckpointedLayerFunction.Apply(layer, hidden, context, run);
+            hidden = checkpoint ? CheckpointedLayerFunction.Apply(layer, hidden, context) : layer.forward(hidden, context);
         }
 
         if (cache is not null && step is not null)
