@@ -9,7 +9,8 @@ internal static class CudaPrelude
     /// <summary>
     /// bfloat16 (held as <c>unsigned short</c>) ↔ float32: <c>bf2f</c> widens exactly; <c>f2bf</c> rounds to nearest,
     /// ties to even, as libtorch's float → bfloat16 cast does, and turns every NaN into the quiet NaN <c>0x7fc0</c>;
-    /// <c>silu_mul_one</c> is the SiLU-gated product of two bf16 values rounded as the libtorch ops round.
+    /// <c>silu_mul_one</c> is the SiLU-gated product of two bf16 values rounded as the libtorch ops round; <c>gemv_store</c>
+    /// ends the warp-per-feature GEMV kernels (warp sum, gated product, residual, store).
     /// </summary>
     public const string Bf16 = """
         __device__ __forceinline__ float bf2f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
@@ -27,6 +28,30 @@ internal static class CudaPrelude
             float gv = bf2f(g);
             float silu = bf2f(f2bf(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))));
             return f2bf(__fmul_rn(silu, bf2f(u)));
+        }
+
+        // The end of a warp-per-output-feature GEMV (bf16 and 4-bit): sums each row's lane partials over the warp and
+        // lane 0 stores y[m, r] = bf16(sum), or the gated product of the two sums (silu_up), plus the residual if given.
+        __device__ __forceinline__ void gemv_store(const float* acc, const float* accb, int M, int lane, int silu_up,
+            unsigned short* y, int ldy, long long r, const unsigned short* resid)
+        {
+            #pragma unroll
+            for (int m = 0; m < 8; m++)
+            {
+                float a = acc[m];
+                float b = accb[m];
+                for (int off = 16; off > 0; off >>= 1)
+                {
+                    a += __shfl_xor_sync(0xffffffffu, a, off);
+                    if (silu_up) b += __shfl_xor_sync(0xffffffffu, b, off);
+                }
+                if (lane == 0 && m < M)
+                {
+                    unsigned short v = silu_up ? silu_mul_one(f2bf(a), f2bf(b)) : f2bf(a);
+                    long long at = (long long)m * ldy + r;
+                    y[at] = resid ? f2bf(__fadd_rn(bf2f(resid[at]), bf2f(v))) : v;
+                }
+            }
         }
         """;
 

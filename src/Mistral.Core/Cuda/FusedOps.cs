@@ -318,23 +318,7 @@ internal static class FusedOps
                 }
             }
 
-            #pragma unroll
-            for (int m = 0; m < 8; m++)
-            {
-                float a = acc[m];
-                float b = accb[m];
-                for (int off = 16; off > 0; off >>= 1)
-                {
-                    a += __shfl_xor_sync(0xffffffffu, a, off);
-                    if (silu_up) b += __shfl_xor_sync(0xffffffffu, b, off);
-                }
-                if (lane == 0 && m < M)
-                {
-                    unsigned short v = silu_up ? silu_mul_one(f2bf(a), f2bf(b)) : f2bf(a);
-                    long long at = (long long)m * ldy + r;
-                    y[at] = resid ? f2bf(__fadd_rn(bf2f(resid[at]), bf2f(v))) : v;
-                }
-            }
+            gemv_store(acc, accb, M, lane, silu_up, y, ldy, r, resid);
         }
         """;
 

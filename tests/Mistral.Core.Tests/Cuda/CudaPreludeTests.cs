@@ -20,6 +20,8 @@ public class CudaPreludeTests
     {
         CudaSourceChecks.Occurrences(CudaPrelude.Bf16, "float bf2f(unsigned short v)").Should().Be(1);
         CudaSourceChecks.Occurrences(CudaPrelude.Bf16, "unsigned short f2bf(float f)").Should().Be(1);
+        CudaSourceChecks.Occurrences(CudaPrelude.Bf16, "unsigned short silu_mul_one(").Should().Be(1);
+        CudaSourceChecks.Occurrences(CudaPrelude.Bf16, "void gemv_store(").Should().Be(1);
     }
 
     [Fact]
