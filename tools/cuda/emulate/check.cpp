@@ -229,6 +229,30 @@ static void decode_attention(int groups)
         + " key groups) vs double: worst relative " + std::to_string(worst));
 }
 
+// A projection kernel's y [M, n] against double-precision dot products dot(weight, row, m): plain outputs over the
+// weights side by side (n0, n1, then the rest), or the gated product of weights 0 and 1 (silu_up), each rounded as the
+// kernels round, plus the residual when given; every output within one bf16 step of the reference (the gated product
+// within 4 %), at least 90 % equal to it, and y untouched past its end.
+static void expect_projection(const std::string& what, int M, int n, const std::vector<bf16>& y, const bf16* resid, bool silu_up,
+                              int n0, int n1, const std::function<double(int, int, int)>& dot)
+{
+    long long exact = 0, bad = 0;
+    for (int m = 0; m < M; m++)
+        for (int r = 0; r < n; r++)
+        {
+            float ref;
+            if (silu_up) ref = bf2f(silu_mul_ref(f2bf((float)dot(0, r, m)), f2bf((float)dot(1, r, m))));
+            else ref = bf2f(f2bf((float)(r < n0 ? dot(0, r, m) : r < n0 + n1 ? dot(1, r - n0, m) : dot(2, r - n0 - n1, m))));
+            if (resid) ref = bf2f(f2bf(bf2f(resid[(size_t)m * n + r]) + ref));
+            float got = bf2f(y[(size_t)m * n + r]);
+            exact += got == ref;
+            bad += !(std::fabs(got - ref) <= std::fabs(ref) * (silu_up ? 0.04f : 0.008f) + 1e-6f);
+        }
+    long long all = (long long)M * n;
+    expect(bad == 0 && exact * 10 >= all * 9 && y[(size_t)M * n] == 0xffff,
+           what + ": " + std::to_string(exact) + "/" + std::to_string(all) + " equal the rounded double, " + std::to_string(bad) + " beyond one bf16 step");
+}
+
 // Decoding projections against double-precision dot products: three weights side by side (a K that leaves lanes idle in
 // the last step), and the gated product of two (silu mode), each output within one bf16 step of the rounded reference.
 static void gemv(int M, int K, int n0, int n1, int n2, bool silu_up, bool with_resid = false)
@@ -245,22 +269,9 @@ static void gemv(int M, int K, int n0, int n1, int n2, bool silu_up, bool with_r
         for (int k = 0; k < K; k++) s += (double)bf2f(x[(size_t)m * K + k]) * bf2f(w[(size_t)row * K + k]);
         return s;
     };
-    long long exact = 0, bad = 0;
-    for (int m = 0; m < M; m++)
-        for (int r = 0; r < n; r++)
-        {
-            float ref;
-            if (silu_up) ref = bf2f(silu_mul_ref(f2bf((float)dot(w0, r, m)), f2bf((float)dot(w1, r, m))));
-            else ref = bf2f(f2bf((float)(r < n0 ? dot(w0, r, m) : r < n0 + n1 ? dot(w1, r - n0, m) : dot(w2, r - n0 - n1, m))));
-            if (with_resid) ref = bf2f(f2bf(bf2f(resid[(size_t)m * n + r]) + ref));
-            float got = bf2f(y[(size_t)m * n + r]);
-            exact += got == ref;
-            bad += !(std::fabs(got - ref) <= std::fabs(ref) * (silu_up ? 0.04f : 0.008f) + 1e-6f);
-        }
-    long long all = (long long)M * n;
-    expect(bad == 0 && exact * 10 >= all * 9 && y[(size_t)M * n] == 0xffff,
-           std::string("gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : "x·[w0; w1; w2]") + (with_resid ? " + residual" : "") + " M=" + std::to_string(M) + " K=" + std::to_string(K)
-           + ": " + std::to_string(exact) + "/" + std::to_string(all) + " equal the rounded double, " + std::to_string(bad) + " beyond one bf16 step");
+    expect_projection(std::string("gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : "x·[w0; w1; w2]") + (with_resid ? " + residual" : "")
+                      + " M=" + std::to_string(M) + " K=" + std::to_string(K), M, n, y, with_resid ? resid.data() : nullptr, silu_up, n0, n1,
+                      [&](int i, int row, int m) { return dot(i == 0 ? w0 : i == 1 ? w1 : w2, row, m); });
 }
 
 // The 4-bit decoding GEMV, one to three weights in a launch and the gated product of two, against double-precision dot
@@ -310,23 +321,9 @@ static void nf4_gemv(int M, int K, std::vector<int> ns, bool silu_up, bool dq, b
         }
         return acc;
     };
-    long long exact = 0, bad = 0;
-    for (int m = 0; m < M; m++)
-        for (int r = 0; r < n; r++)
-        {
-            float ref;
-            if (silu_up) ref = bf2f(silu_mul_ref(f2bf((float)dot(0, r, m)), f2bf((float)dot(1, r, m))));
-            else ref = bf2f(f2bf((float)(r < w[0].n ? dot(0, r, m) : r < w[0].n + w[1].n ? dot(1, r - w[0].n, m) : dot(2, r - w[0].n - w[1].n, m))));
-            if (with_resid) ref = bf2f(f2bf(bf2f(resid[(size_t)m * n + r]) + ref));
-            float got = bf2f(y[(size_t)m * n + r]);
-            exact += got == ref;
-            bad += !(std::fabs(got - ref) <= std::fabs(ref) * (silu_up ? 0.04f : 0.008f) + 1e-6f);
-        }
-    long long all = (long long)M * n;
-    expect(bad == 0 && exact * 10 >= all * 9 && y[(size_t)M * n] == 0xffff,
-           std::string("nf4_gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : std::to_string(ns.size()) + " weight(s)") + (dq ? " double-quant" : "") + (with_resid ? " + residual" : "")
-           + " M=" + std::to_string(M) + " K=" + std::to_string(K) + ": " + std::to_string(exact) + "/" + std::to_string(all)
-           + " equal the rounded double, " + std::to_string(bad) + " beyond one bf16 step");
+    expect_projection(std::string("nf4_gemv_bf16 ") + (silu_up ? "silu(x·gate)·(x·up)" : std::to_string(ns.size()) + " weight(s)") + (dq ? " double-quant" : "")
+                      + (with_resid ? " + residual" : "") + " M=" + std::to_string(M) + " K=" + std::to_string(K), M, n, y,
+                      with_resid ? resid.data() : nullptr, silu_up, w[0].n, w[1].n, dot);
 }
 
 int main()
