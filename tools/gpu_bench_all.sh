@@ -5,7 +5,7 @@
 #   OUT=/some/dir [STEPS="hub_fixture gpucheck train_qlora hf_train ..."] bash tools/gpu_bench_all.sh [budget_seconds]
 # Steps (default: all, in this order): hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora
 #   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp
-#   train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
+#   train_qlora_ckpt_nocache train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
 # Appends each step's log to $OUT/all_steps.log as the step ends (a call cut short keeps what finished) and prints a summary last.
 set -u
 export PYTHONUNBUFFERED=1
@@ -15,7 +15,7 @@ S=$(date +%s)
 B="bash .gpu/run.sh Mistral.Benchmarks"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 case "$gpu" in *H200*) peak="--peak-gbs 4800 --peak-tflops 989";; *) peak="--peak-gbs 3350 --peak-tflops 989";; esac
-all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile"
+all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nocache train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile"
 left() { echo $(( budget - ($(date +%s) - S) )); }
 step() { # name timeout command...
   local name=$1 t=$2; shift 2
@@ -53,7 +53,10 @@ run_step() {
     train_qlora_ckpt_nodrop) step train_qlora_ckpt_nodrop 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --dropout 0 --memory-trace true $peak;;
     # The same with libtorch's caching allocator mapping memory in expandable segments (PyTorch's documented
     # PYTORCH_CUDA_ALLOC_CONF, read by the libtorch TorchSharp loads): less fragmentation, a lower peak.
-    train_qlora_ckpt_exp) step train_qlora_ckpt_exp 150 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true --fused-dropout true $peak;;
+    train_qlora_ckpt_exp) step train_qlora_ckpt_exp 150 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true --fused-dropout true --memory-trace true $peak;;
+    # Without libtorch's caching allocator every tensor is cudaMalloc'd and freed as it comes and goes, so the sampled
+    # process memory follows the live tensors (slow; two steps): the distance to the cached run is the allocator's reserve.
+    train_qlora_ckpt_nocache) step train_qlora_ckpt_nocache 150 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --steps 2 --warmup 1 --memory-trace true $peak;;
     hf_profile) step hf_profile 90 python3 tools/hf_profile.py --what train;;
     *) echo "unknown step $1";;
   esac

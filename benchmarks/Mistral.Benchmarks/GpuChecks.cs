@@ -45,6 +45,8 @@ internal static class GpuChecks
             ("LoRA combine (bf16)", () => LoraCombineCheck(device, quantized: false)),
             ("LoRA combine (nf4)", () => LoraCombineCheck(device, quantized: true)),
             ("LoRA dropout", () => LoraDropoutCheck(device)),
+            ("LoRA input projection (p 0.1)", () => LoraInputProjectionCheck(device, 0.1)),
+            ("LoRA input projection (p 0)", () => LoraInputProjectionCheck(device, 0)),
             ("greedy decoding (bf16)", () => DecodeCheck(device, quantized: false)),
             ("greedy decoding (bf16, batch 1)", () => DecodeCheck(device, quantized: false, rows: 1)),
             ("greedy decoding (nf4)", () => DecodeCheck(device, quantized: true)),
@@ -445,6 +447,50 @@ internal static class GpuChecks
         Record("LoRA dropout fused (cast + dropout + backward, replay from the generator state)",
             Math.Abs(dropped - p) < 5 * sigma && yDiffer == 0 && gDiffer == 0 && replayDiffer == 0,
             $"dropped {dropped:F5} (p {p}, 5 sigma {5 * sigma:F5}); values differing {yDiffer}, gradients differing {gDiffer}, replay differing {replayDiffer}{where}");
+    }
+
+    // lora_A(dropout(x.to(float32))) keeping the bf16 input (and the dropout seed) and making the float32 input again in
+    // backward, against the fused dropout (or the cast) followed by an autograd linear: output, input and lora_A gradients
+    // bit for bit at 7B width, each side drawing its seed from the same generator state.
+    private static void LoraInputProjectionCheck(Device device, double p)
+    {
+        using var scope = NewDisposeScope();
+        Tensor x0 = (randn(4, 512, 4096) * 2).to(ScalarType.BFloat16).to(device);
+        Tensor gh = randn(4, 512, 16).to(device);
+        var kernel = default(Mistral.Core.Cuda.CudaFunction);
+        var a = new TorchSharp.Modules.Parameter((randn(16, 4096) * 0.02f).to(device));
+        if (!Mistral.Peft.Lora.LoraInputProjectionFunction.Applies(x0.requires_grad_(true), a, p, true, out kernel))
+        {
+            Record($"LoRA input projection (p {p})", false, "the function did not apply");
+            return;
+        }
+
+        (Tensor H, Tensor Gx, Tensor Ga) Run(bool keepInput)
+        {
+            var x = x0.detach().clone().requires_grad_(true);
+            a.grad = null;
+            cuda.manual_seed(7);
+            Tensor h;
+            if (keepInput)
+            {
+                h = Mistral.Peft.Lora.LoraInputProjectionFunction.apply(x, a, p, kernel);
+            }
+            else
+            {
+                Tensor y = p > 0 ? Mistral.Peft.Lora.LoraDropoutFunction.Dropout(kernel, x, p) : x.to(ScalarType.Float32);
+                h = nn.functional.linear(y, a);
+            }
+
+            h.backward([gh]);
+            return (h.detach(), x.grad!.clone(), a.grad!.clone());
+        }
+
+        var (h0, gx0, ga0) = Run(keepInput: false);
+        var (h1, gx1, ga1) = Run(keepInput: true);
+        long hd = h1.ne(h0).sum().item<long>(), xd = gx1.ne(gx0).sum().item<long>(), ad = ga1.ne(ga0).sum().item<long>();
+        Record($"LoRA input projection keeping bf16 input vs autograd linear over the float32 input (p {p}, [4, 512, 4096] -> 16)",
+            hd == 0 && xd == 0 && ad == 0 && ga0.abs().max().item<float>() > 0,
+            $"elements differing: output {hd}, grad x {xd}, grad A {ad}");
     }
 
     // Decoding with every fused decoding kernel against the libtorch path, teacher-forced: both run the same left-padded

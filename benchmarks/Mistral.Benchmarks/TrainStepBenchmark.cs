@@ -40,12 +40,27 @@ internal static class TrainStepBenchmark
         ScalarType dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
 
         using var mem = new GpuMemory();
+        bool memoryTrace = opts.Get("memory-trace", "false") == "true";
+        if (memoryTrace && device.type == DeviceType.CUDA)
+        {
+            // What the process holds before any model tensor: the CUDA context, libtorch's kernels and cuBLAS's handle.
+            using var probe = ones(64, 64, dtype: ScalarType.BFloat16, device: device);
+            using var product = probe.matmul(probe);
+            Sync(device);
+            Console.WriteLine($"memory before the model (CUDA context, libtorch, cuBLAS): {GpuMemory.CurrentMiB()} MiB");
+        }
+
         string checkpoint = opts.Get("checkpoint", "");
         MistralForCausalLM model;
         if (qlora && checkpoint.Length > 0)
         {
             // Straight from a bf16 checkpoint into NF4, layer by layer: no bf16 copy of the model ever sits on the device.
             model = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device }).Model;
+            if (memoryTrace)
+            {
+                Console.WriteLine($"memory after loading (process): {GpuMemory.CurrentMiB()} MiB; model tensors {ModelBytes(model) / 1048576.0:F0} MiB");
+            }
+
             config = model.Config;
             which = Path.GetFileName(checkpoint.TrimEnd('/'));
         }
@@ -78,6 +93,12 @@ internal static class TrainStepBenchmark
         // What the trainer does by default (TrainingOptions.ForeachOptimizer): AdamW, clipping and zeroing over flat buffers.
         using var flat = opts.Get("foreach", "true") == "true" ? Mistral.Peft.Training.FlatAdamW.TryCreate(optimizer) : null;
         Console.WriteLine($"{(qlora ? "qlora nf4" : "lora bf16")} {which} r {r} targets {targets}: {lora.TrainableParameters()}; device memory after setup {GpuMemory.CurrentMiB()} MiB");
+        if (memoryTrace)
+        {
+            long flatBytes = flat?.FlatGradients.Sum(g => 3 * g.numel() * g.element_size()) ?? 0; // gradients, first and second moments
+            Console.WriteLine($"tensors after setup: model with adapters {ModelBytes(model) / 1048576.0:F0} MiB, optimizer's flat gradients and moments {flatBytes / 1048576.0:F0} MiB");
+        }
+
         mem.ResetPeak();
 
         using var ids = randint(3, config.VocabSize, [batch, seq], ScalarType.Int64, device);
@@ -104,7 +125,6 @@ internal static class TrainStepBenchmark
         // Process memory after each phase of the first steps: on CUDA the device memory (nvidia-smi; the caching allocator
         // never gives memory back, so the phase whose line grows sets the peak), on the CPU the resident set (large
         // tensors are mapped and unmapped as they come and go, so it follows the live tensors).
-        bool memoryTrace = opts.Get("memory-trace", "false") == "true";
         var phases = new List<string>();
         if (memoryTrace && device.type != DeviceType.CUDA && File.Exists("/proc/self/clear_refs"))
         {
@@ -230,6 +250,9 @@ internal static class TrainStepBenchmark
 
         return model;
     }
+
+    private static long ModelBytes(nn.Module model) =>
+        model.parameters().Sum(t => t.numel() * t.element_size()) + model.buffers().Sum(t => t.numel() * t.element_size());
 
     private static void Sync(Device device)
     {

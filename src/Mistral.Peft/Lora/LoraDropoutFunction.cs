@@ -120,14 +120,35 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         return y.MoveToOuterDisposeScope();
     }
 
-    private static (Tensor Y, Tensor Seed) Forward(CudaFunction kernel, Tensor x, double p)
+    /// <summary>The float32 dropout of <paramref name="x"/> with a new seed drawn from libtorch's CUDA generator.</summary>
+    internal static (Tensor Y, Tensor Seed) Forward(CudaFunction kernel, Tensor x, double p)
+    {
+        // The seed comes from libtorch's CUDA generator (one tiny kernel, no sync): checkpoint recomputation replays it.
+        Tensor seed = randint(long.MaxValue, [1], ScalarType.Int64, x.device);
+        return (Replay(kernel, x, seed, p), seed);
+    }
+
+    /// <summary>The float32 dropout of <paramref name="x"/> under a given <paramref name="seed"/>: the same values as the forward that drew it.</summary>
+    internal static Tensor Replay(CudaFunction kernel, Tensor x, Tensor seed, double p)
     {
         Tensor input = x.is_contiguous() ? x : x.contiguous();
-        // The seed comes from libtorch's CUDA generator (one tiny kernel, no sync): checkpoint recomputation replays it.
-        Tensor seed = randint(long.MaxValue, [1], ScalarType.Int64, input.device);
         Tensor y = empty_like(input, ScalarType.Float32);
         Launch(kernel, input, seed, p, y);
-        return (y, seed);
+        return y;
+    }
+
+    /// <summary>Dropout's backward under <paramref name="seed"/>: <c>bf16(keep ? grad · scale : 0)</c>.</summary>
+    internal static Tensor Backward(Tensor gradOutput, Tensor seed, double p)
+    {
+        Tensor grad = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
+        Tensor gradX = empty_like(grad, ScalarType.BFloat16);
+        if (!Module.TryGetFunction(grad, "lora_dropout_bwd", out CudaFunction kernel))
+        {
+            throw new InvalidOperationException("The LoRA dropout backward kernel is not available: " + Module.Status);
+        }
+
+        Launch(kernel, grad, seed, p, gradX);
+        return gradX;
     }
 
     /// <inheritdoc />
@@ -138,15 +159,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         using (var scope = NewDisposeScope())
         {
             Tensor seed = ctx.get_saved_variables()[0];
-            Tensor grad = grad_output.is_contiguous() ? grad_output : grad_output.contiguous();
-            gradX = empty_like(grad, ScalarType.BFloat16);
-            if (!Module.TryGetFunction(grad, "lora_dropout_bwd", out CudaFunction kernel))
-            {
-                throw new InvalidOperationException("The LoRA dropout backward kernel is not available: " + Module.Status);
-            }
-
-            Launch(kernel, grad, seed, p, gradX);
-            gradX.MoveToOuterDisposeScope();
+            gradX = Backward(grad_output, seed, p).MoveToOuterDisposeScope();
         }
 
         return Mistral.Core.Modeling.GradientHandOff.Return(grad_output, [gradX, null!, null!]);

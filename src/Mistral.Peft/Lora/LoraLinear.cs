@@ -165,23 +165,34 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
         using var scope = NewDisposeScope();
         Tensor result = baseLayer.forward(input);
         ScalarType resultDtype = result.dtype;
-        Tensor x;
-        if (DropoutProbability > 0 && training && UseFusedDropout && UseFusedKernels && AdapterDtype == ScalarType.Float32
-            && LoraDropoutFunction.TryGetKernel(input, DropoutProbability, out CudaFunction dropoutKernel))
+        double p = training ? DropoutProbability : 0;
+        Tensor u;
+        if (UseFusedKernels && LoraInputProjectionFunction.Applies(input, LoraA, p, UseFusedDropout, out CudaFunction projectionDropout))
         {
-            // PEFT's dropout(x.to(float32)) as one pass, the mask recomputed in backward instead of stored.
-            x = LoraDropoutFunction.Dropout(dropoutKernel, input, DropoutProbability);
+            // lora_A(dropout(x.to(float32))) whose float32 input is made again in backward instead of kept (bit-identical).
+            u = loraB.forward(LoraInputProjectionFunction.apply(input, LoraA, p, projectionDropout));
         }
         else
         {
-            x = input.dtype == AdapterDtype ? input : input.to(AdapterDtype);
-            if (DropoutProbability > 0 && training)
+            Tensor x;
+            if (p > 0 && UseFusedDropout && UseFusedKernels && AdapterDtype == ScalarType.Float32
+                && LoraDropoutFunction.TryGetKernel(input, p, out CudaFunction dropoutKernel))
             {
-                x = nn.functional.dropout(x, DropoutProbability, true);
+                // PEFT's dropout(x.to(float32)) as one pass, the mask recomputed in backward instead of stored.
+                x = LoraDropoutFunction.Dropout(dropoutKernel, input, p);
             }
+            else
+            {
+                x = input.dtype == AdapterDtype ? input : input.to(AdapterDtype);
+                if (p > 0)
+                {
+                    x = nn.functional.dropout(x, p, true);
+                }
+            }
+
+            u = loraB.forward(loraA.forward(x));
         }
 
-        Tensor u = loraB.forward(loraA.forward(x));
         if (UseFusedKernels && LoraCombineFunction.TryGetKernel(result, u, out CudaFunction kernel))
         {
             // One pass instead of scale, promoting add and cast over the whole output (bit-identical).
