@@ -89,6 +89,9 @@ internal sealed class FlatAdamW : IDisposable
     /// <summary>The compiled module (for tests of its assembled source).</summary>
     internal static CudaModule Kernels => Module;
 
+    /// <summary>Why the fused kernel is or is not in use (NVRTC compiled it, or what failed).</summary>
+    internal static string KernelStatus => Module.Status;
+
     /// <summary>
     /// Whether a float32 group on CUDA steps through the fused kernel (true unless a test or a GPU check turns it off
     /// to compare against the op sequence); groups the kernel does not apply to take the op sequence either way.
