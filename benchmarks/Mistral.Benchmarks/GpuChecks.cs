@@ -12,9 +12,9 @@ namespace Mistral.Benchmarks;
 /// The GPU test lane: correctness checks that need CUDA, run with one command on the GPU machine
 /// (<c>Mistral.Benchmarks gpucheck --device cuda</c>; exit code 1 when any fails, 0 with a note when there is no GPU).
 /// HF parity fixtures and NF4 bit-identity (the existing checks), fused kernels against the libtorch ops they replace
-/// (RMSNorm, attention with fused RoPE and unrepeated GQA, SiLU product, 4-bit GEMV, whole-model greedy decoding in
-/// bf16 and NF4), bf16 padded attention (a left-padded batch against each row alone) and gradient checkpointing
-/// (loss and LoRA gradients with and without it).
+/// (RMSNorm, attention with fused RoPE and unrepeated GQA, SiLU product, 4-bit GEMV, the fused AdamW step, whole-model
+/// greedy decoding in bf16 and NF4), bf16 padded attention (a left-padded batch against each row alone) and gradient
+/// checkpointing (loss and LoRA gradients with and without it).
 /// </summary>
 internal static class GpuChecks
 {
@@ -55,6 +55,7 @@ internal static class GpuChecks
             ("fused training step", () => FusedTrainingCheck(device)),
             ("loss-only forward", () => LossOnlyCheck(device)),
             ("foreach AdamW", () => ForeachOptimizerCheck(device)),
+            ("fused AdamW kernel", () => FusedAdamWCheck(device)),
         ];
         foreach (var (name, check) in checks)
         {
@@ -606,58 +607,92 @@ internal static class GpuChecks
         model.Dispose();
     }
 
-    private static void ForeachOptimizerCheck(Device device)
+    // How AdamWSteps steps: TorchSharp's per-parameter AdamW, or FlatAdamW through the libtorch op sequence or its fused kernel.
+    private enum AdamWPath
     {
-        // Five AdamW steps (weight decay, clipping) on the same gradients, per parameter and over flat buffers.
-        using var scope = NewDisposeScope();
-        List<Tensor> Run(bool flatOptimizer)
-        {
-            manual_seed(11);
-            // Drawn on the CPU and moved: manual_seed does not reach the CUDA generator, and both runs must start alike.
-            var ps = new List<TorchSharp.Modules.Parameter> { new(randn(16, 512).to(device)), new(randn(2048, 16).to(device)), new(randn(7).to(device)) };
-            var optimizer = optim.AdamW(ps, lr: 1e-2, weight_decay: 0.1);
-            using var flat = flatOptimizer ? Mistral.Peft.Training.FlatAdamW.TryCreate(optimizer) : null;
-            for (int step = 0; step < 5; step++)
-            {
-                manual_seed(100 + step);
-                using (var _ = no_grad())
-                {
-                    foreach (var p in ps)
-                    {
-                        using var g = randn(p.shape).to(device);
-                        if (flat is null)
-                        {
-                            p.grad = g.clone();
-                        }
-                        else
-                        {
-                            p.grad!.copy_(g);
-                        }
-                    }
-                }
+        PerParameter,
+        FlatOps,
+        FlatFused,
+    }
 
-                if (flat is null)
+    // Five AdamW steps (weight decay, clipping) on the same parameters and gradients along one path: the weights after, and
+    // for the flat paths how many steps took the fused kernel for every group and how many launches it made.
+    private static (List<Tensor> Weights, int FusedSteps, long FusedLaunches) AdamWSteps(Device device, AdamWPath path)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        // Drawn on the CPU and moved: manual_seed does not reach the CUDA generator, and every run must start alike.
+        var ps = new List<TorchSharp.Modules.Parameter> { new(randn(16, 512).to(device)), new(randn(2048, 16).to(device)), new(randn(7).to(device)) };
+        var optimizer = optim.AdamW(ps, lr: 1e-2, weight_decay: 0.1);
+        using var flat = path == AdamWPath.PerParameter ? null : Mistral.Peft.Training.FlatAdamW.TryCreate(optimizer);
+        if (flat is not null)
+        {
+            flat.UseFusedKernel = path == AdamWPath.FlatFused;
+        }
+
+        int fusedSteps = 0;
+        for (int step = 0; step < 5; step++)
+        {
+            manual_seed(100 + step);
+            using (var _ = no_grad())
+            {
+                foreach (var p in ps)
                 {
-                    Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0).Dispose();
-                    optimizer.step();
-                }
-                else
-                {
-                    Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0, flat.FlatGradients).Dispose();
-                    flat.Step();
-                    flat.ZeroGrad();
+                    using var g = randn(p.shape).to(device);
+                    if (flat is null)
+                    {
+                        p.grad = g.clone();
+                    }
+                    else
+                    {
+                        p.grad!.copy_(g);
+                    }
                 }
             }
 
-            return [.. ps.Select(p => p.detach().clone().MoveToOuterDisposeScope())];
+            if (flat is null)
+            {
+                Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0).Dispose();
+                optimizer.step();
+            }
+            else
+            {
+                Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0, flat.FlatGradients).Dispose();
+                flat.Step();
+                fusedSteps += flat.LastStepFused ? 1 : 0;
+                flat.ZeroGrad();
+            }
         }
 
-        var e = Run(false);
-        var a = Run(true);
+        return ([.. ps.Select(p => p.detach().clone().MoveToOuterDisposeScope())], fusedSteps, flat?.FusedLaunches ?? 0);
+    }
+
+    private static void ForeachOptimizerCheck(Device device)
+    {
+        // The flat buffers' libtorch op sequence (the fused kernel off) against TorchSharp's per-parameter loop.
+        using var scope = NewDisposeScope();
+        var e = AdamWSteps(device, AdamWPath.PerParameter).Weights;
+        var a = AdamWSteps(device, AdamWPath.FlatOps).Weights;
         long differ = e.Zip(a).Sum(t => t.First.ne(t.Second).sum().item<long>());
         double rel = e.Zip(a).Max(t => RelativeError(t.Second, t.First));
         Record("foreach AdamW vs TorchSharp's AdamW on CUDA (5 steps, weight decay, clipping)", rel < 1e-6,
             $"{differ} of {e.Sum(t => t.numel())} weights differ, max relative error {rel:E2}");
+    }
+
+    private static void FusedAdamWCheck(Device device)
+    {
+        // The fused kernel (one launch per group and step) against the same flat step through the libtorch op sequence:
+        // the same float32 operations in the same order, so equal unless libtorch's kernels round differently (an fma
+        // contracted or not, a division taken as a reciprocal product or not); and the kernel must actually have run.
+        using var scope = NewDisposeScope();
+        var e = AdamWSteps(device, AdamWPath.FlatOps).Weights;
+        var (a, fusedSteps, launches) = AdamWSteps(device, AdamWPath.FlatFused);
+        long differ = e.Zip(a).Sum(t => t.First.ne(t.Second).sum().item<long>());
+        double rel = e.Zip(a).Max(t => RelativeError(t.Second, t.First));
+        double worstAbs = e.Zip(a).Max(t => (t.Second - t.First).abs().max().item<float>());
+        Record("fused AdamW kernel vs flat foreach AdamW on CUDA (5 steps, weight decay, clipping)", rel <= 1e-6 && fusedSteps == 5 && launches == 5,
+            $"{differ} of {e.Sum(t => t.numel())} weights differ (largest by {worstAbs:E2}), max relative error {rel:E2}; fused steps {fusedSteps} of 5, "
+            + $"kernel launches {launches} (1 group){(fusedSteps == 5 ? string.Empty : "; the fused kernel did not run: " + Mistral.Peft.Training.FlatAdamW.KernelStatus)}");
     }
 
     private static void CheckpointingCheck(Device device)

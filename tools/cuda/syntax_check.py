@@ -26,7 +26,7 @@ __device__ float2 make_float2(float, float);
 struct __uint3 { unsigned int x, y, z; };
 extern __device__ const __uint3 threadIdx, blockIdx, blockDim, gridDim;
 __device__ float __fmul_rn(float, float); __device__ float __fadd_rn(float, float); __device__ float __fdiv_rn(float, float);
-__device__ float __fsub_rn(float, float); __device__ float __fmaf_rn(float, float, float);
+__device__ float __fsub_rn(float, float); __device__ float __fmaf_rn(float, float, float); __device__ float __fsqrt_rn(float);
 __device__ float __expf(float); __device__ float expf(float); __device__ float rsqrtf(float); __device__ float sqrtf(float);
 __device__ float fmaf(float, float, float); __device__ float fmaxf(float, float); __device__ float fminf(float, float);
 __device__ float fabsf(float); __device__ float logf(float); __device__ float __logf(float);

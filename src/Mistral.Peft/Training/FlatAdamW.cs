@@ -1,3 +1,4 @@
+using Mistral.Core.Cuda;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,9 +13,66 @@ namespace Mistral.Peft.Training;
 /// where TorchSharp's per-parameter loop launches nine kernels each and dominates the host's time per step.
 /// The arithmetic per element is the optimizer's own, in its order (see <see cref="Step"/>), and the optimizer object
 /// keeps owning its state (the moments are views), so checkpoints and resume read and write it as before.
+/// On CUDA a float32 group takes one fused NVRTC kernel per step (<see cref="UseFusedKernel"/>): it updates every
+/// parameter and both moments in place, the same float32 operations in the same order as the libtorch ops it replaces,
+/// with no full-size temporaries (the op sequence holds three: √v, the denominator and the step) and no per-parameter
+/// launches; the CPU, other dtypes and a machine without NVRTC keep the op sequence.
 /// </summary>
 internal sealed class FlatAdamW : IDisposable
 {
+    private const string Source = """
+        // The parameter holding flat element i: the last k with offsets[k] <= i, searched in [lo, num_params) — the
+        // upper bound of i in offsets, minus one. Needs offsets[lo] <= i < offsets[num_params]; skips empty parameters
+        // (equal offsets) because it ends on the last of equal starts.
+        __device__ __forceinline__ int adamw_param_of(const long long* offsets, int lo, int num_params, long long i)
+        {
+            int hi = num_params;
+            while (hi - lo > 1)
+            {
+                int mid = (lo + hi) >> 1;
+                if (offsets[mid] <= i) lo = mid; else hi = mid;
+            }
+            return lo;
+        }
+
+        // One AdamW step over a group: grad, exp_avg and exp_avg_sq are the group's flat buffers (n elements), parameter k
+        // holds flat elements [offsets[k], offsets[k + 1]) at the device address param_ptrs[k]. Per element, in float32,
+        // the libtorch CUDA ops of the op sequence in their order and rounding: p·decay (mul_, only when weight decay is
+        // set), m·β₁ + (1 − β₁)·g (mul_, then add_ whose a + α·b is one fma), v·β₂ + (1 − β₂)·(g·g) (mul_, then addcmul_,
+        // one fma over the rounded product), √v · (1/√(1 − β₂ᵗ)) (sqrt, then the division by a host scalar that libtorch
+        // takes as a product with its float reciprocal) + ε, then p + (m / d)·step_size (div, mul_, add_). Four elements
+        // per thread, a block's 4·blockDim elements strided by blockDim so each load and store is coalesced.
+        extern "C" __global__ void adamw_flat_f32(const float* grad, float* exp_avg, float* exp_avg_sq,
+            const long long* param_ptrs, const long long* offsets, int num_params, long long n, int has_decay, float decay,
+            float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float inv_bias_correction2_sqrt,
+            float eps, float step_size)
+        {
+            long long base = (long long)blockIdx.x * blockDim.x * 4 + threadIdx.x;
+            int k = 0;
+            for (int j = 0; j < 4; j++)
+            {
+                long long i = base + (long long)j * blockDim.x;
+                if (i >= n) return;
+                k = adamw_param_of(offsets, k, num_params, i);
+                float* p = (float*)param_ptrs[k] + (i - offsets[k]);
+                float g = grad[i];
+                float w = *p;
+                if (has_decay) w = __fmul_rn(w, decay);
+                float m = fmaf(one_minus_beta1, g, __fmul_rn(exp_avg[i], beta1));
+                float v = fmaf(one_minus_beta2, __fmul_rn(g, g), __fmul_rn(exp_avg_sq[i], beta2));
+                float d = __fadd_rn(__fmul_rn(__fsqrt_rn(v), inv_bias_correction2_sqrt), eps);
+                exp_avg[i] = m;
+                exp_avg_sq[i] = v;
+                *p = __fadd_rn(w, __fmul_rn(__fdiv_rn(m, d), step_size));
+            }
+        }
+        """;
+
+    private const int ThreadsPerBlock = 256;
+    private const int ElementsPerThread = 4;
+
+    private static readonly CudaModule Module = new("flat_adamw", Source, "adamw_flat_f32");
+
     private readonly optim.Optimizer optimizer;
     private readonly List<Group> groups;
     private bool disposed;
@@ -27,6 +85,71 @@ internal sealed class FlatAdamW : IDisposable
 
     /// <summary>The flat gradient buffers (one per group) for clipping.</summary>
     public IReadOnlyList<Tensor> FlatGradients => [.. groups.Select(g => g.Grad)];
+
+    /// <summary>The compiled module (for tests of its assembled source).</summary>
+    internal static CudaModule Kernels => Module;
+
+    /// <summary>Why the fused kernel is or is not in use (NVRTC compiled it, or what failed).</summary>
+    internal static string KernelStatus => Module.Status;
+
+    /// <summary>
+    /// Whether a float32 group on CUDA steps through the fused kernel (true unless a test or a GPU check turns it off
+    /// to compare against the op sequence); groups the kernel does not apply to take the op sequence either way.
+    /// </summary>
+    internal bool UseFusedKernel { get; set; } = true;
+
+    /// <summary>Whether every group of the last <see cref="Step"/> took the fused kernel (false before the first step).</summary>
+    internal bool LastStepFused { get; private set; }
+
+    /// <summary>How many fused kernel launches all steps so far have made (one per group and step that took the kernel).</summary>
+    internal long FusedLaunches { get; private set; }
+
+    /// <summary>
+    /// Whether the fused AdamW kernel applies to a group whose flat buffer is <paramref name="flat"/> (float32 on CUDA,
+    /// kernel compiled), with the <paramref name="kernel"/> when it does.
+    /// </summary>
+    internal static bool TryGetKernel(Tensor flat, out CudaFunction kernel)
+    {
+        kernel = default;
+        return flat.device.type == DeviceType.CUDA && flat.dtype == ScalarType.Float32
+            && Module.TryGetFunction(flat, "adamw_flat_f32", out kernel);
+    }
+
+    /// <summary>
+    /// Where each parameter starts in its group's flat buffer: <paramref name="counts"/>.Count + 1 running sums from 0,
+    /// the last one the group's total (the kernel's offset table).
+    /// </summary>
+    internal static long[] Offsets(IReadOnlyList<long> counts)
+    {
+        var offsets = new long[counts.Count + 1];
+        for (int i = 0; i < counts.Count; i++)
+        {
+            offsets[i + 1] = offsets[i] + counts[i];
+        }
+
+        return offsets;
+    }
+
+    /// <summary>
+    /// Whether the parameters' memory ranges (<paramref name="counts"/>[i] elements of <paramref name="elementSize"/>
+    /// bytes from <paramref name="pointers"/>[i]) are pairwise disjoint; empty ranges overlap nothing. The fused kernel
+    /// updates every element from one thread, so two parameters sharing memory (where the op sequence updates the
+    /// shared elements twice, one after the other) keep the op sequence.
+    /// </summary>
+    internal static bool Disjoint(IReadOnlyList<long> pointers, IReadOnlyList<long> counts, int elementSize)
+    {
+        var ranges = pointers.Zip(counts).Where(r => r.Second > 0).Select(r => (Start: r.First, End: r.First + (r.Second * elementSize)))
+            .OrderBy(r => r.Start).ToList();
+        for (int i = 1; i < ranges.Count; i++)
+        {
+            if (ranges[i].Start < ranges[i - 1].End)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 
     /// <summary>
     /// Flattens <paramref name="optimizer"/>'s gradients and moments when it is a plain AdamW (no AMSGrad, not maximizing)
@@ -89,13 +212,15 @@ internal sealed class FlatAdamW : IDisposable
     /// One AdamW step as TorchSharp's <see cref="AdamW"/> takes it: per element <c>p ← p·(1 − lr·wd)</c>,
     /// <c>m ← m·β₁ + g·(1 − β₁)</c>, <c>v ← v·β₂ + (1 − β₂)·g·g</c>, <c>d ← √v / √(1 − β₂ᵗ) + ε</c> and
     /// <c>p ← p − (lr / (1 − β₁ᵗ))·m / d</c>, the last as libtorch's <c>addcdiv_</c> rounds it on the device
-    /// (<c>(α·m)/d</c> on the CPU, <c>α·(m/d)</c> on CUDA). Falls back to the optimizer's own loop when the
+    /// (<c>(α·m)/d</c> on the CPU, <c>α·(m/d)</c> on CUDA). A float32 group on CUDA takes the same operations as
+    /// one fused kernel (see <see cref="UseFusedKernel"/>). Falls back to the optimizer's own loop when the
     /// parameters' step counts differ.
     /// </summary>
     public void Step()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         using var guard = no_grad();
+        LastStepFused = false;
         foreach (var g in groups)
         {
             long step = g.States[0].step;
@@ -106,6 +231,7 @@ internal sealed class FlatAdamW : IDisposable
             }
         }
 
+        bool allFused = true;
         foreach (var g in groups)
         {
             using var scope = NewDisposeScope();
@@ -121,6 +247,17 @@ internal sealed class FlatAdamW : IDisposable
                 s.step = step;
             }
 
+            double biasCorrection1 = 1 - Math.Pow(beta1, step);
+            double biasCorrection2 = 1 - Math.Pow(beta2, step);
+            if (UseFusedKernel && TryGetKernel(g.Grad, out CudaFunction kernel) && g.TryGetTables(out Tensor pointers, out Tensor offsets))
+            {
+                // The whole step, weight decay included, in one launch.
+                LaunchFused(kernel, g, pointers, offsets, lr, beta1, beta2, eps, wd, biasCorrection1, biasCorrection2);
+                FusedLaunches++;
+                continue;
+            }
+
+            allFused = false;
             if (wd != 0)
             {
                 // p.mul_(1 − lr·wd), per parameter as the optimizer does (1.0 exactly when wd = 0, so skipped then).
@@ -130,8 +267,6 @@ internal sealed class FlatAdamW : IDisposable
                 }
             }
 
-            double biasCorrection1 = 1 - Math.Pow(beta1, step);
-            double biasCorrection2 = 1 - Math.Pow(beta2, step);
             g.ExpAvg.mul_(beta1).add_(g.Grad, alpha: 1 - beta1);
             g.ExpAvgSq.mul_(beta2).addcmul_(g.Grad, g.Grad, value: 1 - beta2);
             Tensor denom = (g.ExpAvgSq.sqrt() / Math.Sqrt(biasCorrection2)).add_(eps);
@@ -145,6 +280,8 @@ internal sealed class FlatAdamW : IDisposable
                 g.FlatParameters[i].add_(pieces[i]);
             }
         }
+
+        LastStepFused = allFused && groups.Count > 0;
     }
 
     /// <summary>Zeroes the gradients (one kernel per group; the gradients stay views of the buffers).</summary>
@@ -174,8 +311,60 @@ internal sealed class FlatAdamW : IDisposable
         }
     }
 
+    // The fused step of one group: every scalar computed in double as the op sequence computes it, then cast to float32
+    // as libtorch casts a CPU scalar for a float32 CUDA op; the division by √(1 − β₂ᵗ) is libtorch's product with the
+    // float32 reciprocal of the float32 scalar.
+    private static unsafe void LaunchFused(CudaFunction f, Group g, Tensor pointers, Tensor offsets, double lr, double beta1, double beta2,
+        double eps, double wd, double biasCorrection1, double biasCorrection2)
+    {
+        IntPtr pgrad = CudaFunction.Pointer(g.Grad);
+        IntPtr pm = CudaFunction.Pointer(g.ExpAvg);
+        IntPtr pv = CudaFunction.Pointer(g.ExpAvgSq);
+        IntPtr pptrs = CudaFunction.Pointer(pointers);
+        IntPtr poffsets = CudaFunction.Pointer(offsets);
+        int numParams = g.FlatParameters.Count;
+        long n = g.Grad.numel();
+        int hasDecay = wd != 0 ? 1 : 0;
+        float decay = (float)(1 - (lr * wd));
+        float b1 = (float)beta1;
+        float oneMinusBeta1 = (float)(1 - beta1);
+        float b2 = (float)beta2;
+        float oneMinusBeta2 = (float)(1 - beta2);
+        float invBiasCorrection2Sqrt = 1.0f / (float)Math.Sqrt(biasCorrection2);
+        float epsilon = (float)eps;
+        float stepSize = (float)(-lr / biasCorrection1);
+        IntPtr* args = stackalloc IntPtr[16];
+        args[0] = (IntPtr)(&pgrad);
+        args[1] = (IntPtr)(&pm);
+        args[2] = (IntPtr)(&pv);
+        args[3] = (IntPtr)(&pptrs);
+        args[4] = (IntPtr)(&poffsets);
+        args[5] = (IntPtr)(&numParams);
+        args[6] = (IntPtr)(&n);
+        args[7] = (IntPtr)(&hasDecay);
+        args[8] = (IntPtr)(&decay);
+        args[9] = (IntPtr)(&b1);
+        args[10] = (IntPtr)(&oneMinusBeta1);
+        args[11] = (IntPtr)(&b2);
+        args[12] = (IntPtr)(&oneMinusBeta2);
+        args[13] = (IntPtr)(&invBiasCorrection2Sqrt);
+        args[14] = (IntPtr)(&epsilon);
+        args[15] = (IntPtr)(&stepSize);
+        if (n > 0)
+        {
+            const long perBlock = (long)ThreadsPerBlock * ElementsPerThread;
+            f.Launch((uint)((n + perBlock - 1) / perBlock), 1, 1, ThreadsPerBlock, args);
+        }
+    }
+
     private sealed class Group : IDisposable
     {
+        // The fused kernel's device tables (parameter addresses, offsets), made on its first step; null before, and
+        // tablesUnusable when the parameters share memory (the group then keeps the op sequence).
+        private Tensor? pointerTable;
+        private Tensor? offsetTable;
+        private bool tablesUnusable;
+
         private Group(ParamGroup paramGroup, List<Parameter> parameters, List<AdamW.State> states, Tensor grad, Tensor expAvg, Tensor expAvgSq, long[] counts, List<Tensor> flatParameters)
         {
             ParamGroup = paramGroup;
@@ -204,6 +393,38 @@ internal sealed class FlatAdamW : IDisposable
 
         // Each parameter viewed as 1-D (same storage), made once.
         public List<Tensor> FlatParameters { get; }
+
+        /// <summary>
+        /// The fused kernel's tables on the group's device, made on first use: each parameter's address (its 1-D view's,
+        /// which keeps the storage alive) and <see cref="Offsets"/> of <see cref="Counts"/>; false when the parameters
+        /// share memory.
+        /// </summary>
+        public bool TryGetTables(out Tensor pointers, out Tensor offsets)
+        {
+            pointers = offsets = null!;
+            if (tablesUnusable)
+            {
+                return false;
+            }
+
+            if (pointerTable is null || offsetTable is null)
+            {
+                long[] addresses = [.. FlatParameters.Select(p => (long)CudaFunction.Pointer(p))];
+                if (!Disjoint(addresses, Counts, sizeof(float)))
+                {
+                    tablesUnusable = true;
+                    return false;
+                }
+
+                using var scope = NewDisposeScope();
+                pointerTable = tensor(addresses).to(Grad.device).DetachFromDisposeScope();
+                offsetTable = tensor(Offsets(Counts)).to(Grad.device).DetachFromDisposeScope();
+            }
+
+            pointers = pointerTable;
+            offsets = offsetTable;
+            return true;
+        }
 
         public static Group Create(ParamGroup paramGroup, List<Parameter> parameters, List<AdamW.State> states)
         {
@@ -277,6 +498,8 @@ internal sealed class FlatAdamW : IDisposable
             Grad.Dispose();
             ExpAvg.Dispose();
             ExpAvgSq.Dispose();
+            pointerTable?.Dispose();
+            offsetTable?.Dispose();
         }
     }
 }

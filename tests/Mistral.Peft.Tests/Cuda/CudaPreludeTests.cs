@@ -1,10 +1,11 @@
 using Mistral.Core.Cuda;
 using Mistral.Peft.Lora;
 using Mistral.Peft.Quantization.Cuda;
+using Mistral.Peft.Training;
 
 namespace Mistral.Peft.Tests.Cuda;
 
-/// <summary>The LoRA and NF4 modules take the bf16 helpers from <see cref="CudaPrelude"/> and define none of their own.</summary>
+/// <summary>The LoRA, NF4 and flat AdamW modules take the bf16 helpers from <see cref="CudaPrelude"/> and define none of their own.</summary>
 public class CudaPreludeTests
 {
     [Fact]
@@ -14,6 +15,10 @@ public class CudaPreludeTests
     [Fact]
     public void TheLoraDropoutModuleUsesThePreludeOnce() =>
         CudaSourceChecks.UsesThePreludeOnce(LoraDropoutFunction.Kernels.Source, CudaPrelude.Bf16, "lora_dropout_fwd", "lora_dropout_bwd");
+
+    [Fact]
+    public void TheFlatAdamWModuleUsesThePreludeOnce() =>
+        CudaSourceChecks.UsesThePreludeOnce(FlatAdamW.Kernels.Source, CudaPrelude.Bf16, "adamw_flat_f32");
 
     [Fact]
     public void TheNf4ModuleUsesThePreludeOnce()

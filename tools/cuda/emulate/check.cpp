@@ -34,6 +34,7 @@ static std::vector<float> random_f32(size_t n)
     for (auto& x : v) x = d(rng);
     return v;
 }
+static std::string sci(double x) { char b[32]; std::snprintf(b, sizeof b, "%.2e", x); return b; }
 static unsigned blocks(long long lanes, unsigned threads) { return (unsigned)((lanes + threads - 1) / threads); }
 
 // silu(g)·u as the libtorch ops round: silu in bf16, product in bf16.
@@ -326,6 +327,71 @@ static void nf4_gemv(int M, int K, std::vector<int> ns, bool silu_up, bool dq, b
                       with_resid ? resid.data() : nullptr, silu_up, w[0].n, w[1].n, dot);
 }
 
+// The fused AdamW step (FlatAdamW) over parameters in separate allocations, each between guard elements, found through
+// the offset table: every parameter and moment element against a float reference in the op sequence's order and
+// rounding (exactly equal), the guards and the moments past n untouched, and the reference within float rounding of a
+// double-precision AdamW step (so the scalars mean what the kernel's arguments say). Parameters of odd sizes put
+// boundaries anywhere in a block's stride, so an element given to a neighbouring parameter shows up as a difference.
+static void adamw(const std::vector<long long>& counts, bool with_decay, unsigned threads, const std::string& what)
+{
+    const int P = (int)counts.size();
+    std::vector<long long> offsets(P + 1, 0);
+    for (int k = 0; k < P; k++) offsets[k + 1] = offsets[k] + counts[k];
+    const long long n = offsets[P];
+    const float guard = -12345.0f;
+    std::vector<std::vector<float>> params(P), before(P);
+    std::vector<long long> ptrs(P);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (int k = 0; k < P; k++)
+    {
+        params[k].assign(counts[k] + 8, guard); // a separate allocation per parameter: 4 guards, the values, 4 guards
+        for (long long e = 0; e < counts[k]; e++) params[k][4 + e] = d(rng);
+        ptrs[k] = (long long)(params[k].data() + 4);
+        before[k] = params[k];
+    }
+    auto g = random_f32(n), m = random_f32(n), v = random_f32(n);
+    for (auto& x : m) x *= 0.1f;
+    for (auto& x : v) x = x * x * 0.01f;
+    const auto m0 = m, v0 = v;
+    const double lr = 1e-2, wd = with_decay ? 0.1 : 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    const long long step = 3;
+    const double bc1 = 1 - std::pow(beta1, step), bc2 = 1 - std::pow(beta2, step);
+    // The scalars as FlatAdamW passes them.
+    const float decay = (float)(1 - lr * wd), b1 = (float)beta1, omb1 = (float)(1 - beta1), b2 = (float)beta2, omb2 = (float)(1 - beta2);
+    const float inv_bc2 = 1.0f / (float)std::sqrt(bc2), epsf = (float)eps, step_size = (float)(-lr / bc1);
+    launch(Launch::Sequential, blocks(n, threads * 4), 1, threads, [&] {
+        m_adamw::adamw_flat_f32(g.data(), m.data(), v.data(), ptrs.data(), offsets.data(), P, n, with_decay ? 1 : 0, decay,
+                                b1, omb1, b2, omb2, inv_bc2, epsf, step_size); });
+    long long bad = 0, guards = 0;
+    double worst = 0;
+    for (int k = 0; k < P; k++)
+    {
+        for (int e = 0; e < 4; e++) guards += params[k][e] != guard || params[k][4 + counts[k] + e] != guard;
+        for (long long e = 0; e < counts[k]; e++)
+        {
+            long long i = offsets[k] + e;
+            // p.mul_(1 − lr·wd); exp_avg.mul_(β₁).add_(g, 1 − β₁); exp_avg_sq.mul_(β₂).addcmul_(g, g, 1 − β₂);
+            // (sqrt(v) / √bc2).add_(ε) with libtorch's reciprocal; p.add_(exp_avg.div(denom).mul_(step_size)).
+            float w = before[k][4 + e];
+            if (with_decay) w = w * decay;
+            float mr = std::fmaf(omb1, g[i], m0[i] * b1);
+            float vr = std::fmaf(omb2, g[i] * g[i], v0[i] * b2);
+            float dr = std::sqrt(vr) * inv_bc2 + epsf;
+            float pr = w + (mr / dr) * step_size;
+            bad += params[k][4 + e] != pr || m[i] != mr || v[i] != vr;
+            // AdamW in double from the same inputs.
+            double md = beta1 * m0[i] + (1 - beta1) * g[i], vd = beta2 * v0[i] + (1 - beta2) * (double)g[i] * g[i];
+            double update = lr / bc1 * md / (std::sqrt(vd) / std::sqrt(bc2) + eps);
+            double pd = (double)before[k][4 + e] * (1 - lr * wd) - update;
+            worst = std::max(worst, std::fabs(pr - pd) / (std::fabs(pd) + std::fabs(update))); // relative to the terms' size
+        }
+    }
+    for (long long i = n; i < n + 16; i++) guards += m[i] != m0[i] || v[i] != v0[i];
+    expect(bad == 0 && guards == 0 && worst < 1e-6, "adamw_flat_f32 " + what + (with_decay ? ", decay" : ", no decay") + ", " + std::to_string(threads)
+        + " threads: " + std::to_string(bad) + " of " + std::to_string(n) + " differ, " + std::to_string(guards) + " guards touched, vs double "
+        + sci(worst));
+}
+
 int main()
 {
     silu_mul(3, 40, 40, 40, 0, "contiguous (vector path)");
@@ -358,6 +424,15 @@ int main()
     nf4_gemv(8, 1024, {6, 6}, true, true);
     nf4_gemv(3, 1024, {7}, false, true, true);
     gemv(3, 512, 9, 0, 0, false, true);
+    adamw({5, 64, 1, 300}, true, 256, "4 parameters (5, 64, 1, 300)");
+    adamw({5, 64, 1, 300}, false, 256, "4 parameters (5, 64, 1, 300)");
+    adamw({5, 64, 1, 0, 300, 7}, true, 32, "6 parameters (5, 64, 1, 0, 300, 7)");
+    adamw({1000 * 16 + 3}, true, 256, "1 parameter of 16003");
+    {
+        std::vector<long long> many(700);
+        for (auto& c : many) c = (long long)(rng() % 6); // 0 to 5 elements: many boundaries in every thread's stride
+        adamw(many, true, 64, "700 parameters of 0 to 5");
+    }
     std::printf("%s: %d failed\n", failures ? "FAILED" : "ALL PASSED", failures);
     return failures ? 1 : 0;
 }
