@@ -45,6 +45,8 @@ internal static class GpuChecks
             ("LoRA combine (bf16)", () => LoraCombineCheck(device, quantized: false)),
             ("LoRA combine (nf4)", () => LoraCombineCheck(device, quantized: true)),
             ("LoRA dropout", () => LoraDropoutCheck(device)),
+            ("training RoPE (q)", () => RotaryTrainingCheck(device, 32)),
+            ("training RoPE (k)", () => RotaryTrainingCheck(device, 8)),
             ("LoRA input projection (p 0.1)", () => LoraInputProjectionCheck(device, 0.1)),
             ("LoRA input projection (p 0)", () => LoraInputProjectionCheck(device, 0)),
             ("greedy decoding (bf16)", () => DecodeCheck(device, quantized: false)),
@@ -448,6 +450,35 @@ internal static class GpuChecks
         Record("LoRA dropout fused (cast + dropout + backward, replay from the generator state)",
             Math.Abs(dropped - p) < 5 * sigma && yDiffer == 0 && gDiffer == 0 && replayDiffer == 0,
             $"dropped {dropped:F5} (p {p}, 5 sigma {5 * sigma:F5}); values differing {yDiffer}, gradients differing {gDiffer}, replay differing {replayDiffer}{where}");
+    }
+
+    // Training's fused RoPE (one kernel each way) against HF's rotate_half ops under autograd, at 7B shapes: values and
+    // input gradients bit for bit (the projection's rows are a column slice of a wider tensor, as a fused q/k/v would give).
+    private static void RotaryTrainingCheck(Device device, int heads)
+    {
+        using var scope = NewDisposeScope();
+        const int b = 4, t = 512, d = 128;
+        Tensor wide = (randn(b, t, (heads * d) + 256) * 2).to(ScalarType.BFloat16).to(device);
+        Tensor positions = arange(0, t, 1, ScalarType.Int64, device).unsqueeze(0).expand(b, t);
+        using var rope = new RotaryEmbedding(d, 1e6);
+        var (cos, sin) = rope.Compute(positions, ScalarType.BFloat16);
+        Tensor g = randn(b, heads, t, d).to(ScalarType.BFloat16).to(device);
+        (Tensor Y, Tensor Gx) Run(bool fused)
+        {
+            Tensor leaf = wide.detach().clone().requires_grad_(true);
+            Tensor xp = leaf.narrow(2, 128, heads * d);
+            Tensor y = fused
+                ? Mistral.Core.Cuda.FusedOps.Rotary(xp, cos, sin, heads, d) ?? throw new InvalidOperationException("the fused RoPE did not apply")
+                : RotaryEmbedding.Apply(xp.view(b, t, heads, d).transpose(1, 2), cos, sin);
+            y.backward([g]);
+            return (y.detach(), leaf.grad!.clone());
+        }
+
+        var (y0, g0) = Run(false);
+        var (y1, g1) = Run(true);
+        long yd = y1.ne(y0).sum().item<long>(), gd = g1.ne(g0).sum().item<long>();
+        Record($"training RoPE fused vs rotate_half under autograd ([{b}, {t}, {heads} x {d}], strided rows): values and input gradients",
+            yd == 0 && gd == 0 && y1.is_contiguous(), $"elements differing: values {yd}, gradients {gd}");
     }
 
     // lora_A(dropout(x.to(float32))) keeping the bf16 input (and the dropout seed) and making the float32 input again in

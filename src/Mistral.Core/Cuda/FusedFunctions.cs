@@ -66,3 +66,41 @@ internal sealed class SiluMulFunction : autograd.SingleTensorFunction<SiluMulFun
         return Modeling.GradientHandOff.Return(grad_output, [gg, gu]);
     }
 }
+
+/// <summary>
+/// Training's rotary embedding of one projection, fused forward and input gradient:
+/// <c>apply(xp [B, T, heads·D], cos [B, T, D], sin, heads, headDim)</c> → [B, heads, T, D] contiguous.
+/// </summary>
+internal sealed class RotaryFunction : autograd.SingleTensorFunction<RotaryFunction>
+{
+    /// <inheritdoc />
+    public override string Name => "FusedRotary";
+
+    /// <inheritdoc />
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var xp = (Tensor)vars[0];
+        var cos = (Tensor)vars[1];
+        var sin = (Tensor)vars[2];
+        int heads = (int)vars[3];
+        int headDim = (int)vars[4];
+        ctx.save_for_backward([cos, sin]);
+        ctx.save_data("heads", heads);
+        ctx.save_data("headDim", headDim);
+        return FusedOps.RotaryForward(FusedOps.Function(xp, "rope_fwd_bf16"), xp, cos, sin, heads, headDim);
+    }
+
+    /// <inheritdoc />
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        Tensor gradX;
+        using (var scope = NewDisposeScope())
+        {
+            var saved = ctx.get_saved_variables();
+            gradX = FusedOps.RotaryBackward(grad_output, saved[0], saved[1], (int)ctx.get_data("heads"), (int)ctx.get_data("headDim"))
+                .MoveToOuterDisposeScope();
+        }
+
+        return Modeling.GradientHandOff.Return(grad_output, [gradX, null!, null!, null!, null!]);
+    }
+}

@@ -73,6 +73,57 @@ internal static class FusedOps
             dst[j + half] = f2bf(__fadd_rn(a1, b1));
         }
 
+        // Training's rotary embedding of one projection: x's rows ([B*T, H*D], row stride x_stride) rotated into
+        // out [B, H, T, D], rounded as rope_split_bf16 (and libtorch's bf16 ops) round. Grid (B*T, H), D/2 threads.
+        extern "C" __global__ void rope_fwd_bf16(const unsigned short* x, long long x_stride, const unsigned short* cos,
+            const unsigned short* sin, unsigned short* out, int T, int H, int D)
+        {
+            int row = blockIdx.x;
+            int head = blockIdx.y;
+            int j = threadIdx.x;
+            int half = D / 2;
+            int b = row / T;
+            int t = row % T;
+            const unsigned short* src = x + row * x_stride + head * D;
+            unsigned short* dst = out + (((long long)b * H + head) * T + t) * D;
+            const unsigned short* c = cos + (long long)row * D;
+            const unsigned short* s = sin + (long long)row * D;
+            float x1 = bf2f(src[j]);
+            float x2 = bf2f(src[j + half]);
+            float a0 = bf2f(f2bf(__fmul_rn(x1, bf2f(c[j]))));
+            float b0 = bf2f(f2bf(__fmul_rn(-x2, bf2f(s[j]))));
+            float a1 = bf2f(f2bf(__fmul_rn(x2, bf2f(c[j + half]))));
+            float b1 = bf2f(f2bf(__fmul_rn(x1, bf2f(s[j + half]))));
+            dst[j] = f2bf(__fadd_rn(a0, b0));
+            dst[j + half] = f2bf(__fadd_rn(a1, b1));
+        }
+
+        // Its input gradient, as autograd forms it through HF's ops (x·cos + cat(−x2, x1)·sin): g·cos rounded to bf16,
+        // plus g·sin rounded to bf16 and moved back through cat, neg and the two slices (j takes g[j+D/2]·sin[j+D/2],
+        // j+D/2 takes −g[j]·sin[j]), the two summed in bf16. g is [B, H, T, D] contiguous; gx [B*T, H*D] contiguous.
+        extern "C" __global__ void rope_bwd_bf16(const unsigned short* g, const unsigned short* cos, const unsigned short* sin,
+            unsigned short* gx, int T, int H, int D)
+        {
+            int row = blockIdx.x;
+            int head = blockIdx.y;
+            int j = threadIdx.x;
+            int half = D / 2;
+            int b = row / T;
+            int t = row % T;
+            const unsigned short* src = g + (((long long)b * H + head) * T + t) * D;
+            unsigned short* dst = gx + ((long long)row * H + head) * D;
+            const unsigned short* c = cos + (long long)row * D;
+            const unsigned short* s = sin + (long long)row * D;
+            float g1 = bf2f(src[j]);
+            float g2 = bf2f(src[j + half]);
+            float p0 = bf2f(f2bf(__fmul_rn(g1, bf2f(c[j]))));
+            float q0 = bf2f(f2bf(__fmul_rn(g2, bf2f(s[j + half]))));
+            float p1 = bf2f(f2bf(__fmul_rn(g2, bf2f(c[j + half]))));
+            float q1 = bf2f(f2bf(__fmul_rn(g1, bf2f(s[j]))));
+            dst[j] = f2bf(__fadd_rn(p0, q0));
+            dst[j + half] = f2bf(__fadd_rn(p1, -q1));
+        }
+
         // RMSNorm backward with a frozen weight: the gradient of x through HF's ops (mul by w in bf16, cast, x·r, rsqrt,
         // mean of squares), one block per row.
         extern "C" __global__ void rms_norm_bwd_bf16(const unsigned short* x, const unsigned short* w, const unsigned short* gy,
@@ -322,7 +373,7 @@ internal static class FusedOps
         }
         """;
 
-    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16", "decode_attention_bf16", "gemv_bf16");
+    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "rope_fwd_bf16", "rope_bwd_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16", "decode_attention_bf16", "gemv_bf16");
 
     /// <summary>Why the fused kernels are or are not in use.</summary>
     public static string Status => Module.Status;
@@ -556,6 +607,93 @@ internal static class FusedOps
         args[16] = (IntPtr)(&pSlots);
         f.Launch((uint)(b * t), (uint)(heads + (2 * kvHeads)), 1, (uint)(headDim / 2), args);
         return intoCache ? (q.MoveToOuterDisposeScope(), k, v) : (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Training's rotary embedding of one projection <paramref name="xp"/> ([B, T, heads·D], rows possibly strided) into a
+    /// new [B, heads, T, D] tensor, forward and input gradient one kernel each, bit-identical to
+    /// <see cref="Modeling.RotaryEmbedding.Apply"/> over <c>xp.view(B, T, heads, D).transpose(1, 2)</c>; or null where it does not
+    /// apply (not CUDA bf16, cos/sin not [B, T, D] bf16, an odd or over-large head size).
+    /// </summary>
+    public static Tensor? Rotary(Tensor xp, Tensor cos, Tensor sin, int heads, int headDim)
+    {
+        if (!IsCudaBf16(xp) || cos.dtype != ScalarType.BFloat16 || sin.dtype != ScalarType.BFloat16 || headDim % 2 != 0 || headDim > 2048
+            || heads <= 0 || heads > 65535 || !Module.TryGetFunction(xp, "rope_fwd_bf16", out CudaFunction f))
+        {
+            return null;
+        }
+
+        long b = xp.size(0);
+        long t = xp.size(1);
+        if (!RowsOf(xp, b, t, (long)heads * headDim) || b * t > int.MaxValue || b * t == 0 || cos.dim() != 3 || !SameSizes(cos, sin)
+            || cos.size(0) != b || cos.size(1) != t || cos.size(2) != headDim || !cos.device.IsSameDevice(xp.device) || !sin.device.IsSameDevice(xp.device))
+        {
+            return null;
+        }
+
+        return NeedsGrad(xp) ? RotaryFunction.apply(xp, cos, sin, heads, headDim) : RotaryForward(f, xp, cos, sin, heads, headDim);
+    }
+
+    internal static unsafe Tensor RotaryForward(CudaFunction f, Tensor xp, Tensor cos, Tensor sin, int heads, int headDim)
+    {
+        using var scope = NewDisposeScope();
+        long b = xp.size(0);
+        long t = xp.size(1);
+        Tensor c = cos.is_contiguous() ? cos : cos.contiguous();
+        Tensor s = sin.is_contiguous() ? sin : sin.contiguous();
+        Tensor output = empty([b, heads, t, headDim], ScalarType.BFloat16, xp.device);
+        IntPtr px = CudaFunction.Pointer(xp);
+        long stride = xp.stride(1);
+        IntPtr pc = CudaFunction.Pointer(c);
+        IntPtr ps = CudaFunction.Pointer(s);
+        IntPtr po = CudaFunction.Pointer(output);
+        int tt = (int)t;
+        int h = heads;
+        int d = headDim;
+        IntPtr* args = stackalloc IntPtr[8];
+        args[0] = (IntPtr)(&px);
+        args[1] = (IntPtr)(&stride);
+        args[2] = (IntPtr)(&pc);
+        args[3] = (IntPtr)(&ps);
+        args[4] = (IntPtr)(&po);
+        args[5] = (IntPtr)(&tt);
+        args[6] = (IntPtr)(&h);
+        args[7] = (IntPtr)(&d);
+        f.Launch((uint)(b * t), (uint)heads, 1, (uint)(headDim / 2), args);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    internal static unsafe Tensor RotaryBackward(Tensor gradOutput, Tensor cos, Tensor sin, int heads, int headDim)
+    {
+        if (!Module.TryGetFunction(gradOutput, "rope_bwd_bf16", out CudaFunction f))
+        {
+            throw new InvalidOperationException("The fused rotary backward kernel is not available: " + Module.Status);
+        }
+
+        using var scope = NewDisposeScope();
+        Tensor g = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
+        long b = g.size(0);
+        long t = g.size(2);
+        Tensor c = cos.is_contiguous() ? cos : cos.contiguous();
+        Tensor s = sin.is_contiguous() ? sin : sin.contiguous();
+        Tensor gx = empty([b, t, (long)heads * headDim], ScalarType.BFloat16, g.device);
+        IntPtr pg = CudaFunction.Pointer(g);
+        IntPtr pc = CudaFunction.Pointer(c);
+        IntPtr ps = CudaFunction.Pointer(s);
+        IntPtr pgx = CudaFunction.Pointer(gx);
+        int tt = (int)t;
+        int h = heads;
+        int d = headDim;
+        IntPtr* args = stackalloc IntPtr[7];
+        args[0] = (IntPtr)(&pg);
+        args[1] = (IntPtr)(&pc);
+        args[2] = (IntPtr)(&ps);
+        args[3] = (IntPtr)(&pgx);
+        args[4] = (IntPtr)(&tt);
+        args[5] = (IntPtr)(&h);
+        args[6] = (IntPtr)(&d);
+        f.Launch((uint)(b * t), (uint)heads, 1, (uint)(headDim / 2), args);
+        return gx.MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -124,6 +124,14 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         {
             (q, k, v) = (fq, fk, fv);
         }
+        else if (UseFusedKernels && !inference && Cuda.FusedOps.Rotary(qp, ctx.Cos, ctx.Sin, heads, headDim) is Tensor rq
+            && Cuda.FusedOps.Rotary(kp, ctx.Cos, ctx.Sin, kvHeads, headDim) is Tensor rk)
+        {
+            // Training: one kernel each way per projection where HF's rotate_half takes five forward and eight backward
+            // (bit-identical values and gradients).
+            (q, k) = (rq, rk);
+            v = vp.view(b, t, kvHeads, headDim).transpose(1, 2);
+        }
         else
         {
             q = RotaryEmbedding.Apply(qp.view(b, t, heads, headDim).transpose(1, 2), ctx.Cos, ctx.Sin);

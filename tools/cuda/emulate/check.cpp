@@ -187,6 +187,43 @@ static void rope_into_cache()
     expect(bad == 0, "rope_split_bf16 into a KV cache slot = the plain layout at that slot, other slots untouched: " + std::to_string(bad) + " differ");
 }
 
+// Training's RoPE: the forward as rope_split_bf16 lays out q (strided rows), the backward against autograd's op sequence
+// over whole tensors: P = bf16(g·cos), R = bf16(g·sin) (the gradient of cat(−x2, x1)), x1 takes R[D/2:], x2 takes
+// −R[:D/2] through neg, and the slices' gradients are summed into P in bf16.
+static void rope_training()
+{
+    const int B = 2, T = 3, H = 4, D = 8, stride = H * D + 8; // rows padded: a strided column slice
+    auto xs = random_bf16(B * T * stride), cs = random_bf16(B * T * D), sn = random_bf16(B * T * D);
+    std::vector<bf16> out(B * H * T * D), ref(out.size()), k(B * H * T * D), v(B * H * T * D);
+    launch(Launch::Sequential, B * T, H, D / 2, [&] {
+        m_fused::rope_fwd_bf16(xs.data(), stride, cs.data(), sn.data(), out.data(), T, H, D); });
+    launch(Launch::Sequential, B * T, H, D / 2, [&] {
+        m_fused::rope_split_bf16(xs.data(), xs.data(), xs.data(), stride, stride, stride, cs.data(), sn.data(), ref.data(), k.data(), v.data(), T, H, 0, D, T, nullptr); });
+    long long bad = out != ref;
+    auto g = random_bf16(B * H * T * D);
+    std::vector<bf16> gx(B * T * H * D, 0xeeee);
+    launch(Launch::Sequential, B * T, H, D / 2, [&] {
+        m_fused::rope_bwd_bf16(g.data(), cs.data(), sn.data(), gx.data(), T, H, D); });
+    const int half = D / 2;
+    long long gbad = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++)
+            {
+                const bf16* gr = &g[(((size_t)b * H + h) * T + t) * D];
+                const bf16* c = &cs[((size_t)b * T + t) * D];
+                const bf16* sr = &sn[((size_t)b * T + t) * D];
+                std::vector<bf16> P(D), R(D), fromSlices(D);
+                for (int d = 0; d < D; d++) { P[d] = f2bf(bf2f(gr[d]) * bf2f(c[d])); R[d] = f2bf(bf2f(gr[d]) * bf2f(sr[d])); }
+                for (int d = 0; d < half; d++) fromSlices[d] = R[half + d];          // x1 = x[:half] is cat's second half
+                for (int d = 0; d < half; d++) fromSlices[half + d] = f2bf(-bf2f(R[d])); // x2 through neg, cat's first half
+                for (int d = 0; d < D; d++)
+                    gbad += gx[((size_t)(b * T + t) * H + h) * D + d] != f2bf(bf2f(P[d]) + bf2f(fromSlices[d]));
+            }
+    expect(bad == 0 && gbad == 0, "rope_fwd_bf16 = rope_split_bf16 on strided rows (" + std::to_string(bad) + " differ); rope_bwd_bf16 vs autograd's ops: "
+        + std::to_string(gbad) + " differ");
+}
+
 // Decoding attention against a double-precision reference (GQA, strided cache, a padded row, a fully masked row).
 static void decode_attention(int groups)
 {
@@ -412,6 +449,7 @@ int main()
     nf4(64 * 21, 64, true, true, 1);
     nf4(100 * 21, 100, false, true, 0);
     rope_into_cache();
+    rope_training();
     decode_attention(1);
     decode_attention(8);
     decode_attention(3);
