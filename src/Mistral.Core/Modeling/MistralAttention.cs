@@ -51,6 +51,14 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
     public bool UseFusedKernels { get; set; }
 
     /// <summary>
+    /// Whether a bfloat16 CUDA forward with autograd (training, and a checkpointed layer's no-grad first forward in
+    /// training mode) applies the rotary embedding with one fused kernel per projection each way instead of HF's
+    /// <c>rotate_half</c> ops: bit-identical values and gradients. Default true; set through
+    /// <see cref="MistralForCausalLM.UseFusedKernels"/> with the other training kernels.
+    /// </summary>
+    public bool UseFusedTrainingRotary { get; set; } = true;
+
+    /// <summary>
     /// Whether decoding steps (one new token per row, with a KV cache) in a bfloat16 CUDA forward without autograd rotate
     /// q/k/v in one fused kernel and attend with a fused kernel that reads the grouped key/value heads of the cache in
     /// place, with float32 scores and softmax — instead of libtorch's RoPE ops, repeated K/V and
@@ -124,7 +132,7 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         {
             (q, k, v) = (fq, fk, fv);
         }
-        else if (UseFusedKernels && !inference && Cuda.FusedOps.Rotary(qp, ctx.Cos, ctx.Sin, heads, headDim) is Tensor rq
+        else if (UseFusedTrainingRotary && !inference && Cuda.FusedOps.Rotary(qp, ctx.Cos, ctx.Sin, heads, headDim) is Tensor rq
             && Cuda.FusedOps.Rotary(kp, ctx.Cos, ctx.Sin, kvHeads, headDim) is Tensor rk)
         {
             // Training: one kernel each way per projection where HF's rotate_half takes five forward and eight backward

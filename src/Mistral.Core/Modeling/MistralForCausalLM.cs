@@ -71,8 +71,8 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
 
     /// <summary>
     /// Whether bfloat16 CUDA forwards use the fused kernels compiled at run time with NVRTC instead of the equivalent
-    /// libtorch ops: RMSNorm and the SiLU-gated product (forward, and backward in training), the LoRA combine (forward and
-    /// backward) and the 4-bit GEMV of QLoRA layers when generating. Same values (bit-identical, or up to float32
+    /// libtorch ops: RMSNorm and the SiLU-gated product (forward, and backward in training), the rotary embedding in
+    /// training, the LoRA combine (forward and backward) and the 4-bit GEMV of QLoRA layers when generating. Same values (bit-identical, or up to float32
     /// summation order). Setting it sets every such module's switch (not <see cref="UseFusedAttention"/>). Default true;
     /// where NVRTC is missing the libtorch ops run whatever the setting (see <see cref="FusedKernelStatus"/>).
     /// </summary>
@@ -90,6 +90,9 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
                         break;
                     case MistralMlp mlp:
                         mlp.UseFusedKernels = value;
+                        break;
+                    case MistralAttention attention:
+                        attention.UseFusedTrainingRotary = value; // its UseFusedKernels is UseFusedAttention's
                         break;
                     case IFusedKernelSwitch other:
                         other.UseFusedKernels = value;

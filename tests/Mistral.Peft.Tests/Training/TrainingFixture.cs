@@ -8,9 +8,9 @@ namespace Mistral.Peft.Tests.Training;
 /// <summary>A tiny random model with seeded LoRA adapters (no dropout, so runs are deterministic), and data for it.</summary>
 internal sealed class TrainingFixture : IDisposable
 {
-    public TrainingFixture(long seed = 1, bool allLinear = false)
+    public TrainingFixture(long seed = 1, bool allLinear = false, ScalarType dtype = ScalarType.Float32)
     {
-        Model = TinyModels.RandomModel(seed: seed);
+        Model = TinyModels.RandomModel(seed: seed, dtype: dtype);
         Lora = LoraInjector.Inject(Model, new LoraOptions
         {
             R = 4,
