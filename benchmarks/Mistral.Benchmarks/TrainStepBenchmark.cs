@@ -37,7 +37,8 @@ internal static class TrainStepBenchmark
         bool checkpointing = opts.Get("checkpointing", "true") == "true";
         // Like the trainer: the loss without full float32 logits (chunked lm_head + cross-entropy); false for the full logits.
         bool lossOnly = opts.Get("loss-only", "true") == "true";
-        ScalarType dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
+        // bf16 on CUDA; float32 on the CPU unless --dtype bf16 (to look at bf16 training's memory on a machine without a GPU).
+        ScalarType dtype = device.type == DeviceType.CUDA || opts.Get("dtype", "") == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
 
         using var mem = new GpuMemory();
         bool memoryTrace = opts.Get("memory-trace", "false") == "true";
