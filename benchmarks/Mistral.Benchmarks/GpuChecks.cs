@@ -476,7 +476,10 @@ internal static class GpuChecks
 
         var (y0, g0) = Run(false);
         var (y1, g1) = Run(true);
-        long yd = y1.ne(y0).sum().item<long>(), gd = g1.ne(g0).sum().item<long>();
+        // Bits, not values: −0 and +0 compare equal as numbers.
+        static long Differ(Tensor a, Tensor b) => a.ne(b).logical_or(a.signbit().ne(b.signbit())).sum().item<long>();
+        long yd = Differ(y1, y0);
+        long gd = Differ(g1, g0);
         Record($"training RoPE fused vs rotate_half under autograd ([{b}, {t}, {heads} x {d}], strided rows): values and input gradients",
             yd == 0 && gd == 0 && y1.is_contiguous(), $"elements differing: values {yd}, gradients {gd}");
     }

@@ -100,7 +100,8 @@ internal static class FusedOps
 
         // Its input gradient, as autograd forms it through HF's ops (x·cos + cat(−x2, x1)·sin): g·cos rounded to bf16,
         // plus g·sin rounded to bf16 and moved back through cat, neg and the two slices (j takes g[j+D/2]·sin[j+D/2],
-        // j+D/2 takes −g[j]·sin[j]), the two summed in bf16. g is [B, H, T, D] contiguous; gx [B*T, H*D] contiguous.
+        // j+D/2 takes −g[j]·sin[j]), summed in bf16 with the zero-filled gradient of the other slice (so a zero is +0).
+        // g is [B, H, T, D] contiguous; gx [B*T, H*D] contiguous.
         extern "C" __global__ void rope_bwd_bf16(const unsigned short* g, const unsigned short* cos, const unsigned short* sin,
             unsigned short* gx, int T, int H, int D)
         {
@@ -120,8 +121,9 @@ internal static class FusedOps
             float q0 = bf2f(f2bf(__fmul_rn(g2, bf2f(s[j + half]))));
             float p1 = bf2f(f2bf(__fmul_rn(g2, bf2f(c[j + half]))));
             float q1 = bf2f(f2bf(__fmul_rn(g1, bf2f(s[j]))));
-            dst[j] = f2bf(__fadd_rn(p0, q0));
-            dst[j + half] = f2bf(__fadd_rn(p1, -q1));
+            // + 0: autograd also adds the other slice's zero-filled gradient, which turns a −0 sum into +0.
+            dst[j] = f2bf(__fadd_rn(__fadd_rn(p0, q0), 0.0f));
+            dst[j + half] = f2bf(__fadd_rn(__fadd_rn(p1, -q1), 0.0f));
         }
 
         // RMSNorm backward with a frozen weight: the gradient of x through HF's ops (mul by w in bf16, cast, x·r, rsqrt,

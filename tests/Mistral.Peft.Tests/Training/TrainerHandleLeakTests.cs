@@ -20,7 +20,11 @@ public class TrainerHandleLeakTests(Xunit.Abstractions.ITestOutputHelper output)
     [InlineData(true, 0.3, true, false, false)]
     [InlineData(true, 0.3, false, true, false)]
     [InlineData(false, null, true, true, false)]
-    [InlineData(true, 0.3, false, false, true)] // bf16 model, all-linear LoRA: float32 adapters over bf16 inputs (LoraInputProjectionFunction)
+    // bf16 model, all-linear LoRA: float32 adapters over bf16 inputs (LoraInputProjectionFunction). The checkpointed case
+    // fails on the input-lifting leak fixed in 71b74c5; without checkpointing the lifted handle only reached a scope that
+    // still ends with the step, so that case is coverage, and LoraInputProjectionTests.LeavesTheCallersInputInTheCallersScope
+    // guards it.
+    [InlineData(true, 0.3, false, false, true)]
     [InlineData(false, 0.3, false, false, true)]
     public void TheLiveTensorCountStaysFlatOverTwentySteps(bool checkpointing, double? maxGradNorm, bool completion, bool full, bool bf16)
     {

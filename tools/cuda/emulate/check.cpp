@@ -201,6 +201,8 @@ static void rope_training()
         m_fused::rope_split_bf16(xs.data(), xs.data(), xs.data(), stride, stride, stride, cs.data(), sn.data(), ref.data(), k.data(), v.data(), T, H, 0, D, T, nullptr); });
     long long bad = out != ref;
     auto g = random_bf16(B * H * T * D);
+    // −0 gradients in the first row with cos = sin = 1 there: (−0)·c + (−0)·s sums to −0 before the zero fill.
+    for (int d = 0; d < D; d++) { g[d] = 0x8000; cs[d] = 0x3f80; sn[d] = 0x3f80; }
     std::vector<bf16> gx(B * T * H * D, 0xeeee);
     launch(Launch::Sequential, B * T, H, D / 2, [&] {
         m_fused::rope_bwd_bf16(g.data(), cs.data(), sn.data(), gx.data(), T, H, D); });
@@ -217,8 +219,9 @@ static void rope_training()
                 for (int d = 0; d < D; d++) { P[d] = f2bf(bf2f(gr[d]) * bf2f(c[d])); R[d] = f2bf(bf2f(gr[d]) * bf2f(sr[d])); }
                 for (int d = 0; d < half; d++) fromSlices[d] = R[half + d];          // x1 = x[:half] is cat's second half
                 for (int d = 0; d < half; d++) fromSlices[half + d] = f2bf(-bf2f(R[d])); // x2 through neg, cat's first half
+                // The third term is the other slice's zero-filled gradient: a −0 sum becomes +0, compared bit for bit.
                 for (int d = 0; d < D; d++)
-                    gbad += gx[((size_t)(b * T + t) * H + h) * D + d] != f2bf(bf2f(P[d]) + bf2f(fromSlices[d]));
+                    gbad += gx[((size_t)(b * T + t) * H + h) * D + d] != f2bf((bf2f(P[d]) + bf2f(fromSlices[d])) + 0.0f);
             }
     expect(bad == 0 && gbad == 0, "rope_fwd_bf16 = rope_split_bf16 on strided rows (" + std::to_string(bad) + " differ); rope_bwd_bf16 vs autograd's ops: "
         + std::to_string(gbad) + " differ");
