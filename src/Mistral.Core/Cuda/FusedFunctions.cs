@@ -87,7 +87,7 @@ internal sealed class RotaryFunction : autograd.SingleTensorFunction<RotaryFunct
         ctx.save_for_backward([cos, sin]);
         ctx.save_data("heads", heads);
         ctx.save_data("headDim", headDim);
-        return FusedOps.RotaryForward(FusedOps.Function(xp, "rope_fwd_bf16"), xp, cos, sin, heads, headDim);
+        return FusedOps.RotaryForward(FusedOps.Function(xp, "rope_split_bf16"), xp, cos, sin, heads, headDim);
     }
 
     /// <inheritdoc />

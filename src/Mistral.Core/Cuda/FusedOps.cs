@@ -73,32 +73,8 @@ internal static class FusedOps
             dst[j + half] = f2bf(__fadd_rn(a1, b1));
         }
 
-        // Training's rotary embedding of one projection: x's rows ([B*T, H*D], row stride x_stride) rotated into
-        // out [B, H, T, D], rounded as rope_split_bf16 (and libtorch's bf16 ops) round. Grid (B*T, H), D/2 threads.
-        extern "C" __global__ void rope_fwd_bf16(const unsigned short* x, long long x_stride, const unsigned short* cos,
-            const unsigned short* sin, unsigned short* out, int T, int H, int D)
-        {
-            int row = blockIdx.x;
-            int head = blockIdx.y;
-            int j = threadIdx.x;
-            int half = D / 2;
-            int b = row / T;
-            int t = row % T;
-            const unsigned short* src = x + row * x_stride + head * D;
-            unsigned short* dst = out + (((long long)b * H + head) * T + t) * D;
-            const unsigned short* c = cos + (long long)row * D;
-            const unsigned short* s = sin + (long long)row * D;
-            float x1 = bf2f(src[j]);
-            float x2 = bf2f(src[j + half]);
-            float a0 = bf2f(f2bf(__fmul_rn(x1, bf2f(c[j]))));
-            float b0 = bf2f(f2bf(__fmul_rn(-x2, bf2f(s[j]))));
-            float a1 = bf2f(f2bf(__fmul_rn(x2, bf2f(c[j + half]))));
-            float b1 = bf2f(f2bf(__fmul_rn(x1, bf2f(s[j + half]))));
-            dst[j] = f2bf(__fadd_rn(a0, b0));
-            dst[j + half] = f2bf(__fadd_rn(a1, b1));
-        }
-
-        // Its input gradient, as autograd forms it through HF's ops (x·cos + cat(−x2, x1)·sin): g·cos rounded to bf16,
+        // The input gradient of training's rotary embedding (rope_split_bf16 over one projection, KV = 0), as autograd
+        // forms it through HF's ops (x·cos + cat(−x2, x1)·sin): g·cos rounded to bf16,
         // plus g·sin rounded to bf16 and moved back through cat, neg and the two slices (j takes g[j+D/2]·sin[j+D/2],
         // j+D/2 takes −g[j]·sin[j]), summed in bf16 with the zero-filled gradient of the other slice (so a zero is +0).
         // g is [B, H, T, D] contiguous; gx [B*T, H*D] contiguous.
@@ -375,7 +351,7 @@ internal static class FusedOps
         }
         """;
 
-    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "rope_fwd_bf16", "rope_bwd_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16", "decode_attention_bf16", "gemv_bf16");
+    private static readonly CudaModule Module = new("mistral_fused", Source, "rms_norm_bf16", "rope_split_bf16", "rope_bwd_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16", "decode_attention_bf16", "gemv_bf16");
 
     /// <summary>Why the fused kernels are or are not in use.</summary>
     public static string Status => Module.Status;
@@ -539,7 +515,7 @@ internal static class FusedOps
     /// <paramref name="slots"/> (int64 [T]) k and v are written straight into the cache at those slots (what
     /// <c>index_copy_</c> would do) and the cache tensors are returned as K and V.
     /// </summary>
-    public static unsafe (Tensor Q, Tensor K, Tensor V)? RotaryHeads(Tensor qp, Tensor kp, Tensor vp, Tensor cos, Tensor sin, int heads, int kvHeads, int headDim,
+    public static (Tensor Q, Tensor K, Tensor V)? RotaryHeads(Tensor qp, Tensor kp, Tensor vp, Tensor cos, Tensor sin, int heads, int kvHeads, int headDim,
         Tensor? cacheKeys = null, Tensor? cacheValues = null, Tensor? slots = null)
     {
         if (!Applies(qp) || !Applies(kp) || !Applies(vp) || cos.dtype != ScalarType.BFloat16 || sin.dtype != ScalarType.BFloat16
@@ -574,18 +550,64 @@ internal static class FusedOps
         Tensor v = intoCache ? cacheValues! : empty([b, kvHeads, t, headDim], ScalarType.BFloat16, qp.device);
         int kvLength = intoCache ? (int)cacheKeys!.size(2) : (int)t;
         IntPtr pSlots = intoCache ? CudaFunction.Pointer(slots!) : IntPtr.Zero;
+        LaunchRopeSplit(f, qp, kp, vp, c, s, q, k, v, heads, kvHeads, headDim, kvLength, pSlots);
+        return intoCache ? (q.MoveToOuterDisposeScope(), k, v) : (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Training's rotary embedding of one projection <paramref name="xp"/> ([B, T, heads·D], rows possibly strided) into a
+    /// new [B, heads, T, D] tensor, forward and input gradient one kernel each, bit-identical to
+    /// <see cref="Modeling.RotaryEmbedding.Apply"/> over <c>xp.view(B, T, heads, D).transpose(1, 2)</c>; or null where it does not
+    /// apply (not CUDA bf16, cos/sin not [B, T, D] bf16, an odd or over-large head size).
+    /// </summary>
+    public static Tensor? Rotary(Tensor xp, Tensor cos, Tensor sin, int heads, int headDim)
+    {
+        if (!IsCudaBf16(xp) || cos.dtype != ScalarType.BFloat16 || sin.dtype != ScalarType.BFloat16 || headDim % 2 != 0 || headDim > 2048
+            || heads <= 0 || heads > 65535 || !Module.TryGetFunction(xp, "rope_split_bf16", out CudaFunction f))
+        {
+            return null;
+        }
+
+        long b = xp.size(0);
+        long t = xp.size(1);
+        if (!RowsOf(xp, b, t, (long)heads * headDim) || b * t > int.MaxValue || b * t == 0 || cos.dim() != 3 || !SameSizes(cos, sin)
+            || cos.size(0) != b || cos.size(1) != t || cos.size(2) != headDim || !cos.device.IsSameDevice(xp.device) || !sin.device.IsSameDevice(xp.device))
+        {
+            return null;
+        }
+
+        return NeedsGrad(xp) ? RotaryFunction.apply(xp, cos, sin, heads, headDim) : RotaryForward(f, xp, cos, sin, heads, headDim);
+    }
+
+    // rope_split_bf16 over one projection: its q rows are xp's, no k or v heads (KV = 0, so the k/v arguments are unused).
+    internal static Tensor RotaryForward(CudaFunction f, Tensor xp, Tensor cos, Tensor sin, int heads, int headDim)
+    {
+        using var scope = NewDisposeScope();
+        Tensor c = cos.is_contiguous() ? cos : cos.contiguous();
+        Tensor s = sin.is_contiguous() ? sin : sin.contiguous();
+        Tensor output = empty([xp.size(0), heads, xp.size(1), headDim], ScalarType.BFloat16, xp.device);
+        LaunchRopeSplit(f, xp, xp, xp, c, s, output, output, output, heads, 0, headDim, (int)xp.size(1), IntPtr.Zero);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    // rope_split_bf16 over the rows of qp/kp/vp ([B, T, *], rows possibly strided) with contiguous [B, T, D] cos and sin:
+    // q [B, heads, T, D], and k, v [B, kvHeads, kvLength, D] at slot t, or at slots[t] when slots is not null.
+    private static unsafe void LaunchRopeSplit(CudaFunction f, Tensor qp, Tensor kp, Tensor vp, Tensor cos, Tensor sin, Tensor q, Tensor k, Tensor v,
+        int heads, int kvHeads, int headDim, int kvLength, IntPtr slots)
+    {
         IntPtr pqs = CudaFunction.Pointer(qp);
         IntPtr pks = CudaFunction.Pointer(kp);
         IntPtr pvs = CudaFunction.Pointer(vp);
         long qStride = qp.stride(1);
         long kStride = kp.stride(1);
         long vStride = vp.stride(1);
-        IntPtr pc = CudaFunction.Pointer(c);
-        IntPtr ps = CudaFunction.Pointer(s);
+        IntPtr pc = CudaFunction.Pointer(cos);
+        IntPtr ps = CudaFunction.Pointer(sin);
         IntPtr pq = CudaFunction.Pointer(q);
         IntPtr pk = CudaFunction.Pointer(k);
         IntPtr pv = CudaFunction.Pointer(v);
-        int tt = (int)t;
+        long rows = qp.size(0) * qp.size(1);
+        int tt = (int)qp.size(1);
         int h = heads;
         int kv = kvHeads;
         int d = headDim;
@@ -606,63 +628,8 @@ internal static class FusedOps
         args[13] = (IntPtr)(&kv);
         args[14] = (IntPtr)(&d);
         args[15] = (IntPtr)(&kvLength);
-        args[16] = (IntPtr)(&pSlots);
-        f.Launch((uint)(b * t), (uint)(heads + (2 * kvHeads)), 1, (uint)(headDim / 2), args);
-        return intoCache ? (q.MoveToOuterDisposeScope(), k, v) : (q.MoveToOuterDisposeScope(), k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
-    }
-
-    /// <summary>
-    /// Training's rotary embedding of one projection <paramref name="xp"/> ([B, T, heads·D], rows possibly strided) into a
-    /// new [B, heads, T, D] tensor, forward and input gradient one kernel each, bit-identical to
-    /// <see cref="Modeling.RotaryEmbedding.Apply"/> over <c>xp.view(B, T, heads, D).transpose(1, 2)</c>; or null where it does not
-    /// apply (not CUDA bf16, cos/sin not [B, T, D] bf16, an odd or over-large head size).
-    /// </summary>
-    public static Tensor? Rotary(Tensor xp, Tensor cos, Tensor sin, int heads, int headDim)
-    {
-        if (!IsCudaBf16(xp) || cos.dtype != ScalarType.BFloat16 || sin.dtype != ScalarType.BFloat16 || headDim % 2 != 0 || headDim > 2048
-            || heads <= 0 || heads > 65535 || !Module.TryGetFunction(xp, "rope_fwd_bf16", out CudaFunction f))
-        {
-            return null;
-        }
-
-        long b = xp.size(0);
-        long t = xp.size(1);
-        if (!RowsOf(xp, b, t, (long)heads * headDim) || b * t > int.MaxValue || b * t == 0 || cos.dim() != 3 || !SameSizes(cos, sin)
-            || cos.size(0) != b || cos.size(1) != t || cos.size(2) != headDim || !cos.device.IsSameDevice(xp.device) || !sin.device.IsSameDevice(xp.device))
-        {
-            return null;
-        }
-
-        return NeedsGrad(xp) ? RotaryFunction.apply(xp, cos, sin, heads, headDim) : RotaryForward(f, xp, cos, sin, heads, headDim);
-    }
-
-    internal static unsafe Tensor RotaryForward(CudaFunction f, Tensor xp, Tensor cos, Tensor sin, int heads, int headDim)
-    {
-        using var scope = NewDisposeScope();
-        long b = xp.size(0);
-        long t = xp.size(1);
-        Tensor c = cos.is_contiguous() ? cos : cos.contiguous();
-        Tensor s = sin.is_contiguous() ? sin : sin.contiguous();
-        Tensor output = empty([b, heads, t, headDim], ScalarType.BFloat16, xp.device);
-        IntPtr px = CudaFunction.Pointer(xp);
-        long stride = xp.stride(1);
-        IntPtr pc = CudaFunction.Pointer(c);
-        IntPtr ps = CudaFunction.Pointer(s);
-        IntPtr po = CudaFunction.Pointer(output);
-        int tt = (int)t;
-        int h = heads;
-        int d = headDim;
-        IntPtr* args = stackalloc IntPtr[8];
-        args[0] = (IntPtr)(&px);
-        args[1] = (IntPtr)(&stride);
-        args[2] = (IntPtr)(&pc);
-        args[3] = (IntPtr)(&ps);
-        args[4] = (IntPtr)(&po);
-        args[5] = (IntPtr)(&tt);
-        args[6] = (IntPtr)(&h);
-        args[7] = (IntPtr)(&d);
-        f.Launch((uint)(b * t), (uint)heads, 1, (uint)(headDim / 2), args);
-        return output.MoveToOuterDisposeScope();
+        args[16] = (IntPtr)(&slots);
+        f.Launch((uint)rows, (uint)(heads + (2 * kvHeads)), 1, (uint)(headDim / 2), args);
     }
 
     internal static unsafe Tensor RotaryBackward(Tensor gradOutput, Tensor cos, Tensor sin, int heads, int headDim)
