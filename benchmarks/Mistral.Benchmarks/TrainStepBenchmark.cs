@@ -56,10 +56,11 @@ internal static class TrainStepBenchmark
         if (qlora && checkpoint.Length > 0)
         {
             // Straight from a bf16 checkpoint into NF4, layer by layer: no bf16 copy of the model ever sits on the device.
-            model = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device }).Model;
+            var loaded = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device });
+            model = loaded.Model;
             if (memoryTrace)
             {
-                Console.WriteLine($"memory after loading (process): {GpuMemory.CurrentMiB()} MiB; model tensors {ModelBytes(model) / 1048576.0:F0} MiB");
+                Console.WriteLine($"memory after loading (process): {GpuMemory.CurrentMiB()} MiB; model tensors {loaded.TotalBytes / 1048576.0:F0} MiB");
             }
 
             config = model.Config;
