@@ -60,6 +60,25 @@ internal static class Nf4FixtureCheck
 
             Compare("deq_dq_f32", dq.Dequantize(ScalarType.Float32), Raw("deq_dq_f32"));
             Compare("deq_dq_bf16", dq.Dequantize(ScalarType.BFloat16), Raw("deq_dq_bf16"));
+
+            // The loader's staged path: the weight in host memory, sent to the device one chunk at a time (small chunks
+            // here, so most cases span several), quantized there with double quantization.
+            if (device.type != DeviceType.CPU)
+            {
+                using var staged = Nf4Tensor.Quantize(input.cpu(), new Nf4Options { BlockSize = bs }, 4L * bs, device);
+                if (staged.Packed.device.type != device.type)
+                {
+                    mismatches.Add($"{name}.staged_device");
+                }
+
+                Compare("staged_packed", staged.Packed, Raw("packed"));
+                Compare("staged_absmax_u8", staged.Absmax, Raw("absmax_u8"));
+                Compare("staged_nested_absmax", staged.NestedAbsmax!, Raw("nested_absmax"));
+                if (BitConverter.SingleToUInt32Bits(staged.NestedOffset) != c.GetProperty("offset_f32_bits").GetUInt32())
+                {
+                    mismatches.Add($"{name}.staged_offset");
+                }
+            }
         }
 
         Console.WriteLine(mismatches.Count == 0

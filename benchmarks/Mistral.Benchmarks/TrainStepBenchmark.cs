@@ -56,11 +56,13 @@ internal static class TrainStepBenchmark
         if (qlora && checkpoint.Length > 0)
         {
             // Straight from a bf16 checkpoint into NF4, layer by layer: no bf16 copy of the model ever sits on the device.
-            var loaded = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device });
+            // --stage-host false reads each projection whole to the device before quantizing it (the loader's old way).
+            bool stageOnHost = opts.Get("stage-host", "true") == "true";
+            var loaded = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device, StageOnHost = stageOnHost });
             model = loaded.Model;
             if (memoryTrace)
             {
-                Console.WriteLine($"memory after loading (process): {GpuMemory.CurrentMiB()} MiB; model tensors {loaded.TotalBytes / 1048576.0:F0} MiB");
+                Console.WriteLine($"memory after loading (process, staged on host: {stageOnHost}, {loaded.Elapsed.TotalSeconds:F1} s): {GpuMemory.CurrentMiB()} MiB; model tensors {loaded.TotalBytes / 1048576.0:F0} MiB");
             }
 
             config = model.Config;

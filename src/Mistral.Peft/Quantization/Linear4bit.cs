@@ -157,6 +157,19 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
         return new Linear4bit(nf4, bias, options.ComputeDtype, "Linear4bit", adoptWeight: true);
     }
 
+    /// <summary>
+    /// <see cref="FromLinear(Tensor, Tensor?, Nf4Options?)"/> with the layer built on <paramref name="device"/>: a host
+    /// weight is sent there one quantization chunk at a time (the device never holds it in full precision); the bias,
+    /// if any, must already be on <paramref name="device"/>.
+    /// </summary>
+    internal static Linear4bit FromLinear(Tensor weight, Tensor? bias, Nf4Options options, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        options = options.Validate();
+        using var nf4 = Nf4Tensor.Quantize(weight, options, Nf4Kernels.DefaultChunkElements, device);
+        return new Linear4bit(nf4, bias, options.ComputeDtype, "Linear4bit", adoptWeight: true);
+    }
+
     /// <summary>Builds a layer from an already quantized weight (e.g. read with <see cref="Nf4Tensor.FromBitsAndBytesState(IReadOnlyDictionary{string, Tensor}, string)"/>); the tensors are copied.</summary>
     /// <param name="weight">The NF4 weight <c>[out, in]</c>.</param>
     /// <param name="bias">Optional bias.</param>

@@ -22,8 +22,16 @@ internal static class Nf4Kernels
     /// float32 temporaries never exceed a few chunks whatever the weight's size. Every value depends only on its own
     /// block, so the result is the same bit for bit for any chunk size.
     /// </summary>
+    /// <param name="weight">The values, flattened row-major into blocks.</param>
+    /// <param name="blockSize">Elements per block.</param>
+    /// <param name="chunkElements">Elements quantized at a time (rounded down to whole blocks).</param>
+    /// <param name="target">
+    /// Device of the outputs and of the work; null means the weight's. When it differs from the weight's device, each chunk
+    /// is copied there on its own, so the target never holds more of the weight than one chunk (a host-resident weight
+    /// quantized on the GPU leaves no full-size transient in the GPU allocator's cache). Same bits either way.
+    /// </param>
     /// <returns>Packed codes uint8 [ceil(n/2), 1] and absmax float32 [ceil(n/blockSize)].</returns>
-    public static (Tensor Packed, Tensor Absmax) QuantizeNf4(Tensor weight, int blockSize, long chunkElements = DefaultChunkElements)
+    public static (Tensor Packed, Tensor Absmax) QuantizeNf4(Tensor weight, int blockSize, long chunkElements = DefaultChunkElements, Device? target = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkElements);
@@ -39,14 +47,17 @@ internal static class Nf4Kernels
         // Whole blocks per chunk; the block size is even (a power of two of at least 32), so every chunk but the
         // last starts and ends on a byte boundary of the packed output.
         long chunk = Math.Max(1, chunkElements / blockSize) * blockSize;
-        var packed = empty([(n + 1) / 2, 1], ScalarType.Byte, weight.device);
-        var absmax = empty([nb], ScalarType.Float32, weight.device);
-        using var thresholds = tensor(Nf4Codebook.ThresholdsArray(), device: weight.device);
+        Device device = target ?? weight.device;
+        bool stage = device.type != weight.device.type || device.index != weight.device.index;
+        var packed = empty([(n + 1) / 2, 1], ScalarType.Byte, device);
+        var absmax = empty([nb], ScalarType.Float32, device);
+        using var thresholds = tensor(Nf4Codebook.ThresholdsArray(), device: device);
         for (long start = 0; start < n; start += chunk)
         {
             using var chunkScope = NewDisposeScope();
             long length = Math.Min(chunk, n - start);
-            var (chunkPacked, chunkAbsmax) = QuantizeNf4Chunk(flat.slice(0, start, start + length, 1), blockSize, thresholds);
+            var values = flat.slice(0, start, start + length, 1);
+            var (chunkPacked, chunkAbsmax) = QuantizeNf4Chunk(stage ? values.to(device) : values, blockSize, thresholds);
             packed.slice(0, start / 2, (start + length + 1) / 2, 1).copy_(chunkPacked);
             absmax.slice(0, start / blockSize, (start + length + blockSize - 1) / blockSize, 1).copy_(chunkAbsmax);
         }

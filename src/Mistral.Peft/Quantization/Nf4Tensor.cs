@@ -98,7 +98,13 @@ public sealed class Nf4Tensor : IDisposable
         Quantize(weight, options, Nf4Kernels.DefaultChunkElements);
 
     /// <summary><see cref="Quantize(Tensor, Nf4Options?)"/> with the number of elements quantized at a time (rounded down to whole blocks).</summary>
-    internal static Nf4Tensor Quantize(Tensor weight, Nf4Options? options, long chunkElements)
+    internal static Nf4Tensor Quantize(Tensor weight, Nf4Options? options, long chunkElements) => Quantize(weight, options, chunkElements, null);
+
+    /// <summary>
+    /// <see cref="Quantize(Tensor, Nf4Options?)"/> with the result on <paramref name="target"/> (null: the weight's device):
+    /// a host weight is sent there one chunk at a time as it is quantized, so the target never holds it whole.
+    /// </summary>
+    internal static Nf4Tensor Quantize(Tensor weight, Nf4Options? options, long chunkElements, Device? target)
     {
         ArgumentNullException.ThrowIfNull(weight);
         options = (options ?? new Nf4Options()).Validate();
@@ -114,7 +120,7 @@ public sealed class Nf4Tensor : IDisposable
             Tensor packed, absmax;
             using (Tensor source = weight.detach())
             {
-                (packed, absmax) = Nf4Kernels.QuantizeNf4(source, options.BlockSize, chunkElements);
+                (packed, absmax) = Nf4Kernels.QuantizeNf4(source, options.BlockSize, chunkElements, target);
             }
 
             var dtype = options.WeightDtype ?? weight.dtype;
@@ -124,7 +130,7 @@ public sealed class Nf4Tensor : IDisposable
             }
 
             using var scope = NewDisposeScope();
-            var map = tensor(DynamicQuantizationMap.Create(), device: weight.device);
+            var map = tensor(DynamicQuantizationMap.Create(), device: absmax.device);
             var offsetTensor = absmax.mean();
             float offset = offsetTensor.cpu().item<float>();
             var (codes, nestedAbsmax) = Nf4Kernels.QuantizeBlockwise8(absmax - offsetTensor, map, options.NestedBlockSize);

@@ -26,6 +26,15 @@ public sealed record QuantizedLoadOptions
     public Device? Device { get; init; }
 
     /// <summary>
+    /// When the model is built on a GPU, read each projection weight into host memory and send it to the device one
+    /// quantization chunk (4 Mi elements) at a time, so the device never holds a full-precision projection (default
+    /// true). Reading whole weights to the device first (false) leaves their freed blocks in the CUDA caching
+    /// allocator's reserve, which is process memory the training that follows cannot always reuse. Same bits either way.
+    /// Ignored on the CPU.
+    /// </summary>
+    public bool StageOnHost { get; init; } = true;
+
+    /// <summary>
     /// Projections left in <see cref="DType"/> (bitsandbytes' <c>llm_int8_skip_modules</c>), matched by whole name
     /// segments: <c>down_proj</c> skips every <c>…mlp.down_proj</c>, <c>model.layers.0</c> skips layer 0's projections.
     /// <c>lm_head</c> is always skipped. Default: none.

@@ -368,11 +368,13 @@ public static class QuantizedModelLoader
     private static Linear4bit QuantizeStep(ModuleLoadStep step, CheckpointReader reader, QuantizedLoadOptions options, Device device)
     {
         string weightKey = step.Tensors.Single(t => t.Key == "weight").Value;
-        using Tensor weight = reader.Load(weightKey, options.DType, device);
+        // Staged: the full-precision weight stays in host memory and goes to the device one quantization chunk at a time.
+        bool stage = options.StageOnHost && device.type != DeviceType.CPU;
+        using Tensor weight = reader.Load(weightKey, options.DType, stage ? CPU : device);
         using Tensor? bias = step.Tensors.Any(t => t.Key == "bias")
             ? reader.Load(step.Tensors.Single(t => t.Key == "bias").Value, options.DType, device)
             : null;
-        return Linear4bit.FromLinear(weight, bias, options.Nf4);
+        return stage ? Linear4bit.FromLinear(weight, bias, options.Nf4, device) : Linear4bit.FromLinear(weight, bias, options.Nf4);
     }
 
     private static Linear4bit PrequantizedStep(ModuleLoadStep step, CheckpointReader reader, Device device, ScalarType computeDtype)
