@@ -58,11 +58,13 @@ internal static class TrainStepBenchmark
             // Straight from a bf16 checkpoint into NF4, layer by layer: no bf16 copy of the model ever sits on the device.
             // --stage-host false reads each projection whole to the device before quantizing it (the loader's old way).
             bool stageOnHost = opts.Get("stage-host", "true") == "true";
-            var loaded = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device, StageOnHost = stageOnHost });
+            // --host-embeddings true keeps the frozen embedding table in host memory (QuantizedLoadOptions.EmbeddingsOnHost).
+            bool hostEmbeddings = opts.Get("host-embeddings", "false") == "true";
+            var loaded = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device, StageOnHost = stageOnHost, EmbeddingsOnHost = hostEmbeddings });
             model = loaded.Model;
             if (memoryTrace)
             {
-                Console.WriteLine($"memory after loading (process, staged on host: {stageOnHost}, {loaded.Elapsed.TotalSeconds:F1} s): {GpuMemory.CurrentMiB()} MiB; model tensors {loaded.TotalBytes / 1048576.0:F0} MiB");
+                Console.WriteLine($"memory after loading (process, staged on host: {stageOnHost}, embeddings on host: {hostEmbeddings}, {loaded.Elapsed.TotalSeconds:F1} s): {GpuMemory.CurrentMiB()} MiB; model tensors {loaded.TotalBytes / 1048576.0:F0} MiB");
             }
 
             config = model.Config;

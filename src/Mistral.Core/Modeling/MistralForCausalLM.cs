@@ -66,8 +66,11 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
         set => model.GradientCheckpointing = value;
     }
 
-    /// <summary>The device of the embedding table.</summary>
-    public Device Device => parameters().First().device;
+    /// <summary>
+    /// The device the model computes on (its decoder's final norm's). The token embedding table may be kept in host memory
+    /// while everything else is on a GPU (a frozen table looked up row by row); see <see cref="TokenEmbedding"/>.
+    /// </summary>
+    public Device Device => model.ComputeDevice;
 
     /// <summary>
     /// Whether bfloat16 CUDA forwards use the fused kernels compiled at run time with NVRTC instead of the equivalent

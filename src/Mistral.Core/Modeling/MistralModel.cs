@@ -86,7 +86,7 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
         }
 
         using var scope = NewDisposeScope();
-        Device device = EmbeddingDevice();
+        Device device = ComputeDevice;
         if (!ids.device.IsSameDevice(device))
         {
             ids = ids.to(device);
@@ -139,8 +139,11 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
         return norm.forward(hidden).MoveToOuterDisposeScope();
     }
 
-    private Device EmbeddingDevice() =>
-        embedTokens is TokenEmbedding table ? table.Weight.device : embedTokens.parameters().First().device;
+    /// <summary>
+    /// The device the stack computes on: its final norm's. The embedding table may sit elsewhere (in host memory, see
+    /// <see cref="TokenEmbedding"/>); its lookups come back on this device.
+    /// </summary>
+    public Device ComputeDevice => norm.Weight.device;
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)

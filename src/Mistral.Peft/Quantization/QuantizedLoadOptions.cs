@@ -1,4 +1,5 @@
 using TorchSharp;
+using Mistral.Core.Modeling;
 using static TorchSharp.torch;
 
 namespace Mistral.Peft.Quantization;
@@ -33,6 +34,14 @@ public sealed record QuantizedLoadOptions
     /// Ignored on the CPU.
     /// </summary>
     public bool StageOnHost { get; init; } = true;
+
+    /// <summary>
+    /// Keep the token embedding table (<c>model.embed_tokens.weight</c>, 250 MiB in bf16 for Mistral-7B) in host memory
+    /// when the model is built on a GPU: each forward looks up its tokens' rows there and copies only those rows to the
+    /// device (16 MiB for 2,048 tokens). Same values; off by default. Meant for a frozen table (LoRA/QLoRA) under a tight
+    /// GPU memory budget; <see cref="MistralForCausalLM.Device"/> stays the GPU. Ignored on the CPU.
+    /// </summary>
+    public bool EmbeddingsOnHost { get; init; }
 
     /// <summary>
     /// Projections left in <see cref="DType"/> (bitsandbytes' <c>llm_int8_skip_modules</c>), matched by whole name

@@ -187,7 +187,8 @@ public static class QuantizedModelLoader
                     {
                         ModuleLoadKind.Quantize => QuantizeStep(step, reader, options, device),
                         ModuleLoadKind.Prequantized => PrequantizedStep(step, reader, device, computeDtype),
-                        _ => DenseStep(step, reader, config, options.DType, device),
+                        _ => DenseStep(step, reader, config, options.DType,
+                            options.EmbeddingsOnHost && step.Module is TokenEmbedding ? CPU : device),
                     };
                     replacement.eval();
                     using (ModuleTree.Replace(model, step.Name, replacement))
