@@ -5,7 +5,7 @@
 #   OUT=/some/dir [STEPS="hub_fixture gpucheck train_qlora hf_train ..."] bash tools/gpu_bench_all.sh [budget_seconds]
 # Steps (default: all, in this order): hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora
 #   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp
-#   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_qv_ckpt train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
+#   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
 # Appends each step's log to $OUT/all_steps.log as the step ends (a call cut short keeps what finished) and prints a summary last.
 set -u
 export PYTHONUNBUFFERED=1
@@ -15,7 +15,7 @@ S=$(date +%s)
 B="bash .gpu/run.sh Mistral.Benchmarks"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 case "$gpu" in *H200*) peak="--peak-gbs 4800 --peak-tflops 989";; *) peak="--peak-gbs 3350 --peak-tflops 989";; esac
-all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_qv_ckpt train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile"
+all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile"
 left() { echo $(( budget - ($(date +%s) - S) )); }
 step() { # name timeout command...
   local name=$1 t=$2; shift 2
@@ -55,6 +55,7 @@ run_step() {
     train_qlora_ckpt_unstaged) step train_qlora_ckpt_unstaged 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --stage-host false --fused-dropout true --memory-trace true $peak;;
     # A budgeted variant (reported apart from the like-for-like figure): the frozen embedding table in host memory.
     train_qlora_ckpt_hostemb) step train_qlora_ckpt_hostemb 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --host-embeddings true --breakdown true --fused-dropout true --memory-trace true $peak;;
+    train_qlora_ckpt_hostemb_exp) step train_qlora_ckpt_hostemb_exp 150 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --host-embeddings true --breakdown true --fused-dropout true --memory-trace true $peak;;
     train_qlora_ckpt_nodrop) step train_qlora_ckpt_nodrop 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --dropout 0 --memory-trace true $peak;;
     # The same with libtorch's caching allocator mapping memory in expandable segments (PyTorch's documented
     # PYTORCH_CUDA_ALLOC_CONF, read by the libtorch TorchSharp loads): less fragmentation, a lower peak.

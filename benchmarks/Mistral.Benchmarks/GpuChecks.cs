@@ -53,6 +53,7 @@ internal static class GpuChecks
             ("greedy decoding (bf16, batch 1)", () => DecodeCheck(device, quantized: false, rows: 1)),
             ("greedy decoding (nf4)", () => DecodeCheck(device, quantized: true)),
             ("padded batch", () => PaddedBatchCheck(device)),
+            ("embedding table in host memory", () => HostEmbeddingCheck(device)),
             ("gradient checkpointing", () => CheckpointingCheck(device)),
             ("fused training step", () => FusedTrainingCheck(device)),
             ("loss-only forward", () => LossOnlyCheck(device)),
@@ -610,6 +611,26 @@ internal static class GpuChecks
         using var alone = model.forward(new CausalLMInput(ids[1..2, 9..]));
         double rel = RelativeError(batch.Logits[1..2, 9..], alone.Logits);
         Record("bf16 padded attention: left-padded row vs the row alone", rel < 1e-2, $"relative error {rel:E2}");
+        model.Dispose();
+    }
+
+    // QuantizedLoadOptions.EmbeddingsOnHost's layout: the table in host memory, everything else on the GPU. The lookup
+    // happens on the host and only the rows move, so logits must be bit-identical and the model's Device stays CUDA.
+    private static void HostEmbeddingCheck(Device device)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = inference_mode();
+        MistralConfig config = SmallConfig();
+        var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
+        model.eval();
+        Tensor ids = randint(3, config.VocabSize, [2, 24], ScalarType.Int64, device);
+        using var onDevice = model.forward(new CausalLMInput(ids));
+        model.Model.EmbedTokens.to(CPU);
+        bool split = ((TokenEmbedding)model.Model.EmbedTokens).Weight.device.type == DeviceType.CPU && model.Device.type == DeviceType.CUDA;
+        using var onHost = model.forward(new CausalLMInput(ids));
+        long differ = onHost.Logits.ne(onDevice.Logits).sum().item<long>();
+        Record("embedding table in host memory vs on the GPU (bf16 forward)", split && differ == 0 && onHost.Logits.device.type == DeviceType.CUDA,
+            $"table on {((TokenEmbedding)model.Model.EmbedTokens).Weight.device}, model.Device {model.Device}; logits differing {differ} of {onHost.Logits.numel()}");
         model.Dispose();
     }
 

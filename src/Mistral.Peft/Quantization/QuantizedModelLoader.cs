@@ -420,7 +420,9 @@ public static class QuantizedModelLoader
                 .ToDictionary(x => x.name, x => x.Item2, StringComparer.Ordinal);
             foreach (var (local, key) in step.Tensors)
             {
-                using Tensor source = reader.Load(key, dtype, device);
+                // Read (and cast) in host memory and copy straight into the module's tensor: no second device-sized copy
+                // (250 MiB for Mistral-7B's embedding table and lm_head) passes through the GPU allocator's cache.
+                using Tensor source = reader.Load(key, dtype, CPU);
                 targets[local].copy_(source);
             }
 
