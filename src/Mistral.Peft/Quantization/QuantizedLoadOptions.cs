@@ -30,8 +30,8 @@ public sealed record QuantizedLoadOptions
     /// When the model is built on a GPU, read each projection weight into host memory and send it to the device one
     /// quantization chunk (4 Mi elements) at a time, so the device never holds a full-precision projection (default
     /// true). Reading whole weights to the device first (false) leaves their freed blocks in the CUDA caching
-    /// allocator's reserve, which is process memory the training that follows cannot always reuse. Same bits either way.
-    /// Ignored on the CPU.
+    /// allocator's reserve: for Mistral-7B on an H100, 96 MiB more process memory after loading (the training peak that
+    /// followed was the same). Same bits either way. Ignored on the CPU.
     /// </summary>
     public bool StageOnHost { get; init; } = true;
 
