@@ -35,6 +35,8 @@ internal sealed record PipelineSettings
 
     public Nf4Options? Nf4 { get; init; }
 
+    public bool EmbeddingsOnHost { get; init; }
+
     public string? AdapterFolder { get; init; }
 
     public bool QuantizeAdapterBase { get; init; }
