@@ -152,9 +152,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, Mistral.Core.Modelin
     public static Linear4bit FromLinear(Tensor weight, Tensor? bias = null, Nf4Options? options = null)
     {
         ArgumentNullException.ThrowIfNull(weight);
-        options = (options ?? new Nf4Options()).Validate();
-        using var nf4 = Nf4Tensor.Quantize(weight, options);
-        return new Linear4bit(nf4, bias, options.ComputeDtype, "Linear4bit", adoptWeight: true);
+        return FromLinear(weight, bias, options ?? new Nf4Options(), weight.device);
     }
 
     /// <summary>

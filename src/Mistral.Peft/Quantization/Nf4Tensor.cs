@@ -97,14 +97,12 @@ public sealed class Nf4Tensor : IDisposable
     public static Nf4Tensor Quantize(Tensor weight, Nf4Options? options = null) =>
         Quantize(weight, options, Nf4Kernels.DefaultChunkElements);
 
-    /// <summary><see cref="Quantize(Tensor, Nf4Options?)"/> with the number of elements quantized at a time (rounded down to whole blocks).</summary>
-    internal static Nf4Tensor Quantize(Tensor weight, Nf4Options? options, long chunkElements) => Quantize(weight, options, chunkElements, null);
-
     /// <summary>
-    /// <see cref="Quantize(Tensor, Nf4Options?)"/> with the result on <paramref name="target"/> (null: the weight's device):
-    /// a host weight is sent there one chunk at a time as it is quantized, so the target never holds it whole.
+    /// <see cref="Quantize(Tensor, Nf4Options?)"/> with the number of elements quantized at a time (rounded down to whole
+    /// blocks) and the result on <paramref name="target"/> (null: the weight's device): a host weight is sent there one
+    /// chunk at a time as it is quantized, so the target never holds it whole.
     /// </summary>
-    internal static Nf4Tensor Quantize(Tensor weight, Nf4Options? options, long chunkElements, Device? target)
+    internal static Nf4Tensor Quantize(Tensor weight, Nf4Options? options, long chunkElements, Device? target = null)
     {
         ArgumentNullException.ThrowIfNull(weight);
         options = (options ?? new Nf4Options()).Validate();

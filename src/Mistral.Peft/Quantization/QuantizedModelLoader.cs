@@ -375,7 +375,7 @@ public static class QuantizedModelLoader
         using Tensor? bias = step.Tensors.Any(t => t.Key == "bias")
             ? reader.Load(step.Tensors.Single(t => t.Key == "bias").Value, options.DType, device)
             : null;
-        return stage ? Linear4bit.FromLinear(weight, bias, options.Nf4, device) : Linear4bit.FromLinear(weight, bias, options.Nf4);
+        return Linear4bit.FromLinear(weight, bias, options.Nf4, device); // staged chunk by chunk when the weight is in host memory
     }
 
     private static Linear4bit PrequantizedStep(ModuleLoadStep step, CheckpointReader reader, Device device, ScalarType computeDtype)
