@@ -654,24 +654,46 @@ internal static class GpuChecks
         model.Dispose();
     }
 
-    // QuantizedLoadOptions.EmbeddingsOnHost's layout: the table in host memory, everything else on the GPU. The lookup
-    // happens on the host and only the rows move, so logits must be bit-identical and the model's Device stays CUDA.
+    // QuantizedLoadOptions.EmbeddingsOnHost, through the loader as a user reaches it: one small bf16 checkpoint loaded
+    // twice to CUDA, the table once on the GPU and once in host memory. The lookup happens on the host and only the rows
+    // move, so the logits must be bit-identical and the model's Device stays CUDA. (A module built on CUDA and then
+    // moved with nn.Module.to(CPU) would not do: TorchSharp's Module.to compares against the device it last moved to,
+    // CPU by default, and moves nothing.)
     private static void HostEmbeddingCheck(Device device)
     {
         using var scope = NewDisposeScope();
-        using var _ = inference_mode();
-        MistralConfig config = SmallConfig();
-        var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
-        model.eval();
-        Tensor ids = randint(3, config.VocabSize, [2, 24], ScalarType.Int64, device);
-        using var onDevice = model.forward(new CausalLMInput(ids));
-        model.Model.EmbedTokens.to(CPU);
-        bool split = ((TokenEmbedding)model.Model.EmbedTokens).Weight.device.type == DeviceType.CPU && model.Device.type == DeviceType.CUDA;
-        using var onHost = model.forward(new CausalLMInput(ids));
-        long differ = onHost.Logits.ne(onDevice.Logits).sum().item<long>();
-        Record("embedding table in host memory vs on the GPU (bf16 forward)", split && differ == 0 && onHost.Logits.device.type == DeviceType.CUDA,
-            $"table on {((TokenEmbedding)model.Model.EmbedTokens).Weight.device}, model.Device {model.Device}; logits differing {differ} of {onHost.Logits.numel()}");
-        model.Dispose();
+        string folder = Path.Combine(Path.GetTempPath(), $"mistral-hostemb-{Environment.ProcessId}");
+        try
+        {
+            MistralConfig config = SmallConfig();
+            using (var source = RandomWeights.Model(config, ScalarType.BFloat16, CPU))
+            {
+                Mistral.Core.Checkpoints.CheckpointLoader.Save(source, folder);
+            }
+
+            File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
+            QuantizedLoadOptions Options(bool onHost) => new() { Device = device, DType = ScalarType.BFloat16, EmbeddingsOnHost = onHost };
+            using var onGpu = QuantizedModelLoader.Load(folder, Options(false)).Model;
+            using var onHostModel = QuantizedModelLoader.Load(folder, Options(true)).Model;
+            using var _ = inference_mode();
+            Tensor ids = randint(3, config.VocabSize, [2, 24], ScalarType.Int64, device);
+            using var reference = onGpu.forward(new CausalLMInput(ids));
+            using var actual = onHostModel.forward(new CausalLMInput(ids));
+            var table = ((TokenEmbedding)onHostModel.Model.EmbedTokens).Weight.device;
+            bool split = table.type == DeviceType.CPU && onHostModel.Device.type == DeviceType.CUDA
+                && ((TokenEmbedding)onGpu.Model.EmbedTokens).Weight.device.type == DeviceType.CUDA;
+            long differ = actual.Logits.ne(reference.Logits).sum().item<long>();
+            Record("embedding table in host memory vs on the GPU (4-bit load of a bf16 checkpoint, forward)",
+                split && differ == 0 && actual.Logits.device.type == DeviceType.CUDA,
+                $"table on {table}, model.Device {onHostModel.Device}; logits differing {differ} of {actual.Logits.numel()}");
+        }
+        finally
+        {
+            if (Directory.Exists(folder))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
     }
 
     private static void FusedTrainingCheck(Device device)
