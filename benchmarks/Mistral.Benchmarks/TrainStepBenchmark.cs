@@ -104,7 +104,7 @@ internal static class TrainStepBenchmark
         if (memoryTrace)
         {
             long flatBytes = flat?.FlatGradients.Sum(g => 3 * g.numel() * g.element_size()) ?? 0; // gradients, first and second moments
-            Console.WriteLine($"tensors after setup: model with adapters {ModelBytes(model) / 1048576.0:F0} MiB, optimizer's flat gradients and moments {flatBytes / 1048576.0:F0} MiB");
+            Console.WriteLine($"tensors after setup: model with adapters {ModelBytes(model) / 1048576.0:F0} MiB, optimizer's gradients (flat) and moments {flatBytes / 1048576.0:F0} MiB");
         }
 
         mem.ResetPeak();

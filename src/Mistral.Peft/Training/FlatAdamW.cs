@@ -6,17 +6,18 @@ using static TorchSharp.torch;
 namespace Mistral.Peft.Training;
 
 /// <summary>
-/// TorchSharp's <see cref="AdamW"/> step, run over one flat buffer per parameter group instead of parameter by parameter.
-/// The gradients and the AdamW moments of a group are views into three flat buffers, so the moment updates, the
-/// denominator and the step are about ten kernels per group; only the final <c>p += Δ</c> (and a non-zero weight decay)
-/// still touches each parameter. LoRA trains hundreds of small tensors (448 for r 16 on all projections of Mistral-7B),
-/// where TorchSharp's per-parameter loop launches nine kernels each and dominates the host's time per step.
-/// The arithmetic per element is the optimizer's own, in its order (see <see cref="Step"/>), and the optimizer object
-/// keeps owning its state (the moments are views), so checkpoints and resume read and write it as before.
-/// On CUDA a float32 group takes one fused NVRTC kernel per step (<see cref="UseFusedKernel"/>): it updates every
-/// parameter and both moments in place, the same float32 operations in the same order as the libtorch ops it replaces,
-/// with no full-size temporaries (the op sequence holds three: √v, the denominator and the step) and no per-parameter
-/// launches; the CPU, other dtypes and a machine without NVRTC keep the op sequence.
+/// TorchSharp's <see cref="AdamW"/> step, run over one flat gradient buffer per parameter group instead of parameter by
+/// parameter. The gradients of a group are views into one flat buffer (which clipping reads as one tensor).
+/// On CUDA a float32 group takes one fused NVRTC kernel per step (<see cref="UseFusedKernel"/>): it finds each
+/// element's parameter through an offset table and updates the parameter and both moments in place, where the optimizer
+/// allocated them, with the same float32 operations in the same order as the libtorch ops it replaces, no full-size
+/// temporaries and no per-parameter launches. The CPU, other dtypes and a machine without NVRTC take the op sequence:
+/// the moments move into two more flat buffers (the states' moments become views of them) the first time it runs, so
+/// the moment updates, the denominator and the step are about ten kernels per group, and only the final <c>p += Δ</c>
+/// (and a non-zero weight decay) still touches each parameter. LoRA trains hundreds of small tensors (448 for r 16 on
+/// all projections of Mistral-7B), where TorchSharp's per-parameter loop launches nine kernels each and dominates the
+/// host's time per step. The arithmetic per element is the optimizer's own, in its order (see <see cref="Step"/>), and
+/// the optimizer object keeps owning its state, so checkpoints and resume read and write it as before.
 /// </summary>
 internal sealed class FlatAdamW : IDisposable
 {
@@ -35,15 +36,17 @@ internal sealed class FlatAdamW : IDisposable
             return lo;
         }
 
-        // One AdamW step over a group: grad, exp_avg and exp_avg_sq are the group's flat buffers (n elements), parameter k
-        // holds flat elements [offsets[k], offsets[k + 1]) at the device address param_ptrs[k]. Per element, in float32,
+        // One AdamW step over a group: grad is the group's flat gradient buffer (n elements); parameter k holds flat
+        // elements [offsets[k], offsets[k + 1]) at the device address ptrs[k], its first moment at ptrs[num_params + k]
+        // and its second at ptrs[2 * num_params + k] (the optimizer's own per-parameter tensors, or views of flat buffers:
+        // the kernel does not care where they live). Per element, in float32,
         // the libtorch CUDA ops of the op sequence in their order and rounding: p·decay (mul_, only when weight decay is
         // set), m·β₁ + (1 − β₁)·g (mul_, then add_ whose a + α·b is one fma), v·β₂ + (1 − β₂)·(g·g) (mul_, then addcmul_,
         // one fma over the rounded product), √v · (1/√(1 − β₂ᵗ)) (sqrt, then the division by a host scalar that libtorch
         // takes as a product with its float reciprocal) + ε, then p + (m / d)·step_size (div, mul_, add_). Four elements
         // per thread, a block's 4·blockDim elements strided by blockDim so each load and store is coalesced.
-        extern "C" __global__ void adamw_flat_f32(const float* grad, float* exp_avg, float* exp_avg_sq,
-            const long long* param_ptrs, const long long* offsets, int num_params, long long n, int has_decay, float decay,
+        extern "C" __global__ void adamw_flat_f32(const float* grad, const long long* ptrs, const long long* offsets,
+            int num_params, long long n, int has_decay, float decay,
             float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float inv_bias_correction2_sqrt,
             float eps, float step_size)
         {
@@ -54,15 +57,18 @@ internal sealed class FlatAdamW : IDisposable
                 long long i = base + (long long)j * blockDim.x;
                 if (i >= n) return;
                 k = adamw_param_of(offsets, k, num_params, i);
-                float* p = (float*)param_ptrs[k] + (i - offsets[k]);
+                long long e = i - offsets[k];
+                float* p = (float*)ptrs[k] + e;
+                float* pm = (float*)ptrs[num_params + k] + e;
+                float* pv = (float*)ptrs[2 * num_params + k] + e;
                 float g = grad[i];
                 float w = *p;
                 if (has_decay) w = __fmul_rn(w, decay);
-                float m = fmaf(one_minus_beta1, g, __fmul_rn(exp_avg[i], beta1));
-                float v = fmaf(one_minus_beta2, __fmul_rn(g, g), __fmul_rn(exp_avg_sq[i], beta2));
+                float m = fmaf(one_minus_beta1, g, __fmul_rn(*pm, beta1));
+                float v = fmaf(one_minus_beta2, __fmul_rn(g, g), __fmul_rn(*pv, beta2));
                 float d = __fadd_rn(__fmul_rn(__fsqrt_rn(v), inv_bias_correction2_sqrt), eps);
-                exp_avg[i] = m;
-                exp_avg_sq[i] = v;
+                *pm = m;
+                *pv = v;
                 *p = __fadd_rn(w, __fmul_rn(__fdiv_rn(m, d), step_size));
             }
         }
@@ -258,6 +264,7 @@ internal sealed class FlatAdamW : IDisposable
             }
 
             allFused = false;
+            g.EnsureFlatMoments();
             if (wd != 0)
             {
                 // p.mul_(1 − lr·wd), per parameter as the optimizer does (1.0 exactly when wd = 0, so skipped then).
@@ -267,13 +274,15 @@ internal sealed class FlatAdamW : IDisposable
                 }
             }
 
-            g.ExpAvg.mul_(beta1).add_(g.Grad, alpha: 1 - beta1);
-            g.ExpAvgSq.mul_(beta2).addcmul_(g.Grad, g.Grad, value: 1 - beta2);
-            Tensor denom = (g.ExpAvgSq.sqrt() / Math.Sqrt(biasCorrection2)).add_(eps);
+            Tensor expAvg = g.ExpAvg!;
+            Tensor expAvgSq = g.ExpAvgSq!;
+            expAvg.mul_(beta1).add_(g.Grad, alpha: 1 - beta1);
+            expAvgSq.mul_(beta2).addcmul_(g.Grad, g.Grad, value: 1 - beta2);
+            Tensor denom = (expAvgSq.sqrt() / Math.Sqrt(biasCorrection2)).add_(eps);
             double stepSize = -lr / biasCorrection1;
             Tensor delta = g.Grad.device.type == DeviceType.CUDA
-                ? g.ExpAvg.div(denom).mul_(stepSize)
-                : g.ExpAvg.mul(stepSize).div_(denom);
+                ? expAvg.div(denom).mul_(stepSize)
+                : expAvg.mul(stepSize).div_(denom);
             Tensor[] pieces = delta.split(g.Counts);
             for (int i = 0; i < pieces.Length; i++)
             {
@@ -318,8 +327,6 @@ internal sealed class FlatAdamW : IDisposable
         double eps, double wd, double biasCorrection1, double biasCorrection2)
     {
         IntPtr pgrad = CudaFunction.Pointer(g.Grad);
-        IntPtr pm = CudaFunction.Pointer(g.ExpAvg);
-        IntPtr pv = CudaFunction.Pointer(g.ExpAvgSq);
         IntPtr pptrs = CudaFunction.Pointer(pointers);
         IntPtr poffsets = CudaFunction.Pointer(offsets);
         int numParams = g.FlatParameters.Count;
@@ -333,23 +340,21 @@ internal sealed class FlatAdamW : IDisposable
         float invBiasCorrection2Sqrt = 1.0f / (float)Math.Sqrt(biasCorrection2);
         float epsilon = (float)eps;
         float stepSize = (float)(-lr / biasCorrection1);
-        IntPtr* args = stackalloc IntPtr[16];
+        IntPtr* args = stackalloc IntPtr[14];
         args[0] = (IntPtr)(&pgrad);
-        args[1] = (IntPtr)(&pm);
-        args[2] = (IntPtr)(&pv);
-        args[3] = (IntPtr)(&pptrs);
-        args[4] = (IntPtr)(&poffsets);
-        args[5] = (IntPtr)(&numParams);
-        args[6] = (IntPtr)(&n);
-        args[7] = (IntPtr)(&hasDecay);
-        args[8] = (IntPtr)(&decay);
-        args[9] = (IntPtr)(&b1);
-        args[10] = (IntPtr)(&oneMinusBeta1);
-        args[11] = (IntPtr)(&b2);
-        args[12] = (IntPtr)(&oneMinusBeta2);
-        args[13] = (IntPtr)(&invBiasCorrection2Sqrt);
-        args[14] = (IntPtr)(&epsilon);
-        args[15] = (IntPtr)(&stepSize);
+        args[1] = (IntPtr)(&pptrs);
+        args[2] = (IntPtr)(&poffsets);
+        args[3] = (IntPtr)(&numParams);
+        args[4] = (IntPtr)(&n);
+        args[5] = (IntPtr)(&hasDecay);
+        args[6] = (IntPtr)(&decay);
+        args[7] = (IntPtr)(&b1);
+        args[8] = (IntPtr)(&oneMinusBeta1);
+        args[9] = (IntPtr)(&b2);
+        args[10] = (IntPtr)(&oneMinusBeta2);
+        args[11] = (IntPtr)(&invBiasCorrection2Sqrt);
+        args[12] = (IntPtr)(&epsilon);
+        args[13] = (IntPtr)(&stepSize);
         if (n > 0)
         {
             const long perBlock = (long)ThreadsPerBlock * ElementsPerThread;
@@ -359,20 +364,22 @@ internal sealed class FlatAdamW : IDisposable
 
     private sealed class Group : IDisposable
     {
-        // The fused kernel's device tables (parameter addresses, offsets), made on its first step; null before, and
-        // tablesUnusable when the parameters share memory (the group then keeps the op sequence).
+        // The fused kernel's device tables, made on its first step: 3·P addresses (parameters, first moments, second
+        // moments) and the offsets; addresses is their host copy, compared each step so a moment replaced since (the op
+        // sequence's flat buffers, see EnsureFlatMoments) rebuilds the table. tablesUnusable when two ranges share memory
+        // or a moment is not a contiguous float32 tensor of its parameter's size (the group then keeps the op sequence).
         private Tensor? pointerTable;
         private Tensor? offsetTable;
+        private long[]? addresses;
+        private long[]? parameterAddresses;
         private bool tablesUnusable;
 
-        private Group(ParamGroup paramGroup, List<Parameter> parameters, List<AdamW.State> states, Tensor grad, Tensor expAvg, Tensor expAvgSq, long[] counts, List<Tensor> flatParameters)
+        private Group(ParamGroup paramGroup, List<Parameter> parameters, List<AdamW.State> states, Tensor grad, long[] counts, List<Tensor> flatParameters)
         {
             ParamGroup = paramGroup;
             Parameters = parameters;
             States = states;
             Grad = grad;
-            ExpAvg = expAvg;
-            ExpAvgSq = expAvgSq;
             Counts = counts;
             FlatParameters = flatParameters;
         }
@@ -385,9 +392,13 @@ internal sealed class FlatAdamW : IDisposable
 
         public Tensor Grad { get; }
 
-        public Tensor ExpAvg { get; }
+        // The moments as flat buffers (the states' moments are views of them): null until the op sequence first steps the
+        // group. The fused kernel reads each moment where the optimizer allocated it, so a group it steps never holds a
+        // second copy of its moments, and the optimizer's per-parameter moments are never freed into the caching
+        // allocator's small-block pool, which later large activations cannot reuse.
+        public Tensor? ExpAvg { get; private set; }
 
-        public Tensor ExpAvgSq { get; }
+        public Tensor? ExpAvgSq { get; private set; }
 
         public long[] Counts { get; }
 
@@ -395,9 +406,37 @@ internal sealed class FlatAdamW : IDisposable
         public List<Tensor> FlatParameters { get; }
 
         /// <summary>
-        /// The fused kernel's tables on the group's device, made on first use: each parameter's address (its 1-D view's,
-        /// which keeps the storage alive) and <see cref="Offsets"/> of <see cref="Counts"/>; false when the parameters
-        /// share memory.
+        /// Makes the flat moment buffers, copies the moments into them and makes the states' moments views of them (once).
+        /// </summary>
+        public void EnsureFlatMoments()
+        {
+            if (ExpAvg is not null)
+            {
+                return;
+            }
+
+            long total = Counts.Sum();
+            var first = Parameters[0];
+            Tensor expAvg = zeros([total], first.dtype, first.device).DetachFromDisposeScope();
+            Tensor expAvgSq = zeros([total], first.dtype, first.device).DetachFromDisposeScope();
+            long offset = 0;
+            for (int i = 0; i < Parameters.Count; i++)
+            {
+                long[] shape = Parameters[i].shape;
+                var s = States[i];
+                s.exp_avg = Rehome(s.exp_avg, expAvg, offset, Counts[i], shape);
+                s.exp_avg_sq = Rehome(s.exp_avg_sq, expAvgSq, offset, Counts[i], shape);
+                offset += Counts[i];
+            }
+
+            ExpAvg = expAvg;
+            ExpAvgSq = expAvgSq;
+        }
+
+        /// <summary>
+        /// The fused kernel's tables on the group's device: each parameter's address (its 1-D view's, which keeps the
+        /// storage alive), then each first and each second moment's, and <see cref="Offsets"/> of <see cref="Counts"/>;
+        /// false when ranges share memory or a moment is laid out otherwise than its parameter.
         /// </summary>
         public bool TryGetTables(out Tensor pointers, out Tensor offsets)
         {
@@ -407,18 +446,31 @@ internal sealed class FlatAdamW : IDisposable
                 return false;
             }
 
-            if (pointerTable is null || offsetTable is null)
+            int count = Parameters.Count;
+            parameterAddresses ??= [.. FlatParameters.Select(p => (long)CudaFunction.Pointer(p))];
+            var now = new long[3 * count];
+            parameterAddresses.CopyTo(now, 0);
+            for (int i = 0; i < count; i++)
             {
-                long[] addresses = [.. FlatParameters.Select(p => (long)CudaFunction.Pointer(p))];
-                if (!Disjoint(addresses, Counts, sizeof(float)))
+                now[count + i] = (long)CudaFunction.Pointer(States[i].exp_avg);
+                now[(2 * count) + i] = (long)CudaFunction.Pointer(States[i].exp_avg_sq);
+            }
+
+            if (pointerTable is null || offsetTable is null || addresses is null || !now.AsSpan().SequenceEqual(addresses))
+            {
+                long[] counts3 = [.. Counts, .. Counts, .. Counts];
+                bool laidOut = States.Select((s, i) => Matches(s.exp_avg, i) && Matches(s.exp_avg_sq, i)).All(ok => ok);
+                if (!laidOut || !Disjoint(now, counts3, sizeof(float)))
                 {
                     tablesUnusable = true;
                     return false;
                 }
 
                 using var scope = NewDisposeScope();
-                pointerTable = tensor(addresses).to(Grad.device).DetachFromDisposeScope();
-                offsetTable = tensor(Offsets(Counts)).to(Grad.device).DetachFromDisposeScope();
+                pointerTable?.Dispose();
+                pointerTable = tensor(now).to(Grad.device).DetachFromDisposeScope();
+                offsetTable ??= tensor(Offsets(Counts)).to(Grad.device).DetachFromDisposeScope();
+                addresses = now;
             }
 
             pointers = pointerTable;
@@ -432,8 +484,6 @@ internal sealed class FlatAdamW : IDisposable
             long total = counts.Sum();
             var first = parameters[0];
             Tensor grad = zeros([total], first.dtype, first.device).DetachFromDisposeScope();
-            Tensor expAvg = zeros([total], first.dtype, first.device).DetachFromDisposeScope();
-            Tensor expAvgSq = zeros([total], first.dtype, first.device).DetachFromDisposeScope();
             var flat = new List<Tensor>(parameters.Count);
             long offset = 0;
             for (int i = 0; i < parameters.Count; i++)
@@ -454,30 +504,11 @@ internal sealed class FlatAdamW : IDisposable
                     p.grad = view; // the parameter's gradient now shares the buffer (libtorch holds its own reference)
                 }
 
-                var s = states[i];
-                Tensor m;
-                using (Tensor mSlice = expAvg.narrow(0, offset, counts[i]))
-                {
-                    m = mSlice.view(shape).DetachFromDisposeScope();
-                }
-
-                m.copy_(s.exp_avg);
-                s.exp_avg.Dispose();
-                s.exp_avg = m;
-                Tensor v;
-                using (Tensor vSlice = expAvgSq.narrow(0, offset, counts[i]))
-                {
-                    v = vSlice.view(shape).DetachFromDisposeScope();
-                }
-
-                v.copy_(s.exp_avg_sq);
-                s.exp_avg_sq.Dispose();
-                s.exp_avg_sq = v;
                 flat.Add(p.view(-1).DetachFromDisposeScope());
                 offset += counts[i];
             }
 
-            return new Group(paramGroup, parameters, states, grad, expAvg, expAvgSq, counts, flat);
+            return new Group(paramGroup, parameters, states, grad, counts, flat);
         }
 
         public void Dispose()
@@ -496,10 +527,29 @@ internal sealed class FlatAdamW : IDisposable
             }
 
             Grad.Dispose();
-            ExpAvg.Dispose();
-            ExpAvgSq.Dispose();
+            ExpAvg?.Dispose();
+            ExpAvgSq?.Dispose();
             pointerTable?.Dispose();
             offsetTable?.Dispose();
         }
+
+        // A moment's values copied into its slice of a flat buffer; returns the slice (shaped as the parameter) and frees
+        // the moment.
+        private static Tensor Rehome(Tensor moment, Tensor buffer, long offset, long count, long[] shape)
+        {
+            Tensor view;
+            using (Tensor slice = buffer.narrow(0, offset, count))
+            {
+                view = slice.view(shape).DetachFromDisposeScope();
+            }
+
+            view.copy_(moment);
+            moment.Dispose();
+            return view;
+        }
+
+        private bool Matches(Tensor moment, int i) =>
+            moment.dtype == ScalarType.Float32 && moment.numel() == Counts[i] && moment.is_contiguous()
+            && Mistral.Core.Modeling.DeviceComparison.IsSameDevice(moment.device, Grad.device);
     }
 }

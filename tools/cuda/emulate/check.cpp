@@ -388,7 +388,7 @@ static void nf4_gemv(int M, int K, std::vector<int> ns, bool silu_up, bool dq, b
 // rounding (exactly equal), the guards and the moments past n untouched, and the reference within float rounding of a
 // double-precision AdamW step (so the scalars mean what the kernel's arguments say). Parameters of odd sizes put
 // boundaries anywhere in a block's stride, so an element given to a neighbouring parameter shows up as a difference.
-static void adamw(const std::vector<long long>& counts, bool with_decay, unsigned threads, const std::string& what)
+static void adamw(const std::vector<long long>& counts, bool with_decay, unsigned threads, const std::string& what, bool separate_moments = false)
 {
     const int P = (int)counts.size();
     std::vector<long long> offsets(P + 1, 0);
@@ -405,10 +405,32 @@ static void adamw(const std::vector<long long>& counts, bool with_decay, unsigne
         ptrs[k] = (long long)(params[k].data() + 4);
         before[k] = params[k];
     }
-    auto g = random_f32(n), m = random_f32(n), v = random_f32(n);
+    auto g = random_f32(n), m = random_f32(n + 16), v = random_f32(n + 16);
     for (auto& x : m) x *= 0.1f;
     for (auto& x : v) x = x * x * 0.01f;
     const auto m0 = m, v0 = v;
+    // The moments where the table says: views of two flat buffers (the op sequence's layout, 16 spare elements past n
+    // that must stay untouched), or, with separate_moments, each parameter's own allocation between guards (where the
+    // optimizer allocated them), the flat vectors m and v then only holding their initial and final values.
+    std::vector<std::vector<float>> ms(P), vs(P);
+    std::vector<long long> table(3 * P);
+    for (int k = 0; k < P; k++)
+    {
+        table[k] = ptrs[k];
+        if (separate_moments)
+        {
+            ms[k].assign(counts[k] + 8, guard);
+            vs[k].assign(counts[k] + 8, guard);
+            for (long long e = 0; e < counts[k]; e++) { ms[k][4 + e] = m[offsets[k] + e]; vs[k][4 + e] = v[offsets[k] + e]; }
+            table[P + k] = (long long)(ms[k].data() + 4);
+            table[2 * P + k] = (long long)(vs[k].data() + 4);
+        }
+        else
+        {
+            table[P + k] = (long long)(m.data() + offsets[k]);
+            table[2 * P + k] = (long long)(v.data() + offsets[k]);
+        }
+    }
     const double lr = 1e-2, wd = with_decay ? 0.1 : 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
     const long long step = 3;
     const double bc1 = 1 - std::pow(beta1, step), bc2 = 1 - std::pow(beta2, step);
@@ -416,13 +438,19 @@ static void adamw(const std::vector<long long>& counts, bool with_decay, unsigne
     const float decay = (float)(1 - lr * wd), b1 = (float)beta1, omb1 = (float)(1 - beta1), b2 = (float)beta2, omb2 = (float)(1 - beta2);
     const float inv_bc2 = 1.0f / (float)std::sqrt(bc2), epsf = (float)eps, step_size = (float)(-lr / bc1);
     launch(Launch::Sequential, blocks(n, threads * 4), 1, threads, [&] {
-        m_adamw::adamw_flat_f32(g.data(), m.data(), v.data(), ptrs.data(), offsets.data(), P, n, with_decay ? 1 : 0, decay,
+        m_adamw::adamw_flat_f32(g.data(), table.data(), offsets.data(), P, n, with_decay ? 1 : 0, decay,
                                 b1, omb1, b2, omb2, inv_bc2, epsf, step_size); });
+    if (separate_moments)
+        for (int k = 0; k < P; k++)
+            for (long long e = 0; e < counts[k]; e++) { m[offsets[k] + e] = ms[k][4 + e]; v[offsets[k] + e] = vs[k][4 + e]; }
     long long bad = 0, guards = 0;
     double worst = 0;
     for (int k = 0; k < P; k++)
     {
         for (int e = 0; e < 4; e++) guards += params[k][e] != guard || params[k][4 + counts[k] + e] != guard;
+        if (separate_moments)
+            for (int e = 0; e < 4; e++)
+                guards += ms[k][e] != guard || ms[k][4 + counts[k] + e] != guard || vs[k][e] != guard || vs[k][4 + counts[k] + e] != guard;
         for (long long e = 0; e < counts[k]; e++)
         {
             long long i = offsets[k] + e;
@@ -443,7 +471,8 @@ static void adamw(const std::vector<long long>& counts, bool with_decay, unsigne
         }
     }
     for (long long i = n; i < n + 16; i++) guards += m[i] != m0[i] || v[i] != v0[i];
-    expect(bad == 0 && guards == 0 && worst < 1e-6, "adamw_flat_f32 " + what + (with_decay ? ", decay" : ", no decay") + ", " + std::to_string(threads)
+    expect(bad == 0 && guards == 0 && worst < 1e-6, "adamw_flat_f32 " + what + (with_decay ? ", decay" : ", no decay")
+        + (separate_moments ? ", moments apart" : ", flat moments") + ", " + std::to_string(threads)
         + " threads: " + std::to_string(bad) + " of " + std::to_string(n) + " differ, " + std::to_string(guards) + " guards touched, vs double "
         + sci(worst));
 }
@@ -491,11 +520,14 @@ int main()
     adamw({5, 64, 1, 300}, true, 256, "4 parameters (5, 64, 1, 300)");
     adamw({5, 64, 1, 300}, false, 256, "4 parameters (5, 64, 1, 300)");
     adamw({5, 64, 1, 0, 300, 7}, true, 32, "6 parameters (5, 64, 1, 0, 300, 7)");
+    adamw({5, 64, 1, 0, 300, 7}, true, 32, "6 parameters (5, 64, 1, 0, 300, 7)", true);
+    adamw({5, 64, 1, 300}, false, 256, "4 parameters (5, 64, 1, 300)", true);
     adamw({1000 * 16 + 3}, true, 256, "1 parameter of 16003");
     {
         std::vector<long long> many(700);
         for (auto& c : many) c = (long long)(rng() % 6); // 0 to 5 elements: many boundaries in every thread's stride
         adamw(many, true, 64, "700 parameters of 0 to 5");
+        adamw(many, true, 64, "700 parameters of 0 to 5", true);
     }
     std::printf("%s: %d failed\n", failures ? "FAILED" : "ALL PASSED", failures);
     return failures ? 1 : 0;
