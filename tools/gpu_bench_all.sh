@@ -5,7 +5,7 @@
 #   OUT=/some/dir [STEPS="hub_fixture gpucheck train_qlora hf_train ..."] bash tools/gpu_bench_all.sh [budget_seconds]
 # Steps (default: all, in this order): hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora
 #   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp
-#   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_qv_ckpt_shfl train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
+#   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
 # Appends each step's log to $OUT/all_steps.log as the step ends (a call cut short keeps what finished) and prints a summary last.
 set -u
 export PYTHONUNBUFFERED=1
@@ -15,7 +15,7 @@ S=$(date +%s)
 B="bash .gpu/run.sh Mistral.Benchmarks"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 case "$gpu" in *H200*) peak="--peak-gbs 4800 --peak-tflops 989";; *) peak="--peak-gbs 3350 --peak-tflops 989";; esac
-all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_qv_ckpt_shfl train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile"
+all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile"
 left() { echo $(( budget - ($(date +%s) - S) )); }
 step() { # name timeout command...
   local name=$1 t=$2; shift 2
@@ -43,8 +43,6 @@ run_step() {
     hf_train_qv) step hf_train_qv 70 python3 tools/hf_bench_train.py --r 8 --targets qv;;
     train_qlora_qv) step train_qlora_qv 80 $B train --device cuda --mode qlora --r 8 --targets qv --breakdown true --fused-dropout true $peak;;
     train_qlora_qv_ckpt) step train_qlora_qv_ckpt 120 $B train --device cuda --mode qlora --r 8 --targets qv --checkpoint /tmp/ckpt7b --breakdown true --memory-trace true $peak;;
-    # The NF4 dequantize with warp-shuffle code lookups (FusedNf4Dequantizer.UseShuffleLookup), profiled, at q/v r 8 (where it weighs most).
-    train_qlora_qv_ckpt_shfl) step train_qlora_qv_ckpt_shfl 120 $B train --device cuda --mode qlora --r 8 --targets qv --checkpoint /tmp/ckpt7b --breakdown true --profile true --nf4-shuffle true $peak;;
     train_qlora_qv_ckpt_prof) step train_qlora_qv_ckpt_prof 120 $B train --device cuda --mode qlora --r 8 --targets qv --checkpoint /tmp/ckpt7b --breakdown true --profile true $peak;;
     train_qlora_unfused) step train_qlora_unfused 90 $B train --device cuda --mode qlora --fused false $peak;;
     gen_bf16) step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --fused-decode-attention true --fused-decode-gemv true --runs 2 --new 64 --profile true $peak;;

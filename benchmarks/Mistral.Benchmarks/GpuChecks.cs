@@ -41,7 +41,6 @@ internal static class GpuChecks
             ("decode attention kernel", () => DecodeAttentionKernelCheck(device)),
             ("MLP", () => MlpCheck(device)),
             ("4-bit GEMV", () => GemvCheck(device)),
-            ("NF4 dequantize, shuffle lookups", () => Nf4ShuffleCheck(device)),
             ("decode projections", () => DecodeProjectionCheck(device)),
             ("LoRA combine (bf16)", () => LoraCombineCheck(device, quantized: false)),
             ("LoRA combine (nf4)", () => LoraCombineCheck(device, quantized: true)),
@@ -327,45 +326,6 @@ internal static class GpuChecks
         {
             l.Dispose();
         }
-    }
-
-    // nf4_dequantize_dq_shfl (code lookups as warp shuffles) against nf4_dequantize_dq (shared pair table): the same
-    // float32 products, so every output bit must agree, in bf16 and float32, on 7B shapes and on a tail past the last
-    // whole group of sixteen.
-    private static void Nf4ShuffleCheck(Device device)
-    {
-        using var scope = NewDisposeScope();
-        long differ = 0, total = 0;
-        bool before = Mistral.Peft.Quantization.Cuda.FusedNf4Dequantizer.UseShuffleLookup;
-        try
-        {
-            foreach (long[] shape in new[] { new long[] { 4096, 4096 }, [14336, 4096], [3, 1350] })
-            {
-                using var w = Nf4Tensor.Quantize(randn(shape, ScalarType.BFloat16, device), new Nf4Options { DoubleQuant = true });
-                foreach (var dtype in new[] { ScalarType.BFloat16, ScalarType.Float32 })
-                {
-                    Mistral.Peft.Quantization.Cuda.FusedNf4Dequantizer.UseShuffleLookup = false;
-                    Tensor table = w.Dequantize(dtype);
-                    Mistral.Peft.Quantization.Cuda.FusedNf4Dequantizer.UseShuffleLookup = true;
-                    Tensor shuffled = w.Dequantize(dtype);
-                    // Compared as bytes, so -0/+0 and NaN payloads count too.
-                    byte[] a = table.cpu().bytes.ToArray(), b = shuffled.cpu().bytes.ToArray();
-                    for (int i = 0; i < a.Length; i++)
-                    {
-                        differ += a[i] != b[i] ? 1 : 0;
-                    }
-
-                    total += a.Length;
-                }
-            }
-        }
-        finally
-        {
-            Mistral.Peft.Quantization.Cuda.FusedNf4Dequantizer.UseShuffleLookup = before;
-        }
-
-        Record("nf4 dequantize with warp-shuffle lookups vs the shared-table kernel (bf16 and f32; [4096, 4096], [14336, 4096], [3, 1350])",
-            differ == 0, $"bytes differing: {differ} of {total}");
     }
 
     private static void GemvCheck(Device device)

@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 //   generate [--device cuda] [--model 7b|tiny] [--batch 1,8] [--prompt 128] [--new 128] [--runs 3] [--quant nf4]
 //            [--fused true|false|both] [--fused-decode-attention false] [--fused-decode-gemv false] [--profile true]
 //   train    [--device cuda] [--mode qlora|lora] [--r 16] [--targets all|qv] [--seq 512] [--batch 4] [--steps 5]
-//            [--checkpoint DIR [--stage-host false] [--host-embeddings true]] [--nf4-shuffle true] [--dtype bf16] [--fused-dropout false] [--dropout 0.1] [--tf32 true] [--breakdown true] [--memory-trace true] [--profile true]
+//            [--checkpoint DIR [--stage-host false] [--host-embeddings true]] [--dtype bf16] [--fused-dropout false] [--dropout 0.1] [--tf32 true] [--breakdown true] [--memory-trace true] [--profile true]
 //   nf4check [--fixtures DIR] [--device cuda]             NF4 outputs vs tools/nf4/nf4_reference.py fixtures, bit for bit
 //   nf4ops   [--device cuda]                               NF4 quantize/dequantize and Linear4bit step cost
 //   nf4load  --checkpoint DIR [--device cuda] [--bf16 false]   bf16 HF checkpoint -> NF4, memory and decode speed

@@ -42,8 +42,6 @@ internal static class TrainStepBenchmark
 
         using var mem = new GpuMemory();
         bool memoryTrace = opts.Get("memory-trace", "false") == "true";
-        // --nf4-shuffle true: the NF4 dequantize kernel with warp-shuffle code lookups (same bits) instead of the shared table.
-        Mistral.Peft.Quantization.Cuda.FusedNf4Dequantizer.UseShuffleLookup = opts.Get("nf4-shuffle", "false") == "true";
         if (memoryTrace && device.type == DeviceType.CUDA)
         {
             // What the process holds before any model tensor: the CUDA context, libtorch's kernels and cuBLAS's handle.

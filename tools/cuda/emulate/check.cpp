@@ -126,7 +126,7 @@ static void lora_dropout(long long n, int misalign)
 }
 
 // The NF4 dequantize kernels against the element-wise formula of the kernels they replaced.
-static void nf4(long long n, int block, bool dq, bool bf16_out, int misalign_out, bool shfl = false)
+static void nf4(long long n, int block, bool dq, bool bf16_out, int misalign_out)
 {
     std::vector<float> pairs(512);
     float nf4v[16] = {-1.0f, -0.6961928f, -0.5250731f, -0.3949175f, -0.2844414f, -0.1848449f, -0.0910500f, 0.0f,
@@ -141,10 +141,7 @@ static void nf4(long long n, int block, bool dq, bool bf16_out, int misalign_out
     float offset = 0.03125f;
     std::vector<unsigned char> out((n + 16) * 4, 0xee);
     void* op = out.data() + misalign_out * (bf16_out ? 2 : 4);
-    if (dq && shfl)
-        launch(Launch::Threads, blocks((n + 15) / 16, 256), 1, 256, [&] {
-            m_nf4::nf4_dequantize_dq_shfl(packed.data(), codes.data(), nested.data(), map.data(), offset, pairs.data(), op, n, block, 4, bf16_out); });
-    else if (dq)
+    if (dq)
         launch(Launch::Threads, blocks((n + 15) / 16, 256), 1, 256, [&] {
             m_nf4::nf4_dequantize_dq(packed.data(), codes.data(), nested.data(), map.data(), offset, pairs.data(), op, n, block, 4, bf16_out); });
     else
@@ -160,7 +157,7 @@ static void nf4(long long n, int block, bool dq, bool bf16_out, int misalign_out
         bad += bf16_out ? ((bf16*)op)[e] != f2bf(v) : ((float*)op)[e] != v;
     }
     bool tail_clean = bf16_out ? ((bf16*)op)[n] == 0xeeee : out[(misalign_out + n) * 4] == 0xee;
-    expect(bad == 0 && tail_clean, std::string("nf4_dequantize") + (dq ? "_dq" : "") + (shfl ? "_shfl" : "") + " n " + std::to_string(n) + " block " + std::to_string(block)
+    expect(bad == 0 && tail_clean, std::string("nf4_dequantize") + (dq ? "_dq" : "") + " n " + std::to_string(n) + " block " + std::to_string(block)
         + (bf16_out ? " bf16" : " f32") + " misalign " + std::to_string(misalign_out) + ": " + std::to_string(bad) + " differ");
 }
 
@@ -496,13 +493,6 @@ int main()
     nf4(64 * 21 + 6, 64, true, true, 0);
     nf4(64 * 21, 64, true, true, 1);
     nf4(100 * 21, 100, false, true, 0);
-    // The shuffle-lookup variant: vector path, float32 output, a tail past the last whole group, a misaligned output
-    // (every lane on the pair-by-pair path after the shuffles), a block size the vector path cannot take.
-    nf4(64 * 21, 64, true, true, 0, true);
-    nf4(64 * 21, 64, true, false, 0, true);
-    nf4(64 * 21 + 6, 64, true, true, 0, true);
-    nf4(64 * 21, 64, true, true, 1, true);
-    nf4(100 * 21, 100, true, true, 0, true);
     rope_into_cache();
     rope_training();
     decode_attention(1);

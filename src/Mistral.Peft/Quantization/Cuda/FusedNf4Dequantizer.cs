@@ -133,54 +133,9 @@ internal static class FusedNf4Dequantizer
                 return dq_scale(codes, nested_absmax, nested_map, offset, nested_block, blk);
             });
         }
-
-        // nf4_dequantize_dq with the code lookups done as warp shuffles (lane j holds nf4[j & 15]) instead of reads of the
-        // shared pair table, whose random indices conflict on banks, and without the table's per-block load and barrier.
-        // The same float32 products, so the same bits. Every lane reaches the shuffles (lanes with no whole group of
-        // sixteen shuffle zeros and take the pair-by-pair path after), as a full-mask __shfl_sync requires; the launch
-        // always has whole warps.
-        extern "C" __global__ void nf4_dequantize_dq_shfl(const unsigned char* packed, const unsigned char* codes, const float* nested_absmax,
-                                                          const float* nested_map, float offset, const float* pairs,
-                                                          void* out, long long n, int block_size, int nested_block, int bf16)
-        {
-            float q = pairs[32 * (threadIdx.x & 15)]; // pairs[2 * (k << 4)] = nf4[k]
-            long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-            long long first = 16 * t;
-            bool whole = vec16(first, n, block_size, packed, out);
-            uint2 raw;
-            raw.x = 0u;
-            raw.y = 0u;
-            if (whole) raw = ((const uint2*)packed)[t];
-            __align__(16) float v[16];
-            #pragma unroll
-            for (int k = 0; k < 4; k++)
-            {
-                unsigned int b0 = (raw.x >> (8 * k)) & 0xffu;
-                unsigned int b1 = (raw.y >> (8 * k)) & 0xffu;
-                v[2 * k] = __shfl_sync(0xffffffffu, q, (int)(b0 >> 4));
-                v[2 * k + 1] = __shfl_sync(0xffffffffu, q, (int)(b0 & 15u));
-                v[8 + 2 * k] = __shfl_sync(0xffffffffu, q, (int)(b1 >> 4));
-                v[9 + 2 * k] = __shfl_sync(0xffffffffu, q, (int)(b1 & 15u));
-            }
-            if (first >= n) return;
-            auto scale = [=](long long blk) { return dq_scale(codes, nested_absmax, nested_map, offset, nested_block, blk); };
-            if (whole)
-            {
-                store16_values(v, scale(first / block_size), out, first, bf16);
-                return;
-            }
-            dequantize_pairs(packed, pairs, out, first, n, block_size, bf16, scale);
-        }
         """;
 
-    private static readonly CudaModule Module = new("nf4_kernels", KernelSource + "\n\n" + Nf4Gemv.Source, "nf4_dequantize", "nf4_dequantize_dq", "nf4_dequantize_dq_shfl", Nf4Gemv.FunctionName);
-
-    /// <summary>
-    /// Whether double-quantized weights are dequantized by <c>nf4_dequantize_dq_shfl</c> (code lookups as warp shuffles)
-    /// instead of <c>nf4_dequantize_dq</c> (a shared pair table). Same bits (host emulation); off until the GPU lane and a
-    /// timing have run on a device. Set only by the benchmark program (<c>train --nf4-shuffle true</c>).
-    /// </summary>
-    internal static bool UseShuffleLookup { get; set; }
+    private static readonly CudaModule Module = new("nf4_kernels", KernelSource + "\n\n" + Nf4Gemv.Source, "nf4_dequantize", "nf4_dequantize_dq", Nf4Gemv.FunctionName);
 
     /// <summary>Why the fused kernel is or is not in use (for logs and benchmarks).</summary>
     public static string Status => Module.Status;
@@ -222,7 +177,7 @@ internal static class FusedNf4Dequantizer
         Tensor packed = weight.Packed;
         if (packed.device.type != DeviceType.CUDA || dtype is not (ScalarType.BFloat16 or ScalarType.Float32) || weight.BlockSize % 2 != 0
             || !weight.IsDoubleQuantized || weight.Absmax.dtype != ScalarType.Byte
-            || !Module.TryGetFunction(packed, UseShuffleLookup ? "nf4_dequantize_dq_shfl" : "nf4_dequantize_dq", out CudaFunction function))
+            || !Module.TryGetFunction(packed, "nf4_dequantize_dq", out CudaFunction function))
         {
             return null;
         }
