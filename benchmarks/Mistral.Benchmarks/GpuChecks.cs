@@ -639,13 +639,23 @@ internal static class GpuChecks
             Tensor ids = randint(3, config.VocabSize, [2, 24], ScalarType.Int64, device);
             using var reference = onGpu.forward(new CausalLMInput(ids));
             using var actual = onHostModel.forward(new CausalLMInput(ids));
-            var table = ((TokenEmbedding)onHostModel.Model.EmbedTokens).Weight.device;
+            var hostTable = ((TokenEmbedding)onHostModel.Model.EmbedTokens).Weight;
+            var table = hostTable.device;
+            bool pinned = hostTable.is_pinned();
             bool split = table.type == DeviceType.CPU && onHostModel.Device.type == DeviceType.CUDA
                 && ((TokenEmbedding)onGpu.Model.EmbedTokens).Weight.device.type == DeviceType.CUDA;
             long differ = actual.Logits.ne(reference.Logits).sum().item<long>();
-            Record("embedding table in host memory vs on the GPU (4-bit load of a bf16 checkpoint, forward)",
-                split && differ == 0 && actual.Logits.device.type == DeviceType.CUDA,
-                $"table on {table}, model.Device {onHostModel.Device}; logits differing {differ} of {actual.Logits.numel()}");
+            // The gather kernel alone: int32 and int64 ids with repeats and the table's first and last rows, against
+            // index_select on the host.
+            Tensor someIds = tensor(new long[] { 0, config.VocabSize - 1, 5, 5, 17, 900, 3 }, device: device);
+            using var gatheredLong = ((TokenEmbedding)onHostModel.Model.EmbedTokens).forward(someIds);
+            using var gatheredInt = ((TokenEmbedding)onHostModel.Model.EmbedTokens).forward(someIds.to(ScalarType.Int32));
+            using var expected = hostTable.index_select(0, someIds.cpu());
+            long rowsDiffer = gatheredLong.cpu().ne(expected).any(1).sum().item<long>() + gatheredInt.cpu().ne(expected).any(1).sum().item<long>();
+            Record("embedding table in pinned host memory vs on the GPU (4-bit load of a bf16 checkpoint, forward; gather kernel)",
+                split && pinned && differ == 0 && rowsDiffer == 0 && actual.Logits.device.type == DeviceType.CUDA,
+                $"table on {table}, pinned {pinned}, model.Device {onHostModel.Device}; logits differing {differ} of {actual.Logits.numel()}; "
+                + $"gathered rows differing {rowsDiffer} of 14; kernel: {TokenEmbedding.Kernels.Status}");
         }
         finally
         {

@@ -36,12 +36,12 @@ public sealed record QuantizedLoadOptions
     public bool StageOnHost { get; init; } = true;
 
     /// <summary>
-    /// Keep the token embedding table (<c>model.embed_tokens.weight</c>, 250 MiB in bf16 for Mistral-7B) in host memory
-    /// when the model is built on a GPU: each forward looks up its tokens' rows there and copies only those rows to the
-    /// device (16 MiB for 2,048 tokens). Same values; off by default. Meant for a frozen table (LoRA/QLoRA) under a tight
-    /// GPU memory budget: QLoRA r 16 on all projections of Mistral-7B from a checkpoint peaked at 6,844 instead of
-    /// 7,096 MiB on an H100, at the same speed (BENCHMARKS.md). <see cref="MistralForCausalLM.Device"/> stays the GPU.
-    /// Ignored on the CPU.
+    /// Keep the token embedding table (<c>model.embed_tokens.weight</c>, 250 MiB in bf16 for Mistral-7B) in pinned host
+    /// memory when the model is built on a GPU: each forward's tokens' rows are gathered from there by a kernel on the GPU
+    /// (16 MiB over the bus for 2,048 tokens), with no copy of the ids to the host and no wait for the device. Same
+    /// values; off by default. Meant for a frozen table (LoRA/QLoRA) under a tight GPU memory budget: see BENCHMARKS.md
+    /// for the peak it saves and what it costs in speed. <see cref="MistralForCausalLM.Device"/> stays the GPU. Without
+    /// NVRTC the rows are looked up on the host instead (the ids are copied there first). Ignored on the CPU.
     /// </summary>
     public bool EmbeddingsOnHost { get; init; }
 

@@ -187,8 +187,9 @@ public static class QuantizedModelLoader
                     {
                         ModuleLoadKind.Quantize => QuantizeStep(step, reader, options, device),
                         ModuleLoadKind.Prequantized => PrequantizedStep(step, reader, device, computeDtype),
-                        _ => DenseStep(step, reader, config, options.DType,
-                            options.EmbeddingsOnHost && step.Module is TokenEmbedding ? CPU : device),
+                        _ => options.EmbeddingsOnHost && step.Module is TokenEmbedding && device.type == DeviceType.CUDA
+                            ? PinnedEmbedding(DenseStep(step, reader, config, options.DType, CPU))
+                            : DenseStep(step, reader, config, options.DType, device),
                     };
                     replacement.eval();
                     using (ModuleTree.Replace(model, step.Name, replacement))
@@ -433,6 +434,15 @@ public static class QuantizedModelLoader
             fresh.Dispose();
             throw;
         }
+    }
+
+    // The table moved into pinned (page-locked) host memory, which a kernel on the GPU reads through its host address:
+    // each forward gathers its tokens' rows there with no copy of the ids to the host (TokenEmbedding.forward).
+    private static TokenEmbedding PinnedEmbedding(nn.Module loaded)
+    {
+        using var table = (TokenEmbedding)loaded;
+        using var guard = no_grad();
+        return new TokenEmbedding(table.Weight.pin_memory());
     }
 
     private static void ThrowIfAnyOnMeta(nn.Module model)

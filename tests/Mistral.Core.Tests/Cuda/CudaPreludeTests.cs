@@ -28,4 +28,8 @@ public class CudaPreludeTests
     public void TheFusedOpsModuleUsesThePreludeOnce() =>
         CudaSourceChecks.UsesThePreludeOnce(FusedOps.Kernels.Source, CudaPrelude.Bf16,
             "rms_norm_bf16", "rope_split_bf16", "silu_mul_bf16", "rms_norm_bwd_bf16", "silu_mul_bwd_bf16");
+
+    [Fact]
+    public void TheHostEmbeddingGatherUsesThePreludeOnce() =>
+        CudaSourceChecks.UsesThePreludeOnce(Mistral.Core.Modeling.TokenEmbedding.Kernels.Source, CudaPrelude.Bf16, "gather_rows");
 }

@@ -474,6 +474,42 @@ static void adamw(const std::vector<long long>& counts, bool with_decay, unsigne
         + sci(worst));
 }
 
+// The embedding gather (TokenEmbedding's gather_rows): rows of a table of random bytes picked by ids with repeats, the
+// first and last rows, every byte equal to the row it names and nothing written past the last row; an id past the
+// table or below zero traps (as libtorch's CUDA index_select asserts) instead of reading outside the table.
+static void gather_rows(long long vocab, long long row_vecs, unsigned threads)
+{
+    std::vector<uint4> table(vocab * row_vecs);
+    for (auto& v : table) v = uint4{(unsigned)rng(), (unsigned)rng(), (unsigned)rng(), (unsigned)rng()};
+    std::vector<long long> ids = {0, vocab - 1, 3 % vocab, 3 % vocab, vocab / 2};
+    for (int i = 0; i < 11; i++) ids.push_back((long long)(rng() % vocab));
+    const long long rows = (long long)ids.size();
+    std::vector<uint4> out((rows + 1) * row_vecs, uint4{0xeeeeeeeeu, 0xeeeeeeeeu, 0xeeeeeeeeu, 0xeeeeeeeeu});
+    launch(Launch::Sequential, (unsigned)rows, 1, threads, [&] {
+        m_embed::gather_rows(table.data(), ids.data(), out.data(), rows, row_vecs, vocab); });
+    long long bad = 0, past = 0;
+    for (long long r = 0; r < rows; r++)
+        bad += std::memcmp(&out[r * row_vecs], &table[ids[r] * row_vecs], row_vecs * sizeof(uint4)) != 0;
+    for (long long j = 0; j < row_vecs; j++) past += out[rows * row_vecs + j].x != 0xeeeeeeeeu;
+    int traps = 0;
+    for (long long badId : {vocab, -1LL})
+    {
+        std::vector<long long> wrong = {1, badId};
+        try
+        {
+            launch(Launch::Sequential, 2, 1, threads, [&] {
+                m_embed::gather_rows(table.data(), wrong.data(), out.data(), 2, row_vecs, vocab); });
+        }
+        catch (const device_trap&)
+        {
+            traps++;
+        }
+    }
+    expect(bad == 0 && past == 0 && traps == 2, "gather_rows vocab " + std::to_string(vocab) + ", " + std::to_string(row_vecs)
+        + " vectors a row, " + std::to_string(threads) + " threads: " + std::to_string(bad) + " of " + std::to_string(rows)
+        + " rows differ, " + std::to_string(past) + " written past the end, " + std::to_string(traps) + " of 2 bad ids trapped");
+}
+
 int main()
 {
     silu_mul(3, 40, 40, 40, 0, "contiguous (vector path)");
@@ -519,6 +555,8 @@ int main()
         adamw(many, true, 64, "700 parameters of 0 to 5");
         adamw(many, true, 64, "700 parameters of 0 to 5", true);
     }
+    gather_rows(37, 512, 256);
+    gather_rows(5, 3, 32);
     std::printf("%s: %d failed\n", failures ? "FAILED" : "ALL PASSED", failures);
     return failures ? 1 : 0;
 }

@@ -49,6 +49,9 @@ struct BlockSync
 };
 inline BlockSync* sync_state = nullptr;
 
+// A device-side trap: the emulation throws, so a check can expect it.
+struct device_trap {};
+inline void __trap() { throw device_trap{}; }
 inline void __syncthreads() { if (sync_state) sync_state->block->arrive_and_wait(); }
 inline float __shfl_xor_sync(unsigned int, float v, int off)
 {
