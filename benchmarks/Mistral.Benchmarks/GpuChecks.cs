@@ -54,6 +54,7 @@ internal static class GpuChecks
             ("greedy decoding (nf4)", () => DecodeCheck(device, quantized: true)),
             ("padded batch", () => PaddedBatchCheck(device)),
             ("embedding table in host memory", () => HostEmbeddingCheck(device)),
+            ("model built on CUDA moved to the CPU", () => MoveToCpuCheck(device)),
             ("gradient checkpointing", () => CheckpointingCheck(device)),
             ("fused training step", () => FusedTrainingCheck(device)),
             ("loss-only forward", () => LossOnlyCheck(device)),
@@ -664,6 +665,37 @@ internal static class GpuChecks
                 Directory.Delete(folder, recursive: true);
             }
         }
+    }
+
+    // nn.Module.to(CPU) of a LoRA model built on CUDA moves every parameter and buffer (TorchSharp moves nothing when a
+    // module believes it is already there, and starts out believing it is on the CPU: ModuleDevice records the real
+    // device), and the model then gives the same logits on the CPU within bf16 rounding.
+    private static void MoveToCpuCheck(Device device)
+    {
+        using var scope = NewDisposeScope();
+        var (model, _, ids) = LoraSetup(device);
+        model.eval();
+        Tensor onGpu;
+        using (inference_mode())
+        {
+            onGpu = model.forward(new CausalLMInput(ids)).Logits.cpu().to(ScalarType.Float32);
+        }
+
+        model.to(CPU);
+        var left = model.named_parameters().Select(p => (p.name, p.parameter.device.type))
+            .Concat(model.named_buffers().Select(b => (b.name, b.buffer.device.type)))
+            .Where(t => t.type != DeviceType.CPU).Select(t => t.name).ToList();
+        double rel = double.NaN;
+        if (left.Count == 0)
+        {
+            using var _ = inference_mode();
+            using var onCpu = model.forward(new CausalLMInput(ids.cpu()));
+            rel = RelativeError(onCpu.Logits.to(ScalarType.Float32), onGpu);
+        }
+
+        Record("model with LoRA built on CUDA, then .to(CPU): every tensor moves, same logits", left.Count == 0 && rel < 2e-2,
+            $"tensors left off the CPU {left.Count}{(left.Count > 0 ? " (" + string.Join(", ", left.Take(3)) + ")" : string.Empty)}; logits relative error {rel:E2}");
+        model.Dispose();
     }
 
     private static void FusedTrainingCheck(Device device)

@@ -32,6 +32,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, ILinearLayer, IFusedDeco
         weight = new Parameter(empty([outFeatures, inFeatures], dtype, device));
         bias = hasBias ? new Parameter(zeros([outFeatures], dtype, device)) : null;
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <inheritdoc />

@@ -39,6 +39,7 @@ public sealed class MistralAttention : nn.Module<Tensor, AttentionContext, Tenso
         vProj = new Linear(config.HiddenSize, kvHeads * headDim, false, dtype, device);
         oProj = new Linear(heads * headDim, config.HiddenSize, false, dtype, device);
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <summary>

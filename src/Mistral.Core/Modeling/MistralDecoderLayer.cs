@@ -26,6 +26,7 @@ public sealed class MistralDecoderLayer : nn.Module<Tensor, AttentionContext, Te
         inputLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
         postAttentionLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <summary>The attention block.</summary>

@@ -41,6 +41,7 @@ public sealed class MistralForCausalLM : nn.Module<CausalLMInput, CausalLMOutput
         lmHead = new Linear(config.HiddenSize, config.VocabSize, false, dtype, device);
         LossChunkRows = ChunkedCausalLoss.DefaultChunkRows(config.VocabSize);
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <summary>The architecture.</summary>

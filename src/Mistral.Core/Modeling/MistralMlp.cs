@@ -24,6 +24,7 @@ public sealed class MistralMlp : nn.Module<Tensor, Tensor>, IReplaceableChildren
         upProj = new Linear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
         downProj = new Linear(config.IntermediateSize, config.HiddenSize, false, dtype, device);
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <summary>

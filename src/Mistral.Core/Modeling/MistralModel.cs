@@ -28,9 +28,12 @@ public sealed class MistralModel : nn.Module<CausalLMInput, Tensor>, IReplaceabl
             layers.Add(new MistralDecoderLayer(config, i, dtype, device));
         }
 
+        layers.to(device); // moves nothing (the layers are there): records the device for later moves (ModuleDevice)
+
         norm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
         rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta);
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <summary>The decoder layers.</summary>

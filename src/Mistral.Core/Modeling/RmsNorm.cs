@@ -20,6 +20,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         this.eps = eps;
         weight = new Parameter(ones([size], dtype, device));
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <summary>The scale [size].</summary>

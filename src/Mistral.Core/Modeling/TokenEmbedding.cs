@@ -36,6 +36,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     {
         weight = new Parameter(empty([vocabSize, hiddenSize], dtype, device));
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <summary>
@@ -52,8 +53,10 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"An embedding table is [vocab, hidden]; got shape [{string.Join(", ", table.shape)}].", nameof(table));
         }
 
+        Device device = table.device;
         weight = new Parameter(table);
         RegisterComponents();
+        (_deviceType, _deviceIndex) = ModuleDevice.Origin(device);
     }
 
     /// <summary>The table [vocab, hidden].</summary>

@@ -83,6 +83,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
         loraB = new CoreLinear(Rank, OutFeatures, false, AdapterDtype, device);
         Initialize(options.Init, generator);
         RegisterComponents();
+        (_deviceType, _deviceIndex) = Mistral.Core.Modeling.ModuleDevice.Origin(device);
 
         // A new module starts in training mode; take the wrapped layer's mode so that injecting into a model in
         // eval mode does not switch LoRA dropout on.
