@@ -108,8 +108,9 @@ public sealed class MistralPipeline
     }
 
     /// <summary>
-    /// Keeps a 4-bit model's token embedding table in host memory while everything else runs on the GPU: each forward
-    /// looks up its tokens' rows on the host and copies only those (same values). Saves the table's bytes on the GPU
+    /// Keeps a 4-bit model's token embedding table in pinned host memory while everything else runs on the GPU: each
+    /// forward's tokens' rows are gathered from there by a kernel on the GPU (same values, no wait for the device). Saves
+    /// the table's bytes on the GPU
     /// (250 MiB in bf16 for Mistral-7B) for a frozen table, as in LoRA/QLoRA; see
     /// <see cref="QuantizedLoadOptions.EmbeddingsOnHost"/>. Applies to models loaded in 4-bit on a GPU; ignored otherwise.
     /// </summary>
