@@ -4,8 +4,8 @@
 # bash ../shared/gpu/pack.sh benchmarks/Mistral.Benchmarks/Mistral.Benchmarks.csproj):
 #   OUT=/some/dir [STEPS="hub_fixture gpucheck train_qlora hf_train ..."] bash tools/gpu_bench_all.sh [budget_seconds]
 # Steps (default: all, in this order): hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora
-#   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp
-#   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
+#   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_nf4_ckpt gen_nf4_ckpt_gpuemb gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp
+#   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_gpuemb train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
 # Appends each step's log to $OUT/all_steps.log as the step ends (a call cut short keeps what finished) and prints a summary last.
 set -u
 export PYTHONUNBUFFERED=1
@@ -15,7 +15,7 @@ S=$(date +%s)
 B="bash .gpu/run.sh Mistral.Benchmarks"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 case "$gpu" in *H200*) peak="--peak-gbs 4800 --peak-tflops 989";; *) peak="--peak-gbs 3350 --peak-tflops 989";; esac
-all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile"
+all="hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_nf4_ckpt gen_nf4_ckpt_gpuemb gen_thin checkpoint train_qlora_ckpt train_qlora_ckpt_exp train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_gpuemb train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile"
 left() { echo $(( budget - ($(date +%s) - S) )); }
 step() { # name timeout command...
   local name=$1 t=$2; shift 2
@@ -47,6 +47,10 @@ run_step() {
     train_qlora_unfused) step train_qlora_unfused 90 $B train --device cuda --mode qlora --fused false $peak;;
     gen_bf16) step gen_bf16 110 $B generate --device cuda --model 7b --batch 1,8 --fused both --fused-decode-attention true --fused-decode-gemv true --runs 2 --new 64 --profile true $peak;;
     hf_gen) step hf_gen 80 python3 tools/hf_bench_generate.py --runs 2 --new 64;;
+    # NF4 decoding of the 7B checkpoint loaded as a user loads it (embedding table in pinned host memory, the default),
+    # and with the table on the GPU.
+    gen_nf4_ckpt) step gen_nf4_ckpt 130 $B generate --device cuda --model 7b --quant nf4 --checkpoint /tmp/ckpt7b --batch 1,8 --fused true --fused-decode-attention true --fused-decode-gemv true --runs 2 --new 64 $peak;;
+    gen_nf4_ckpt_gpuemb) step gen_nf4_ckpt_gpuemb 130 $B generate --device cuda --model 7b --quant nf4 --checkpoint /tmp/ckpt7b --host-embeddings false --batch 1,8 --fused true --fused-decode-attention true --fused-decode-gemv true --runs 2 --new 64 $peak;;
     gen_nf4) step gen_nf4 130 $B generate --device cuda --model 7b --quant nf4 --batch 1,8 --fused both --fused-decode-attention true --fused-decode-gemv true --runs 2 --new 64 $peak;;
     gen_thin) step gen_thin 40 $B generate --device cuda --model thin --batch 1 --fused both --runs 3 $peak;;
     checkpoint) step checkpoint 120 python3 tools/make_random_checkpoint.py --out /tmp/ckpt7b;;
@@ -55,6 +59,7 @@ run_step() {
     # The loader's old way: each projection read whole to the device before it is quantized (its freed blocks stay in the allocator's cache).
     train_qlora_ckpt_unstaged) step train_qlora_ckpt_unstaged 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --stage-host false --fused-dropout true --memory-trace true $peak;;
     # A budgeted variant (reported apart from the like-for-like figure): the frozen embedding table in host memory.
+    train_qlora_ckpt_gpuemb) step train_qlora_ckpt_gpuemb 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --host-embeddings false --breakdown true --fused-dropout true --memory-trace true $peak;;
     train_qlora_ckpt_hostemb) step train_qlora_ckpt_hostemb 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --host-embeddings true --breakdown true --fused-dropout true --memory-trace true $peak;;
     train_qlora_ckpt_hostemb_exp) step train_qlora_ckpt_hostemb_exp 150 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --host-embeddings true --breakdown true --fused-dropout true --memory-trace true $peak;;
     train_qlora_ckpt_nodrop) step train_qlora_ckpt_nodrop 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --dropout 0 --memory-trace true $peak;;

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Mistral.Core.Configuration;
 using Mistral.Core.Generation;
 using Mistral.Core.Modeling;
+using Mistral.Peft.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -27,7 +28,13 @@ internal static class GenerateBenchmark
         int runs = opts.GetInt("runs", 3);
         var clock = Stopwatch.StartNew();
         bool nf4 = opts.Get("quant", "none") == "nf4";
-        using var model = nf4 ? TrainStepBenchmark.RandomModel(config, dtype, device, qlora: true) : RandomWeights.Model(config, dtype, device);
+        // --checkpoint DIR with --quant nf4: loaded through QuantizedModelLoader as a user loads it (the embedding table in
+        // pinned host memory unless --host-embeddings false); otherwise random weights quantized in place.
+        string checkpoint = opts.Get("checkpoint", "");
+        using var model = nf4 && checkpoint.Length > 0
+            ? QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device, DType = dtype, EmbeddingsOnHost = opts.Get("host-embeddings", "true") == "true" }).Model
+            : nf4 ? TrainStepBenchmark.RandomModel(config, dtype, device, qlora: true) : RandomWeights.Model(config, dtype, device);
+        config = model.Config;
         model.eval();
         string fusedOption = opts.Get("fused", "true");
         bool[] fusedSettings = fusedOption == "both" ? [false, true] : [fusedOption == "true"];

@@ -58,8 +58,8 @@ internal static class TrainStepBenchmark
             // Straight from a bf16 checkpoint into NF4, layer by layer: no bf16 copy of the model ever sits on the device.
             // --stage-host false reads each projection whole to the device before quantizing it (the loader's old way).
             bool stageOnHost = opts.Get("stage-host", "true") == "true";
-            // --host-embeddings true keeps the frozen embedding table in host memory (QuantizedLoadOptions.EmbeddingsOnHost).
-            bool hostEmbeddings = opts.Get("host-embeddings", "false") == "true";
+            // --host-embeddings false keeps the embedding table on the GPU (QuantizedLoadOptions.EmbeddingsOnHost, default true).
+            bool hostEmbeddings = opts.Get("host-embeddings", "true") == "true";
             var loaded = QuantizedModelLoader.Load(checkpoint, new QuantizedLoadOptions { Device = device, StageOnHost = stageOnHost, EmbeddingsOnHost = hostEmbeddings });
             model = loaded.Model;
             if (memoryTrace)

@@ -108,13 +108,13 @@ public sealed class MistralPipeline
     }
 
     /// <summary>
-    /// Keeps a 4-bit model's token embedding table in pinned host memory while everything else runs on the GPU: each
-    /// forward's tokens' rows are gathered from there by a kernel on the GPU (same values, no wait for the device). Saves
-    /// the table's bytes on the GPU
-    /// (250 MiB in bf16 for Mistral-7B) for a frozen table, as in LoRA/QLoRA; see
-    /// <see cref="QuantizedLoadOptions.EmbeddingsOnHost"/>. Applies to models loaded in 4-bit on a GPU; ignored otherwise.
+    /// Whether a 4-bit model's token embedding table stays in pinned host memory while everything else runs on the GPU
+    /// (on unless turned off): each forward's tokens' rows are gathered from there by a kernel on the GPU (same values,
+    /// no wait for the device), which keeps the table's bytes off the GPU (250 MiB in bf16 for Mistral-7B) for a frozen
+    /// table, as in LoRA/QLoRA; see <see cref="QuantizedLoadOptions.EmbeddingsOnHost"/>. Applies to models loaded in
+    /// 4-bit on a GPU; ignored otherwise.
     /// </summary>
-    /// <param name="enabled">Whether to keep the table in host memory (default true).</param>
+    /// <param name="enabled">Whether to keep the table in host memory; <c>false</c> keeps it on the GPU.</param>
     /// <returns>This builder.</returns>
     public MistralPipeline WithEmbeddingsOnHost(bool enabled = true)
     {

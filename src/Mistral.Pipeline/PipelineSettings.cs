@@ -35,7 +35,7 @@ internal sealed record PipelineSettings
 
     public Nf4Options? Nf4 { get; init; }
 
-    public bool EmbeddingsOnHost { get; init; }
+    public bool EmbeddingsOnHost { get; init; } = true;
 
     public string? AdapterFolder { get; init; }
 

@@ -37,13 +37,15 @@ public sealed record QuantizedLoadOptions
 
     /// <summary>
     /// Keep the token embedding table (<c>model.embed_tokens.weight</c>, 250 MiB in bf16 for Mistral-7B) in pinned host
-    /// memory when the model is built on a GPU: each forward's tokens' rows are gathered from there by a kernel on the GPU
-    /// (16 MiB over the bus for 2,048 tokens), with no copy of the ids to the host and no wait for the device. Same
-    /// values; off by default. Meant for a frozen table (LoRA/QLoRA) under a tight GPU memory budget: see BENCHMARKS.md
-    /// for the peak it saves and what it costs in speed. <see cref="MistralForCausalLM.Device"/> stays the GPU. Without
+    /// memory when the model is built on a GPU (default true): each forward's tokens' rows are gathered from there by a
+    /// kernel on the GPU (16 MiB over the bus for 2,048 tokens), with no copy of the ids to the host and no wait for the
+    /// device. The same values as a table on the GPU, and the table's bytes stay off the GPU: QLoRA r 16 on all
+    /// projections of Mistral-7B from a checkpoint peaked at 6,518 instead of 6,768 MiB on an H100, at the same speed
+    /// (BENCHMARKS.md). Costs 256 MiB of page-locked host memory. Set false to keep the table on the GPU (a table that
+    /// trains, or a host short of page-locked memory). <see cref="MistralForCausalLM.Device"/> stays the GPU. Without
     /// NVRTC the rows are looked up on the host instead (the ids are copied there first). Ignored on the CPU.
     /// </summary>
-    public bool EmbeddingsOnHost { get; init; }
+    public bool EmbeddingsOnHost { get; init; } = true;
 
     /// <summary>
     /// Projections left in <see cref="DType"/> (bitsandbytes' <c>llm_int8_skip_modules</c>), matched by whole name
