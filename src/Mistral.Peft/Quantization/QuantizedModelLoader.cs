@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -188,7 +189,7 @@ public static class QuantizedModelLoader
                         ModuleLoadKind.Quantize => QuantizeStep(step, reader, options, device),
                         ModuleLoadKind.Prequantized => PrequantizedStep(step, reader, device, computeDtype),
                         _ => options.EmbeddingsOnHost && step.Module is TokenEmbedding && device.type == DeviceType.CUDA
-                            ? PinnedEmbedding(DenseStep(step, reader, config, options.DType, CPU))
+                            ? PinnedEmbedding(DenseStep(step, reader, config, options.DType, CPU), device, logger)
                             : DenseStep(step, reader, config, options.DType, device),
                     };
                     replacement.eval();
@@ -438,11 +439,26 @@ public static class QuantizedModelLoader
 
     // The table moved into pinned (page-locked) host memory, which a kernel on the GPU reads through its host address:
     // each forward gathers its tokens' rows there with no copy of the ids to the host (TokenEmbedding.forward).
-    private static TokenEmbedding PinnedEmbedding(nn.Module loaded)
+    // A host that cannot page-lock another 256 MiB (a container's locked-memory limit) keeps the table on the GPU instead,
+    // with a warning: the default must not turn a load that fits the GPU into a failure.
+    private static TokenEmbedding PinnedEmbedding(nn.Module loaded, Device device, ILogger logger)
     {
         using var table = (TokenEmbedding)loaded;
         using var guard = no_grad();
-        return new TokenEmbedding(table.Weight.pin_memory());
+        Tensor pinned;
+        try
+        {
+            pinned = table.Weight.pin_memory();
+        }
+        catch (Exception e) when (e is ExternalException or InvalidOperationException or OutOfMemoryException)
+        {
+            logger.LogWarning(
+                "Could not pin the embedding table ({Bytes} bytes) in host memory ({Reason}); it stays on {Device} instead (QuantizedLoadOptions.EmbeddingsOnHost).",
+                table.Weight.numel() * table.Weight.element_size(), e.Message, device);
+            return new TokenEmbedding(table.Weight.to(device));
+        }
+
+        return new TokenEmbedding(pinned);
     }
 
     private static void ThrowIfAnyOnMeta(nn.Module model)
