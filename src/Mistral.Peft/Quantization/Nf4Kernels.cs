@@ -48,7 +48,7 @@ internal static class Nf4Kernels
         // last starts and ends on a byte boundary of the packed output.
         long chunk = Math.Max(1, chunkElements / blockSize) * blockSize;
         Device device = target ?? weight.device;
-        bool stage = device.type != weight.device.type || device.index != weight.device.index;
+        bool stage = !Mistral.Core.Modeling.DeviceComparison.IsSameDevice(device, weight.device);
         var packed = empty([(n + 1) / 2, 1], ScalarType.Byte, device);
         var absmax = empty([nb], ScalarType.Float32, device);
         using var thresholds = tensor(Nf4Codebook.ThresholdsArray(), device: device);

@@ -65,19 +65,6 @@ inline float __shfl_xor_sync(unsigned int, float v, int off)
     return r;
 }
 
-// Read lane src's value (0..31) within the warp; every lane of the warp must call it, as with a full mask on the GPU.
-inline float __shfl_sync(unsigned int, float v, int src)
-{
-    if (!sync_state) return v;
-    unsigned int t = threadIdx.x;
-    auto& bar = *sync_state->warps[t / 32];
-    sync_state->slots[t] = v;
-    bar.arrive_and_wait();
-    float r = sync_state->slots[(t & ~31u) | ((unsigned int)src & 31u)];
-    bar.arrive_and_wait();
-    return r;
-}
-
 enum class Launch { Sequential, Threads };
 
 // Runs kernel() over grid (gx, gy) × block bx, as the CUDA launch would.

@@ -27,11 +27,21 @@ internal static class FusedNf4Dequantizer
             }
         }
 
-        // Sixteen codebook values of one quantization block times its scale, stored with 16-byte stores.
-        __device__ __forceinline__ void store16_values(float* v, float s, void* out, long long first, int bf16)
+        // Sixteen outputs (eight packed bytes) per thread, all in one quantization block: an 8-byte load, the pair
+        // codebook from shared memory, 16-byte stores. Same products as the element-wise path.
+        __device__ __forceinline__ void store16(const float* sp, uint2 raw, float s, void* out, long long first, int bf16)
         {
+            __align__(16) float v[16];
             #pragma unroll
-            for (int j = 0; j < 16; j++) v[j] = __fmul_rn(v[j], s);
+            for (int k = 0; k < 4; k++)
+            {
+                unsigned int b0 = (raw.x >> (8 * k)) & 0xffu;
+                unsigned int b1 = (raw.y >> (8 * k)) & 0xffu;
+                v[2 * k] = __fmul_rn(sp[2 * b0], s);
+                v[2 * k + 1] = __fmul_rn(sp[2 * b0 + 1], s);
+                v[8 + 2 * k] = __fmul_rn(sp[2 * b1], s);
+                v[9 + 2 * k] = __fmul_rn(sp[2 * b1 + 1], s);
+            }
             if (bf16)
             {
                 __align__(16) unsigned short o[16];
@@ -47,46 +57,6 @@ internal static class FusedNf4Dequantizer
                 #pragma unroll
                 for (int j = 0; j < 4; j++) dst[j] = ((const float4*)v)[j];
             }
-        }
-
-        // Sixteen outputs (eight packed bytes) per thread, all in one quantization block: an 8-byte load, the pair
-        // codebook from shared memory, 16-byte stores. Same products as the element-wise path.
-        __device__ __forceinline__ void store16(const float* sp, uint2 raw, float s, void* out, long long first, int bf16)
-        {
-            __align__(16) float v[16];
-            #pragma unroll
-            for (int k = 0; k < 4; k++)
-            {
-                unsigned int b0 = (raw.x >> (8 * k)) & 0xffu;
-                unsigned int b1 = (raw.y >> (8 * k)) & 0xffu;
-                v[2 * k] = sp[2 * b0];
-                v[2 * k + 1] = sp[2 * b0 + 1];
-                v[8 + 2 * k] = sp[2 * b1];
-                v[9 + 2 * k] = sp[2 * b1 + 1];
-            }
-            store16_values(v, s, out, first, bf16);
-        }
-
-        // Outputs first .. first + 15 (those below n) pair by pair from a pair table (shared or global): the path of
-        // tails, misaligned outputs and block sizes that are not a multiple of 16.
-        template <typename Scale>
-        __device__ __forceinline__ void dequantize_pairs(const unsigned char* packed, const float* table, void* out, long long first,
-                                                         long long n, int block_size, int bf16, Scale scale)
-        {
-            for (long long e = first; e < first + 16 && e < n; e += 2)
-            {
-                unsigned char b = packed[e / 2];
-                float s = scale(e / block_size);
-                store_pair(out, e, n, __fmul_rn(table[2 * b], s), __fmul_rn(table[2 * b + 1], s), bf16);
-            }
-        }
-
-        // A double-quantized block's scale, rebuilt from its 8-bit code as Nf4Tensor.BlockScales does
-        // (map[code] * nested_absmax[block / nested_block], then + offset, each rounded in float32).
-        __device__ __forceinline__ float dq_scale(const unsigned char* codes, const float* nested_absmax, const float* nested_map,
-                                                  float offset, int nested_block, long long blk)
-        {
-            return __fadd_rn(__fmul_rn(nested_map[codes[blk]], nested_absmax[blk / nested_block]), offset);
         }
 
         // Whether thread t's sixteen outputs take the vector path: whole, inside one block, aligned pointers.
@@ -113,7 +83,12 @@ internal static class FusedNf4Dequantizer
                 store16(sp, ((const uint2*)packed)[t], scale(first / block_size), out, first, bf16);
                 return;
             }
-            dequantize_pairs(packed, sp, out, first, n, block_size, bf16, scale);
+            for (long long e = first; e < first + 16 && e < n; e += 2)
+            {
+                unsigned char b = packed[e / 2];
+                float s = scale(e / block_size);
+                store_pair(out, e, n, __fmul_rn(sp[2 * b], s), __fmul_rn(sp[2 * b + 1], s), bf16);
+            }
         }
 
         extern "C" __global__ void nf4_dequantize(const unsigned char* packed, const float* scales, const float* pairs,
@@ -130,7 +105,7 @@ internal static class FusedNf4Dequantizer
         {
             dequantize16(packed, pairs, out, n, block_size, bf16, [=](long long blk)
             {
-                return dq_scale(codes, nested_absmax, nested_map, offset, nested_block, blk);
+                return __fadd_rn(__fmul_rn(nested_map[codes[blk]], nested_absmax[blk / nested_block]), offset);
             });
         }
         """;
