@@ -36,6 +36,10 @@ run_step() {
     hf_train) step hf_train 80 python3 tools/hf_bench_train.py;;
     train_qlora) step train_qlora 90 $B train --device cuda --mode qlora --breakdown true --profile true --fused-dropout true $peak;;
     train_lora) step train_lora 80 $B train --device cuda --mode lora --breakdown true --profile true --fused-dropout true $peak;;
+    # The same steps with LoRA's first product through cuBLAS over a written float32 input (before the fused product kernels).
+    train_lora_noprod) step train_lora_noprod 80 $B train --device cuda --mode lora --breakdown true --fused-product false $peak;;
+    train_qlora_ckpt_noprod) step train_qlora_ckpt_noprod 150 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --breakdown true --fused-product false --memory-trace true $peak;;
+    train_qlora_qv_ckpt_noprod) step train_qlora_qv_ckpt_noprod 120 $B train --device cuda --mode qlora --r 8 --targets qv --checkpoint /tmp/ckpt7b --breakdown true --fused-product false --memory-trace true $peak;;
     # Both sides with TF32 float32 matmuls (the adapters'): PyTorch's allow_tf32, off by default on both.
     hf_train_tf32) step hf_train_tf32 80 python3 tools/hf_bench_train.py --tf32;;
     train_lora_tf32) step train_lora_tf32 80 $B train --device cuda --mode lora --breakdown true --tf32 true $peak;;

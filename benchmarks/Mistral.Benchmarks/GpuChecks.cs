@@ -49,6 +49,10 @@ internal static class GpuChecks
             ("training RoPE (k)", () => RotaryTrainingCheck(device, 8)),
             ("LoRA input projection (p 0.1)", () => LoraInputProjectionCheck(device, 0.1)),
             ("LoRA input projection (p 0)", () => LoraInputProjectionCheck(device, 0)),
+            ("LoRA fused product (p 0.1, 4096)", () => LoraFusedProductCheck(device, 0.1, [4, 512, 4096], 16)),
+            ("LoRA fused product (p 0.1, 14336)", () => LoraFusedProductCheck(device, 0.1, [4, 512, 14336], 16)),
+            ("LoRA fused product (p 0, r 64)", () => LoraFusedProductCheck(device, 0, [2, 100, 4096], 64)),
+            ("LoRA fused product (p 0.1, odd)", () => LoraFusedProductCheck(device, 0.1, [3, 37, 1032], 5)),
             ("greedy decoding (bf16)", () => DecodeCheck(device, quantized: false)),
             ("greedy decoding (bf16, batch 1)", () => DecodeCheck(device, quantized: false, rows: 1)),
             ("greedy decoding (nf4)", () => DecodeCheck(device, quantized: true)),
@@ -510,7 +514,7 @@ internal static class GpuChecks
             Tensor h;
             if (keepInput)
             {
-                h = Mistral.Peft.Lora.LoraInputProjectionFunction.apply(x, a, p, kernel);
+                h = Mistral.Peft.Lora.LoraInputProjectionFunction.apply(x, a, p, kernel, false);
             }
             else
             {
@@ -528,6 +532,62 @@ internal static class GpuChecks
         Record($"LoRA input projection keeping bf16 input vs autograd linear over the float32 input (p {p}, [4, 512, 4096] -> 16)",
             hd == 0 && xd == 0 && ad == 0 && ga0.abs().max().item<float>() > 0,
             $"elements differing: output {hd}, grad x {xd}, grad A {ad}");
+    }
+
+    // The fused product kernels (the dropout made inside y·Aᵀ, gᵀ·y and g·A; the float32 input never written) against the
+    // fused dropout followed by an autograd linear, each side drawing its seed from the same generator state: the same
+    // mask (dropped input-gradient elements zero on both sides), output and A's gradient within float32 summation order
+    // (relative error ≤ 1e-6), x's gradient within bf16 rounding of that (≤ 1e-3 relative, no element beyond 2 ulp plus
+    // 1e-4 of the RMS).
+    private static void LoraFusedProductCheck(Device device, double p, long[] shape, int r)
+    {
+        using var scope = NewDisposeScope();
+        long k = shape[^1];
+        Tensor x0 = (randn(shape) * 2).to(ScalarType.BFloat16).to(device);
+        Tensor gh = randn([.. shape[..^1], r]).to(device);
+        var a = new TorchSharp.Modules.Parameter((randn(r, k) * 0.02f).to(device));
+        string name = $"LoRA fused product vs dropout + autograd linear (p {p}, [{string.Join(", ", shape)}] -> {r})";
+        if (!Mistral.Peft.Lora.LoraInputProjectionFunction.Applies(x0.requires_grad_(true), a, p, true, out var kernel)
+            || !Mistral.Peft.Lora.LoraDropoutFunction.CanProject(x0, a))
+        {
+            Record(name, false, "the fused product does not apply: " + Mistral.Peft.Lora.LoraDropoutFunction.Kernels.Status);
+            return;
+        }
+
+        (Tensor H, Tensor Gx, Tensor Ga) Run(bool fused)
+        {
+            var x = x0.detach().clone().requires_grad_(true);
+            a.grad = null;
+            cuda.manual_seed(7);
+            Tensor h;
+            if (fused)
+            {
+                h = Mistral.Peft.Lora.LoraInputProjectionFunction.apply(x, a, p, kernel, true);
+            }
+            else
+            {
+                Tensor y = p > 0 ? Mistral.Peft.Lora.LoraDropoutFunction.Dropout(kernel, x, p) : x.to(ScalarType.Float32);
+                h = nn.functional.linear(y, a);
+            }
+
+            h.backward([gh]);
+            return (h.detach(), x.grad!.clone(), a.grad!.clone());
+        }
+
+        var (h0, gx0, ga0) = Run(fused: false);
+        var (h1, gx1, ga1) = Run(fused: true);
+        double hr = RelativeError(h1, h0), ar = RelativeError(ga1, ga0), xr = RelativeError(gx1, gx0);
+        long maskDiffer = gx1.eq(0).ne(gx0.eq(0)).sum().item<long>();
+        long beyond = BeyondOneUlp(gx1, gx0);
+        // Beyond 2 bf16 ulp of the element plus 1e-4 of the RMS: a sum that nearly cancels has a float32 error of the
+        // products' size, not of its own, and may round to another bf16 value more than one ulp away.
+        Tensor e32 = gx0.to(ScalarType.Float32);
+        double rms = e32.square().mean().sqrt().item<float>();
+        long far = (gx1.to(ScalarType.Float32) - e32).abs().gt(e32.abs() * (2.0 / 128) + (1e-4 * rms)).sum().item<long>();
+        double dropped = gx1.eq(0).to(ScalarType.Float64).mean().item<double>();
+        Record(name, hr <= 1e-6 && ar <= 1e-6 && xr <= 1e-3 && maskDiffer == 0 && far == 0 && Math.Abs(dropped - p) < 0.01 && ga0.abs().max().item<float>() > 0,
+            $"relative error: output {hr:E2}, grad A {ar:E2}, grad x {xr:E2} ({beyond} elements beyond 1 bf16 ulp, {far} beyond 2 + 1e-4 RMS); "
+            + $"zero pattern differing {maskDiffer}; dropped {dropped:F4}");
     }
 
     // Decoding with every fused decoding kernel against the libtorch path, teacher-forced: both run the same left-padded

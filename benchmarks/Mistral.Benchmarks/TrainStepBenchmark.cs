@@ -93,6 +93,7 @@ internal static class TrainStepBenchmark
             backends.cuda.matmul.allow_tf32 = true;
         }
         lora.UseFusedDropout = model.UseFusedKernels && opts.Get("fused-dropout", "true") == "true";
+        lora.UseFusedProduct = model.UseFusedKernels && opts.Get("fused-product", "true") == "true";
         model.train();
         var parameters = lora.AdapterParameters();
         var optimizer = optim.AdamW(parameters, lr: 2e-4);
@@ -227,7 +228,7 @@ internal static class TrainStepBenchmark
         double mfu = flopPerToken * batch * seq / median / 1e12;
         Console.WriteLine("== train step ==");
         Console.WriteLine($"model FLOP: {flopPerToken / 1e9:F1} GFLOP/token -> {mfu:F0} TFLOP/s = {100 * mfu / peakTflops:F1}% of {peakTflops:F0} (dense bf16 peak)");
-        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}, fused dropout {lora.UseFusedDropout}, foreach AdamW {flat is not null}, loss only {lossOnly}{(tf32 ? ", tf32 True" : string.Empty)}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
+        Console.WriteLine($"mistral.net {(qlora ? "QLoRA nf4" : "LoRA bf16")} {which} r {r} {targets}, seq {seq} x batch {batch}, checkpointing {checkpointing}, fused {model.UseFusedKernels}, fused dropout {lora.UseFusedDropout}, fused product {lora.UseFusedProduct}, foreach AdamW {flat is not null}, loss only {lossOnly}{(tf32 ? ", tf32 True" : string.Empty)}: {median:F3} s/step, {batch * seq / median:F0} tokens/s, peak device memory {mem.PeakMiB} MiB (process), losses {string.Join(" ", losses.Select(l => l.ToString("F4")))}");
         if (breakdown)
         {
             double Median(List<double> xs) => xs.Skip(warmup).OrderBy(x => x).ElementAt((xs.Count - warmup) / 2);

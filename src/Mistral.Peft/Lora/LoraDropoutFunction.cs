@@ -68,9 +68,245 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
             }
             for (long long i = first; i < first + 8 && i < n; i++) gx[i] = f2bf(keep(seed, i, threshold) ? __fmul_rn(gy[i], scale) : 0.0f);
         }
+
+        // ---- LoRA's first product with the dropout inside (LoraInputProjectionFunction) ----
+        // y[t][k] = keep(seed, t·K + k) ? float(x[t][k]) · scale : 0 exactly as lora_dropout_fwd makes it (threshold 0:
+        // every element kept, scale 1: the cast alone), never written out: each kernel makes the part it needs in
+        // registers or shared memory. Sums run in float32 with fmaf; the order differs from cuBLAS's, so results agree
+        // with the unfused path to float32 rounding, not bit for bit. Shapes: x [rows, K] bf16, A [r, K] float32,
+        // g [rows, r] float32; K a multiple of 8, r at most 64, all pointers 16-byte aligned (the host checks).
+        __device__ __forceinline__ void lora_y8(const unsigned short* x, long long i0, unsigned long long seed,
+            unsigned int threshold, float scale, float* v)
+        {
+            uint4 xv = *(const uint4*)(x + i0);
+            const unsigned short* xh = (const unsigned short*)&xv;
+            #pragma unroll
+            for (int j = 0; j < 8; j++) v[j] = (threshold == 0u || keep(seed, i0 + j, threshold)) ? __fmul_rn(bf2f(xh[j]), scale) : 0.0f;
+        }
+
+        // partial[s][t][j] = sum over k in split s of y[t][k] · A[j][k]. Block: 128 rows × 4·rq columns of h
+        // (rq = ceil(r / 4), 32·rq threads); thread (tr, tj) owns rows tr + 32·i (i < 4) and columns 4·tj .. 4·tj + 3.
+        // Grid: (ceil(rows / 128), splits); split s covers k in [s·k_split, (s + 1)·k_split), k_split a multiple of 32.
+        extern "C" __global__ void lora_xa(const unsigned short* x, const long long* seed_ptr, unsigned int threshold, float scale,
+            const float* a, float* partial, long long rows, int k_total, int r, int k_split)
+        {
+            __align__(16) __shared__ float xs[128][36];
+            __align__(16) __shared__ float as[64][36];
+            const int rq = (r + 3) >> 2;
+            const int nthreads = 32 * rq;
+            const int tid = threadIdx.x;
+            const int tr = tid / rq;
+            const int tj = tid - tr * rq;
+            const long long row0 = (long long)blockIdx.x * 128;
+            const int k_begin = blockIdx.y * k_split;
+            const int k_end = k_begin + k_split < k_total ? k_begin + k_split : k_total;
+            const unsigned long long seed = threshold != 0u ? (unsigned long long)seed_ptr[0] : 0ull;
+            float acc[4][4];
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+                #pragma unroll
+                for (int c = 0; c < 4; c++) acc[i][c] = 0.0f;
+            for (int kc = k_begin; kc < k_end; kc += 32)
+            {
+                for (int idx = tid; idx < 128 * 4; idx += nthreads)
+                {
+                    const int lr = idx >> 2, seg = idx & 3;
+                    const long long row = row0 + lr;
+                    const int k = kc + seg * 8;
+                    __align__(16) float v[8];
+                    if (row < rows && k < k_end) lora_y8(x, row * k_total + k, seed, threshold, scale, v);
+                    else
+                    {
+                        #pragma unroll
+                        for (int j = 0; j < 8; j++) v[j] = 0.0f;
+                    }
+                    *(float4*)&xs[lr][seg * 8] = ((const float4*)v)[0];
+                    *(float4*)&xs[lr][seg * 8 + 4] = ((const float4*)v)[1];
+                }
+                for (int idx = tid; idx < rq * 4 * 8; idx += nthreads)
+                {
+                    const int j = idx >> 3, seg = idx & 7;
+                    const int k = kc + seg * 4;
+                    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    if (j < r && k < k_end) v = *(const float4*)(a + (long long)j * k_total + k);
+                    *(float4*)&as[j][seg * 4] = v;
+                }
+                __syncthreads();
+                for (int kk = 0; kk < 32; kk += 4)
+                {
+                    float4 xv[4], av[4];
+                    #pragma unroll
+                    for (int i = 0; i < 4; i++) xv[i] = *(const float4*)&xs[tr + 32 * i][kk];
+                    #pragma unroll
+                    for (int c = 0; c < 4; c++) av[c] = *(const float4*)&as[tj * 4 + c][kk];
+                    #pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        #pragma unroll
+                        for (int c = 0; c < 4; c++)
+                        {
+                            acc[i][c] = fmaf(xv[i].x, av[c].x, acc[i][c]);
+                            acc[i][c] = fmaf(xv[i].y, av[c].y, acc[i][c]);
+                            acc[i][c] = fmaf(xv[i].z, av[c].z, acc[i][c]);
+                            acc[i][c] = fmaf(xv[i].w, av[c].w, acc[i][c]);
+                        }
+                }
+                __syncthreads();
+            }
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                const long long row = row0 + tr + 32 * i;
+                if (row >= rows) continue;
+                #pragma unroll
+                for (int c = 0; c < 4; c++)
+                {
+                    const int j = tj * 4 + c;
+                    if (j < r) partial[((long long)blockIdx.y * rows + row) * r + j] = acc[i][c];
+                }
+            }
+        }
+
+        // out[i] = partial[0][i] + partial[1][i] + ... in split order (deterministic).
+        extern "C" __global__ void lora_split_sum(const float* partial, int splits, long long n, float* out)
+        {
+            const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+            if (i >= n) return;
+            float s = partial[i];
+            for (int k = 1; k < splits; k++) s = __fadd_rn(s, partial[(long long)k * n + i]);
+            out[i] = s;
+        }
+
+        // gx[t][k] = bf16(keep ? (sum over j of g[t][j] · A[j][k]) · scale : 0): the input gradient through A and the
+        // dropout in one pass. Block: 256 threads = 64 groups of 8 columns × 4 groups of 4 rows (16 rows × 512 columns).
+        // Grid: (ceil(K / 512), ceil(rows / 16)).
+        extern "C" __global__ void lora_grad_x(const float* g, const float* a, const long long* seed_ptr, unsigned int threshold,
+            float scale, unsigned short* gx, long long rows, int k_total, int r)
+        {
+            const int cg = threadIdx.x & 63, rg = threadIdx.x >> 6;
+            const int k = (blockIdx.x * 64 + cg) * 8;
+            if (k >= k_total) return;
+            const long long row0 = (long long)blockIdx.y * 16 + rg * 4;
+            if (row0 >= rows) return;
+            float acc[4][8];
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+                #pragma unroll
+                for (int c = 0; c < 8; c++) acc[i][c] = 0.0f;
+            for (int j = 0; j < r; j++)
+            {
+                const float4 a0 = *(const float4*)(a + (long long)j * k_total + k);
+                const float4 a1 = *(const float4*)(a + (long long)j * k_total + k + 4);
+                #pragma unroll
+                for (int i = 0; i < 4; i++)
+                {
+                    const float gv = row0 + i < rows ? g[(row0 + i) * r + j] : 0.0f;
+                    acc[i][0] = fmaf(gv, a0.x, acc[i][0]);
+                    acc[i][1] = fmaf(gv, a0.y, acc[i][1]);
+                    acc[i][2] = fmaf(gv, a0.z, acc[i][2]);
+                    acc[i][3] = fmaf(gv, a0.w, acc[i][3]);
+                    acc[i][4] = fmaf(gv, a1.x, acc[i][4]);
+                    acc[i][5] = fmaf(gv, a1.y, acc[i][5]);
+                    acc[i][6] = fmaf(gv, a1.z, acc[i][6]);
+                    acc[i][7] = fmaf(gv, a1.w, acc[i][7]);
+                }
+            }
+            const unsigned long long seed = threshold != 0u ? (unsigned long long)seed_ptr[0] : 0ull;
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                const long long row = row0 + i;
+                if (row >= rows) break;
+                const long long i0 = row * k_total + k;
+                __align__(16) unsigned short o[8];
+                #pragma unroll
+                for (int c = 0; c < 8; c++)
+                    o[c] = f2bf((threshold == 0u || keep(seed, i0 + c, threshold)) ? __fmul_rn(acc[i][c], scale) : 0.0f);
+                *(uint4*)(gx + i0) = *(const uint4*)o;
+            }
+        }
+
+        // partial[s][j][k] = sum over t in split s of g[t][j] · y[t][k]: A's gradient. Block: 32 groups of 8 columns ×
+        // rq groups of 4 rows of A (32·rq threads, 256 columns); rows of x in chunks of 32 staged (y made once per
+        // element) in shared memory. Grid: (ceil(K / 256), splits); split s covers t in [s·t_split, (s + 1)·t_split).
+        extern "C" __global__ void lora_grad_a(const float* g, const unsigned short* x, const long long* seed_ptr,
+            unsigned int threshold, float scale, float* partial, long long rows, int k_total, int r, long long t_split)
+        {
+            __align__(16) __shared__ float ys[32][264];
+            __align__(16) __shared__ float gs[32][68];
+            const int rq = (r + 3) >> 2;
+            const int nthreads = 32 * rq;
+            const int tid = threadIdx.x;
+            const int cg = tid & 31, jg = tid >> 5;
+            const int k0 = blockIdx.x * 256;
+            const long long t_begin = (long long)blockIdx.y * t_split;
+            const long long t_end = t_begin + t_split < rows ? t_begin + t_split : rows;
+            const unsigned long long seed = threshold != 0u ? (unsigned long long)seed_ptr[0] : 0ull;
+            float acc[4][8];
+            #pragma unroll
+            for (int c = 0; c < 4; c++)
+                #pragma unroll
+                for (int q = 0; q < 8; q++) acc[c][q] = 0.0f;
+            for (long long tc = t_begin; tc < t_end; tc += 32)
+            {
+                for (int idx = tid; idx < 32 * 32; idx += nthreads)
+                {
+                    const int lr = idx >> 5, seg = idx & 31;
+                    const long long t = tc + lr;
+                    const int k = k0 + seg * 8;
+                    __align__(16) float v[8];
+                    if (t < t_end && k < k_total) lora_y8(x, t * k_total + k, seed, threshold, scale, v);
+                    else
+                    {
+                        #pragma unroll
+                        for (int q = 0; q < 8; q++) v[q] = 0.0f;
+                    }
+                    *(float4*)&ys[lr][seg * 8] = ((const float4*)v)[0];
+                    *(float4*)&ys[lr][seg * 8 + 4] = ((const float4*)v)[1];
+                }
+                for (int idx = tid; idx < 32 * rq * 4; idx += nthreads)
+                {
+                    const int lr = idx / (rq * 4), j = idx - lr * (rq * 4);
+                    const long long t = tc + lr;
+                    gs[lr][j] = t < t_end && j < r ? g[t * r + j] : 0.0f;
+                }
+                __syncthreads();
+                for (int lr = 0; lr < 32; lr++)
+                {
+                    const float4 gv = *(const float4*)&gs[lr][jg * 4];
+                    const float4 y0 = *(const float4*)&ys[lr][cg * 8];
+                    const float4 y1 = *(const float4*)&ys[lr][cg * 8 + 4];
+                    const float gj[4] = { gv.x, gv.y, gv.z, gv.w };
+                    #pragma unroll
+                    for (int c = 0; c < 4; c++)
+                    {
+                        acc[c][0] = fmaf(gj[c], y0.x, acc[c][0]);
+                        acc[c][1] = fmaf(gj[c], y0.y, acc[c][1]);
+                        acc[c][2] = fmaf(gj[c], y0.z, acc[c][2]);
+                        acc[c][3] = fmaf(gj[c], y0.w, acc[c][3]);
+                        acc[c][4] = fmaf(gj[c], y1.x, acc[c][4]);
+                        acc[c][5] = fmaf(gj[c], y1.y, acc[c][5]);
+                        acc[c][6] = fmaf(gj[c], y1.z, acc[c][6]);
+                        acc[c][7] = fmaf(gj[c], y1.w, acc[c][7]);
+                    }
+                }
+                __syncthreads();
+            }
+            const int k = k0 + cg * 8;
+            if (k >= k_total) return;
+            #pragma unroll
+            for (int c = 0; c < 4; c++)
+            {
+                const int j = jg * 4 + c;
+                if (j >= r) break;
+                float* out = partial + ((long long)blockIdx.y * r + j) * k_total + k;
+                *(float4*)out = make_float4(acc[c][0], acc[c][1], acc[c][2], acc[c][3]);
+                *(float4*)(out + 4) = make_float4(acc[c][4], acc[c][5], acc[c][6], acc[c][7]);
+            }
+        }
         """;
 
-    private static readonly CudaModule Module = new("lora_dropout", Source, "lora_dropout_fwd", "lora_dropout_bwd");
+    private static readonly CudaModule Module = new(
+        "lora_dropout", Source, "lora_dropout_fwd", "lora_dropout_bwd", "lora_xa", "lora_split_sum", "lora_grad_x", "lora_grad_a");
 
     /// <inheritdoc />
     public override string Name => "LoraDropout";
@@ -151,6 +387,179 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         return gradX;
     }
 
+    /// <summary>
+    /// Whether LoRA's first product can run as the fused kernels (<see cref="Project"/>, <see cref="ProjectionGradX"/>,
+    /// <see cref="ProjectionGradA"/>): x bfloat16, contiguous, on CUDA, at least one row; A float32, contiguous, [r ≤ 64,
+    /// K] on the same device with K a multiple of 8 and x's last dimension; both 16-byte aligned; the kernels compiled.
+    /// </summary>
+    internal static bool CanProject(Tensor x, Tensor a)
+    {
+        if (x.device.type != DeviceType.CUDA || x.dtype != ScalarType.BFloat16 || a.dtype != ScalarType.Float32
+            || a.dim() != 2 || x.dim() < 1 || !x.is_contiguous() || !a.is_contiguous()
+            || !Mistral.Core.Modeling.DeviceComparison.IsSameDevice(x.device, a.device))
+        {
+            return false;
+        }
+
+        long k = a.size(1);
+        long r = a.size(0);
+        return x.size(-1) == k && k % 8 == 0 && k <= int.MaxValue && r is >= 1 and <= MaxProjectionRank && x.numel() > 0
+            && Aligned16(x) && Aligned16(a) && Module.TryGetFunction(x, "lora_xa", out _);
+    }
+
+    /// <summary>The largest rank the fused product kernels take (their shared-memory tiles hold 64 rows of A).</summary>
+    internal const int MaxProjectionRank = 64;
+
+    // Blocks a launch should reach before it is split further: two per SM of an H100 or H200 (132 SMs). Fewer splits
+    // leave SMs idle at 2,048 tokens; more only add partial sums to write and add.
+    private const int TargetBlocks = 264;
+
+    /// <summary>
+    /// <c>h = dropout(x.to(float32)) · Aᵀ</c> for x [rows, K] (bf16) and A [r, K] (float32): the dropout of
+    /// <see cref="Replay"/> under <paramref name="seed"/> (p = 0: the cast alone) made inside the product, never written
+    /// out. Returns h [rows, r] float32. Requires <see cref="CanProject"/>.
+    /// </summary>
+    internal static unsafe Tensor Project(Tensor x, Tensor seed, double p, Tensor a)
+    {
+        using var scope = NewDisposeScope();
+        int k = (int)a.size(1);
+        int r = (int)a.size(0);
+        long rows = x.numel() / k;
+        long rowBlocks = (rows + 127) / 128;
+        int splits = (int)Math.Clamp((TargetBlocks + rowBlocks - 1) / rowBlocks, 1, (k + 31) / 32);
+        int kSplit = (((k + splits - 1) / splits) + 31) / 32 * 32;
+        splits = (k + kSplit - 1) / kSplit;
+        Tensor h = empty([rows, r], ScalarType.Float32, x.device);
+        Tensor partial = splits == 1 ? h : empty([splits, rows, r], ScalarType.Float32, x.device);
+        var f = Function(x, "lora_xa");
+        IntPtr px = CudaFunction.Pointer(x);
+        IntPtr ps = p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero;
+        IntPtr pa = CudaFunction.Pointer(a);
+        IntPtr pp = CudaFunction.Pointer(partial);
+        var (threshold, scale) = MaskParameters(p);
+        IntPtr* args = stackalloc IntPtr[10];
+        args[0] = (IntPtr)(&px);
+        args[1] = (IntPtr)(&ps);
+        args[2] = (IntPtr)(&threshold);
+        args[3] = (IntPtr)(&scale);
+        args[4] = (IntPtr)(&pa);
+        args[5] = (IntPtr)(&pp);
+        args[6] = (IntPtr)(&rows);
+        args[7] = (IntPtr)(&k);
+        args[8] = (IntPtr)(&r);
+        args[9] = (IntPtr)(&kSplit);
+        f.Launch((uint)rowBlocks, (uint)splits, 1, (uint)(32 * ((r + 3) / 4)), args);
+        if (splits > 1)
+        {
+            SplitSum(x, partial, splits, rows * r, h);
+        }
+
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The input gradient of <see cref="Project"/>: <c>bf16(keep ? (g · A) · scale : 0)</c> for g [rows, r] float32,
+    /// as the unfused <c>g.mm(A)</c> followed by <see cref="Backward"/> computes it (to float32 summation order).
+    /// Returns [rows, K] bfloat16.
+    /// </summary>
+    internal static unsafe Tensor ProjectionGradX(Tensor g, Tensor a, Tensor seed, double p)
+    {
+        int k = (int)a.size(1);
+        int r = (int)a.size(0);
+        long rows = g.size(0);
+        Tensor gradX = empty([rows, k], ScalarType.BFloat16, g.device);
+        var f = Function(g, "lora_grad_x");
+        IntPtr pg = CudaFunction.Pointer(g);
+        IntPtr pa = CudaFunction.Pointer(a);
+        IntPtr ps = p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero;
+        IntPtr po = CudaFunction.Pointer(gradX);
+        var (threshold, scale) = MaskParameters(p);
+        IntPtr* args = stackalloc IntPtr[9];
+        args[0] = (IntPtr)(&pg);
+        args[1] = (IntPtr)(&pa);
+        args[2] = (IntPtr)(&ps);
+        args[3] = (IntPtr)(&threshold);
+        args[4] = (IntPtr)(&scale);
+        args[5] = (IntPtr)(&po);
+        args[6] = (IntPtr)(&rows);
+        args[7] = (IntPtr)(&k);
+        args[8] = (IntPtr)(&r);
+        f.Launch((uint)((k + 511) / 512), (uint)((rows + 15) / 16), 1, 256, args);
+        return gradX;
+    }
+
+    /// <summary>
+    /// A's gradient through <see cref="Project"/>: <c>gᵀ · dropout(x.to(float32))</c> for g [rows, r] float32 and x
+    /// [rows, K] bfloat16, the dropout made again from <paramref name="seed"/>. Returns [r, K] float32.
+    /// </summary>
+    internal static unsafe Tensor ProjectionGradA(Tensor g, Tensor x, Tensor seed, double p)
+    {
+        using var scope = NewDisposeScope();
+        int r = (int)g.size(1);
+        long rows = g.size(0);
+        int k = (int)(x.numel() / rows);
+        long columnBlocks = (k + 255) / 256;
+        long splits = Math.Clamp((TargetBlocks + columnBlocks - 1) / columnBlocks, 1, (rows + 31) / 32);
+        long tSplit = (((rows + splits - 1) / splits) + 31) / 32 * 32;
+        splits = (rows + tSplit - 1) / tSplit;
+        Tensor gradA = empty([r, k], ScalarType.Float32, g.device);
+        Tensor partial = splits == 1 ? gradA : empty([splits, r, k], ScalarType.Float32, g.device);
+        var f = Function(g, "lora_grad_a");
+        IntPtr pg = CudaFunction.Pointer(g);
+        IntPtr px = CudaFunction.Pointer(x);
+        IntPtr ps = p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero;
+        IntPtr pp = CudaFunction.Pointer(partial);
+        var (threshold, scale) = MaskParameters(p);
+        IntPtr* args = stackalloc IntPtr[10];
+        args[0] = (IntPtr)(&pg);
+        args[1] = (IntPtr)(&px);
+        args[2] = (IntPtr)(&ps);
+        args[3] = (IntPtr)(&threshold);
+        args[4] = (IntPtr)(&scale);
+        args[5] = (IntPtr)(&pp);
+        args[6] = (IntPtr)(&rows);
+        args[7] = (IntPtr)(&k);
+        args[8] = (IntPtr)(&r);
+        args[9] = (IntPtr)(&tSplit);
+        f.Launch((uint)columnBlocks, (uint)splits, 1, (uint)(32 * ((r + 3) / 4)), args);
+        if (splits > 1)
+        {
+            SplitSum(g, partial, (int)splits, (long)r * k, gradA);
+        }
+
+        return gradA.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Whether <paramref name="t"/>'s data starts on a 16-byte boundary (the kernels' vector loads need it).</summary>
+    internal static bool Aligned16(Tensor t) => (CudaFunction.Pointer(t) & 15) == 0;
+
+    private static unsafe void SplitSum(Tensor onDevice, Tensor partial, int splits, long n, Tensor output)
+    {
+        var f = Function(onDevice, "lora_split_sum");
+        IntPtr pp = CudaFunction.Pointer(partial);
+        IntPtr po = CudaFunction.Pointer(output);
+        IntPtr* args = stackalloc IntPtr[4];
+        args[0] = (IntPtr)(&pp);
+        args[1] = (IntPtr)(&splits);
+        args[2] = (IntPtr)(&n);
+        args[3] = (IntPtr)(&po);
+        f.Launch((uint)((n + 255) / 256), 1, 1, 256, args);
+    }
+
+    private static CudaFunction Function(Tensor onDevice, string name)
+    {
+        if (!Module.TryGetFunction(onDevice, name, out CudaFunction f))
+        {
+            throw new InvalidOperationException($"The LoRA kernel {name} is not available: " + Module.Status);
+        }
+
+        return f;
+    }
+
+    // The keep threshold (p · 2^32) and the kept values' scale 1 / (1 − p); p = 0: threshold 0 (every element kept), scale 1.
+    private static (uint Threshold, float Scale) MaskParameters(double p) =>
+        ((uint)Math.Min(uint.MaxValue, Math.Round(p * 4294967296.0)), (float)(1.0 / (1.0 - p)));
+
     /// <inheritdoc />
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
@@ -170,8 +579,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         IntPtr pin = CudaFunction.Pointer(input);
         IntPtr pseed = CudaFunction.Pointer(seed);
         IntPtr pout = CudaFunction.Pointer(output);
-        uint threshold = (uint)Math.Min(uint.MaxValue, Math.Round(p * 4294967296.0));
-        float scale = (float)(1.0 / (1.0 - p));
+        var (threshold, scale) = MaskParameters(p);
         long n = input.numel();
         IntPtr* args = stackalloc IntPtr[6];
         args[0] = (IntPtr)(&pin);

@@ -12,11 +12,18 @@ namespace Mistral.Peft.Lora;
 /// q, k and v read the same one). This function keeps the bfloat16 input and, with dropout, the 8-byte seed of the
 /// fused dropout kernel (<see cref="LoraDropoutFunction"/>, whose mask is a hash of seed and index), and in backward
 /// recomputes the float32 input for the weight gradient, one projection at a time.
-/// <para>Values and gradients are bit-identical to the autograd path: the same kernels make the same float32 input, and
-/// the backward issues the products that libtorch's <c>mm</c> backward issues for a row-major input and a transposed
-/// weight (<c>grad_A = g.t().mm(y)</c>, <c>grad_y = g.mm(A)</c>).</para>
+/// <para>Over a bfloat16 input whose shapes the fused product kernels take (<see cref="LoraDropoutFunction.CanProject"/>:
+/// r ≤ 64, in a multiple of 8) and when asked for, the float32 input is never written at all: one kernel makes the
+/// dropout inside the product <c>y · Aᵀ</c> (float32 sums with fmaf, split over <c>in</c> and added in a fixed order),
+/// and backward's two products make it again inside them (<c>grad_A = gᵀ · y</c>) or apply its mask to their result
+/// (<c>grad_x = bf16(mask · (g · A) · scale)</c>). Same mask, same float32 arithmetic per product, another summation
+/// order than cuBLAS: values and gradients agree with the autograd path to float32 rounding, not bit for bit, and are
+/// deterministic (no atomics). Otherwise values and gradients are bit-identical to the autograd path: the same kernels
+/// make the same float32 input, and the backward issues the products that libtorch's <c>mm</c> backward issues for a
+/// row-major input and a transposed weight (<c>grad_A = g.t().mm(y)</c>, <c>grad_y = g.mm(A)</c>).</para>
 /// Arguments of <c>apply</c>: x (bfloat16 or float16, any leading dims), A (float32 [r, in]), dropout probability
-/// (double; 0 means the cast alone), the fused dropout forward kernel (<see cref="CudaFunction"/>, when p &gt; 0).
+/// (double; 0 means the cast alone), the fused dropout forward kernel (<see cref="CudaFunction"/>, when p &gt; 0), and
+/// optionally whether the fused product kernels may be used (bool, default false).
 /// </summary>
 internal sealed class LoraInputProjectionFunction : autograd.SingleTensorFunction<LoraInputProjectionFunction>
 {
@@ -52,22 +59,37 @@ internal sealed class LoraInputProjectionFunction : autograd.SingleTensorFunctio
         var a = (Tensor)vars[1];
         double p = (double)vars[2];
         var kernel = vars.Length > 3 && vars[3] is CudaFunction k ? k : default;
+        bool fusedProduct = vars.Length > 4 && vars[4] is true;
         using var scope = NewDisposeScope();
         Tensor input = x.is_contiguous() ? x : x.contiguous();
+        fusedProduct = fusedProduct && LoraDropoutFunction.CanProject(input, a);
         Tensor seed;
-        Tensor y;
-        if (p > 0)
+        Tensor h;
+        if (fusedProduct)
         {
-            (y, seed) = LoraDropoutFunction.Forward(kernel, input, p);
+            // The same seed draw as LoraDropoutFunction.Forward (a checkpointed layer's recomputation replays it).
+            seed = p > 0 ? randint(long.MaxValue, [1], ScalarType.Int64, input.device) : empty(0, ScalarType.Int64, input.device);
+            long inFeatures = a.size(1);
+            long[] shape = [.. input.shape[..^1], a.size(0)];
+            h = LoraDropoutFunction.Project(input.view(-1, inFeatures), seed, p, a).view(shape);
         }
         else
         {
-            seed = empty(0, ScalarType.Int64, input.device);
-            y = input.to(ScalarType.Float32);
+            Tensor y;
+            if (p > 0)
+            {
+                (y, seed) = LoraDropoutFunction.Forward(kernel, input, p);
+            }
+            else
+            {
+                seed = empty(0, ScalarType.Int64, input.device);
+                y = input.to(ScalarType.Float32);
+            }
+
+            h = nn.functional.linear(y, a);
+            y.Dispose(); // the point of this function: the float32 input does not outlive the forward
         }
 
-        Tensor h = nn.functional.linear(y, a);
-        y.Dispose(); // the point of this function: the float32 input does not outlive the forward
         // TorchSharp makes the saved variables after forward returns: what this scope made must outlive it. The caller's
         // own x must not be moved: MoveToOuterDisposeScope would lift it out of the caller's scope (a handle, and with
         // it the tensor, kept past the training step — measured as 3 GB more per step on the H100).
@@ -76,6 +98,8 @@ internal sealed class LoraInputProjectionFunction : autograd.SingleTensorFunctio
         ctx.save_data("p", p);
         ctx.save_data("kernel", kernel);
         ctx.save_data("inputGrad", x.requires_grad);
+        ctx.save_data("fusedProduct", fusedProduct);
+        ctx.save_data("inputs", vars.Length);
         return h.MoveToOuterDisposeScope();
     }
 
@@ -85,6 +109,8 @@ internal sealed class LoraInputProjectionFunction : autograd.SingleTensorFunctio
         double p = (double)ctx.get_data("p");
         var kernel = (CudaFunction)ctx.get_data("kernel");
         bool inputGrad = (bool)ctx.get_data("inputGrad");
+        bool fusedProduct = (bool)ctx.get_data("fusedProduct");
+        int inputs = (int)ctx.get_data("inputs");
         Tensor? gradX = null;
         Tensor gradA;
         using (var scope = NewDisposeScope())
@@ -96,16 +122,39 @@ internal sealed class LoraInputProjectionFunction : autograd.SingleTensorFunctio
             long rank = a.size(0);
             long inFeatures = a.size(1);
             Tensor g = (grad_output.is_contiguous() ? grad_output : grad_output.contiguous()).view(-1, rank);
-            Tensor y = p > 0 ? LoraDropoutFunction.Replay(kernel, x, seed, p) : x.to(ScalarType.Float32);
-            gradA = g.t().mm(y.view(-1, inFeatures)).MoveToOuterDisposeScope();
-            y.Dispose();
-            if (inputGrad) // the first layer's input (embeddings through a frozen norm) needs none
+            if (fusedProduct)
             {
-                Tensor gy = g.mm(a);
-                gradX = (p > 0 ? LoraDropoutFunction.Backward(gy, seed, p) : gy.to(x.dtype)).view(x.shape).MoveToOuterDisposeScope();
+                if (!LoraDropoutFunction.Aligned16(g))
+                {
+                    g = g.clone(); // a fresh allocation: the kernels' vector loads need 16-byte alignment
+                }
+
+                gradA = LoraDropoutFunction.ProjectionGradA(g, x.view(-1, inFeatures), seed, p).MoveToOuterDisposeScope();
+                if (inputGrad)
+                {
+                    gradX = LoraDropoutFunction.ProjectionGradX(g, a, seed, p).view(x.shape).MoveToOuterDisposeScope();
+                }
+            }
+            else
+            {
+                Tensor y = p > 0 ? LoraDropoutFunction.Replay(kernel, x, seed, p) : x.to(ScalarType.Float32);
+                gradA = g.t().mm(y.view(-1, inFeatures)).MoveToOuterDisposeScope();
+                y.Dispose();
+                if (inputGrad) // the first layer's input (embeddings through a frozen norm) needs none
+                {
+                    Tensor gy = g.mm(a);
+                    gradX = (p > 0 ? LoraDropoutFunction.Backward(gy, seed, p) : gy.to(x.dtype)).view(x.shape).MoveToOuterDisposeScope();
+                }
             }
         }
 
-        return Mistral.Core.Modeling.GradientHandOff.Return(grad_output, [gradX!, gradA, null!, null!]);
+        // One entry per argument of apply: x, A, then nothing for p, the kernel and (when passed) the fused-product flag.
+        var gradients = new List<Tensor>(inputs) { gradX!, gradA };
+        while (gradients.Count < inputs)
+        {
+            gradients.Add(null!);
+        }
+
+        return Mistral.Core.Modeling.GradientHandOff.Return(grad_output, gradients);
     }
 }

@@ -130,8 +130,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
     public bool IsQuantizedBase => baseLayer is Linear4bit;
 
     /// <summary>
-    /// Whether, over a bfloat16 result on CUDA, the scaled update is added and cast in one fused kernel (forward and
-    /// backward) instead of three libtorch passes; bit-identical. Default true.
+    /// Whether fused CUDA kernels serve the LoRA branch: over a bfloat16 result the scaled update is added and cast in one
+    /// kernel (forward and backward) instead of three libtorch passes, bit-identical; and the fused first product of
+    /// <see cref="UseFusedProduct"/> and the fused dropout of <see cref="UseFusedDropout"/>, where those are on.
+    /// Default true; false runs libtorch's ops throughout.
     /// </summary>
     public bool UseFusedKernels { get; set; } = true;
 
@@ -143,6 +145,17 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
     /// to draw libtorch's own dropout stream. Without CUDA the setting changes nothing.
     /// </summary>
     public bool UseFusedDropout { get; set; } = true;
+
+    /// <summary>
+    /// Whether, in training on CUDA over a bfloat16 input with r ≤ 64 and in-features a multiple of 8, the first adapter
+    /// product <c>lora_A(dropout(x.to(float32)))</c> runs as fused kernels that make the dropout (or the cast) inside the
+    /// products, forward and backward, and never write the float32 input (a [tokens, in] float32 tensor per projection
+    /// and pass). Values and gradients equal libtorch's dropout + float32 linear to float32 rounding (another summation
+    /// order than cuBLAS, deterministic), not bit for bit; the GPU test lane checks them at 7B widths. Default true;
+    /// false keeps cuBLAS's products (bit-identical to the autograd path). Needs <see cref="UseFusedKernels"/>, and with
+    /// dropout <see cref="UseFusedDropout"/> (the same mask). Without CUDA the setting changes nothing.
+    /// </summary>
+    public bool UseFusedProduct { get; set; } = true;
 
     /// <inheritdoc />
     public override Tensor forward(Tensor input)
@@ -170,8 +183,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
         Tensor u;
         if (UseFusedKernels && LoraInputProjectionFunction.Applies(input, LoraA, p, UseFusedDropout, out CudaFunction projectionDropout))
         {
-            // lora_A(dropout(x.to(float32))) whose float32 input is made again in backward instead of kept (bit-identical).
-            u = loraB.forward(LoraInputProjectionFunction.apply(input, LoraA, p, projectionDropout));
+            // lora_A(dropout(x.to(float32))) whose float32 input is never kept: over bf16 with r ≤ 64 it is made inside the
+            // products by the fused kernels (float32 rounding of cuBLAS's sums), else made again in backward (bit-identical).
+            u = loraB.forward(LoraInputProjectionFunction.apply(input, LoraA, p, projectionDropout, UseFusedProduct));
         }
         else
         {

@@ -71,6 +71,19 @@ public sealed class LoraModel
         }
     }
 
+    /// <summary>Whether every adapter layer takes the fused first product in training on CUDA (<see cref="LoraLinear.UseFusedProduct"/>); setting it sets them all.</summary>
+    public bool UseFusedProduct
+    {
+        get => Layers.Count > 0 && Layers.Values.All(l => l.UseFusedProduct);
+        set
+        {
+            foreach (LoraLinear layer in Layers.Values)
+            {
+                layer.UseFusedProduct = value;
+            }
+        }
+    }
+
     /// <summary>The trainable LoRA weights under PEFT's saved key names, in ordinal key order:
     /// <c>base_model.model.{module}.lora_A.weight</c> [r, in] and <c>….lora_B.weight</c> [out, r].</summary>
     /// <returns>Key and parameter pairs (the live parameters, not copies).</returns>

@@ -14,7 +14,17 @@ public class CudaPreludeTests
 
     [Fact]
     public void TheLoraDropoutModuleUsesThePreludeOnce() =>
-        CudaSourceChecks.UsesThePreludeOnce(LoraDropoutFunction.Kernels.Source, CudaPrelude.Bf16, "lora_dropout_fwd", "lora_dropout_bwd");
+        CudaSourceChecks.UsesThePreludeOnce(
+            LoraDropoutFunction.Kernels.Source, CudaPrelude.Bf16, "lora_dropout_fwd", "lora_dropout_bwd", "lora_xa", "lora_split_sum", "lora_grad_x", "lora_grad_a");
+
+    [Fact]
+    public void TheFusedProductKernelsDrawTheDropoutMaskFromTheSameHash()
+    {
+        // One keep() for every kernel: a second hash would give backward a mask other than forward's.
+        string source = LoraDropoutFunction.Kernels.Source;
+        CudaSourceChecks.Occurrences(source, "bool keep(").Should().Be(1);
+        CudaSourceChecks.Occurrences(source, "lora_y8(").Should().Be(3, "lora_xa and lora_grad_a make the dropped input through one helper (one definition, two calls)");
+    }
 
     [Fact]
     public void TheFlatAdamWModuleUsesThePreludeOnce() =>

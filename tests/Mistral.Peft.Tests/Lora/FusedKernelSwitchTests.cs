@@ -67,6 +67,10 @@ public class FusedKernelSwitchTests
         lora.UseFusedDropout = false;
         lora.Layers.Values.Should().OnlyContain(l => !l.UseFusedDropout);
         lora.UseFusedDropout.Should().BeFalse();
+        lora.UseFusedProduct.Should().BeTrue("the fused first product is on by default");
+        lora.UseFusedProduct = false;
+        lora.Layers.Values.Should().OnlyContain(l => !l.UseFusedProduct);
+        lora.UseFusedProduct.Should().BeFalse();
         model.UseFusedDecodeProjections = true;
         mlps.Should().OnlyContain(m => m.UseFusedDecodeProjections);
     }

@@ -125,6 +125,99 @@ static void lora_dropout(long long n, int misalign)
         + ": " + std::to_string(bad) + " differ, dropped " + std::to_string(rate));
 }
 
+// LoRA's first product with the dropout inside (lora_xa + lora_split_sum, lora_grad_x, lora_grad_a) against two
+// references: the same float32 fmaf sums in the kernels' order (split by split, k or t ascending, splits added in
+// order), which must match bit for bit, and double-precision sums over y = lora_dropout_fwd's own output, which must
+// agree to float32 rounding (gx: within one bf16 ulp, zero exactly where dropped).
+static void lora_projection(long long rows, int K, int r, double p, int k_split, long long t_split)
+{
+    auto x = random_bf16((size_t)rows * K);
+    auto a = random_f32((size_t)r * K);
+    auto g = random_f32((size_t)rows * r);
+    long long seed = 0x5eed1234abcdLL;
+    unsigned int threshold = (unsigned int)std::llround(p * 4294967296.0);
+    float scale = (float)(1.0 / (1.0 - p));
+    long long n = rows * K;
+    std::vector<float> y(n + 16);
+    launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] {
+        m_lora_dropout::lora_dropout_fwd(x.data(), &seed, threshold, scale, y.data(), n); });
+    const int rq = (r + 3) / 4;
+    const int ksplits = (K + k_split - 1) / k_split;
+    const int tsplits = (int)((rows + t_split - 1) / t_split);
+    std::vector<float> hp((size_t)ksplits * rows * r, -1.0f), h((size_t)rows * r);
+    launch(Launch::Threads, blocks(rows, 128), ksplits, 32 * rq, [&] {
+        m_lora_dropout::lora_xa(x.data(), &seed, threshold, scale, a.data(), hp.data(), rows, K, r, k_split); });
+    launch(Launch::Sequential, blocks(rows * r, 256), 1, 256, [&] {
+        m_lora_dropout::lora_split_sum(hp.data(), ksplits, rows * r, h.data()); });
+    std::vector<bf16> gx(n + 16, 0xFFFF);
+    launch(Launch::Sequential, blocks(K, 512), blocks(rows, 16), 256, [&] {
+        m_lora_dropout::lora_grad_x(g.data(), a.data(), &seed, threshold, scale, gx.data(), rows, K, r); });
+    std::vector<float> ap((size_t)tsplits * r * K, -1.0f), ga((size_t)r * K);
+    launch(Launch::Threads, blocks(K, 256), tsplits, 32 * rq, [&] {
+        m_lora_dropout::lora_grad_a(g.data(), x.data(), &seed, threshold, scale, ap.data(), rows, K, r, t_split); });
+    launch(Launch::Sequential, blocks((long long)r * K, 256), 1, 256, [&] {
+        m_lora_dropout::lora_split_sum(ap.data(), tsplits, (long long)r * K, ga.data()); });
+
+    long long hbad = 0, abad = 0, xbad = 0, xfar = 0, dropped = 0;
+    double hworst = 0, aworst = 0;
+    for (long long t = 0; t < rows; t++)
+        for (int j = 0; j < r; j++)
+        {
+            float total = 0.0f;
+            double exact = 0, mag = 0;
+            for (int s = 0; s < ksplits; s++)
+            {
+                float acc = 0.0f;
+                for (int k = s * k_split; k < std::min(K, (s + 1) * k_split); k++) acc = std::fmaf(y[t * K + k], a[(size_t)j * K + k], acc);
+                total = s == 0 ? acc : total + acc;
+            }
+            for (int k = 0; k < K; k++) { double v = (double)y[t * K + k] * a[(size_t)j * K + k]; exact += v; mag += std::fabs(v); }
+            hbad += h[t * r + j] != total;
+            hworst = std::max(hworst, std::fabs(h[t * r + j] - exact) / std::max(mag, 1e-30));
+        }
+    for (int j = 0; j < r; j++)
+        for (int k = 0; k < K; k++)
+        {
+            float total = 0.0f;
+            double exact = 0, mag = 0;
+            for (int s = 0; s < tsplits; s++)
+            {
+                float acc = 0.0f;
+                for (long long t = s * t_split; t < std::min(rows, (s + 1) * t_split); t++) acc = std::fmaf(g[t * r + j], y[t * K + k], acc);
+                total = s == 0 ? acc : total + acc;
+            }
+            for (long long t = 0; t < rows; t++) { double v = (double)g[t * r + j] * y[t * K + k]; exact += v; mag += std::fabs(v); }
+            abad += ga[(size_t)j * K + k] != total;
+            aworst = std::max(aworst, std::fabs(ga[(size_t)j * K + k] - exact) / std::max(mag, 1e-30));
+        }
+    for (long long t = 0; t < rows; t++)
+        for (int k = 0; k < K; k++)
+        {
+            long long i = t * K + k;
+            bool keep = threshold == 0 || m_lora_dropout::keep((unsigned long long)seed, (unsigned long long)i, threshold);
+            dropped += !keep;
+            float acc = 0.0f;
+            double exact = 0, mag = 0;
+            for (int j = 0; j < r; j++)
+            {
+                acc = std::fmaf(g[t * r + j], a[(size_t)j * K + k], acc);
+                exact += (double)g[t * r + j] * a[(size_t)j * K + k];
+                mag += std::fabs((double)g[t * r + j] * a[(size_t)j * K + k]);
+            }
+            bf16 want = f2bf(keep ? acc * scale : 0.0f);
+            xbad += gx[i] != want;
+            // bf16 rounding (2^-9 relative, 2^-8 allowed) plus float32 summation error on the products' magnitude
+            xfar += keep ? std::fabs(bf2f(gx[i]) - exact * scale) > std::ldexp(std::fabs(exact * scale), -8) + 1e-6 * mag * scale : gx[i] != 0;
+        }
+    xbad += gx[n] != 0xFFFF; // nothing written past the end
+    double rate = (double)dropped / n, sigma = std::sqrt(std::max(p * (1 - p), 1e-12) / n);
+    bool ok = hbad == 0 && abad == 0 && xbad == 0 && xfar == 0 && hworst < 1e-5 && aworst < 1e-5 && std::fabs(rate - p) < 6 * sigma;
+    expect(ok, "lora_xa/grad_x/grad_a rows " + std::to_string(rows) + " K " + std::to_string(K) + " r " + std::to_string(r) + " p "
+        + sci(p) + " k_split " + std::to_string(k_split) + " t_split " + std::to_string(t_split) + ": differ from the float32 order h "
+        + std::to_string(hbad) + ", gA " + std::to_string(abad) + ", gx " + std::to_string(xbad) + "; from double: h " + sci(hworst)
+        + ", gA " + sci(aworst) + ", gx beyond bf16 rounding " + std::to_string(xfar) + "; dropped " + std::to_string(rate));
+}
+
 // The NF4 dequantize kernels against the element-wise formula of the kernels they replaced.
 static void nf4(long long n, int block, bool dq, bool bf16_out, int misalign_out)
 {
@@ -523,6 +616,10 @@ int main()
     lora_combine(1003, 0, 5);
     lora_dropout(100003, 0);
     lora_dropout(1003, 3);
+    lora_projection(300, 520, 16, 0.1, 64, 64);     // row, k and t tails; 9 k splits, 5 t splits
+    lora_projection(130, 1024, 5, 0.1, 1024, 130);  // r not a multiple of 4 (padded columns), one split each way
+    lora_projection(40, 264, 64, 0.0, 96, 32);      // r 64 (256 threads), no dropout (the cast alone)
+    lora_projection(7, 8, 1, 0.5, 32, 32);          // one 8-column group, r 1
     nf4(64 * 21, 64, false, true, 0);
     nf4(64 * 21, 64, true, true, 0);
     nf4(64 * 21, 64, true, false, 0);
