@@ -5,7 +5,7 @@
 #   OUT=/some/dir [STEPS="hub_fixture gpucheck train_qlora hf_train ..."] bash tools/gpu_bench_all.sh [budget_seconds]
 # Steps (default: all, in this order): hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora
 #   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint gen_nf4_ckpt gen_nf4_ckpt_gpuemb train_qlora_ckpt train_qlora_ckpt_exp
-#   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_gpuemb train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile
+#   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_gpuemb train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile train_lora_noprod train_qlora_ckpt_noprod train_qlora_qv_ckpt_noprod
 # Appends each step's log to $OUT/all_steps.log as the step ends (a call cut short keeps what finished) and prints a summary last.
 set -u
 export PYTHONUNBUFFERED=1
