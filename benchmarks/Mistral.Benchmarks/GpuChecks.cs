@@ -60,6 +60,7 @@ internal static class GpuChecks
             ("embedding table in host memory", () => HostEmbeddingCheck(device)),
             ("model built on CUDA moved to the CPU", () => MoveToCpuCheck(device)),
             ("gradient checkpointing", () => CheckpointingCheck(device)),
+            ("gradient checkpointing with dropout", () => CheckpointedDropoutCheck(device)),
             ("fused training step", () => FusedTrainingCheck(device)),
             ("loss-only forward", () => LossOnlyCheck(device)),
             ("foreach AdamW", () => ForeachOptimizerCheck(device)),
@@ -887,12 +888,35 @@ internal static class GpuChecks
         model.Dispose();
     }
 
-    // The small bf16 model with LoRA r 8 on every projection (dropout 0, adapters drawn N(0, 0.02)) in training mode, and a batch.
-    private static (MistralForCausalLM Model, LoraModel Lora, Tensor Ids) LoraSetup(Device device)
+    // With LoRA dropout and the fused kernels, a checkpointed layer's first forward (no autograd: the fused product
+    // called directly) and its recomputation (under autograd) must draw the same masks as a step without checkpointing:
+    // same loss and gradients from the same CUDA generator state. A mask drawn apart would change the gradients.
+    private static void CheckpointedDropoutCheck(Device device)
+    {
+        using var scope = NewDisposeScope();
+        var (model, lora, ids) = LoraSetup(device, dropout: 0.1);
+        bool fused = lora.UseFusedProduct && lora.UseFusedDropout;
+        model.GradientCheckpointing = false;
+        cuda.manual_seed(5);
+        var (l0, g0) = LoraStep(model, lora, ids);
+        model.GradientCheckpointing = true;
+        cuda.manual_seed(5);
+        var (l1, g1) = LoraStep(model, lora, ids);
+        cuda.manual_seed(6);
+        var (l2, _) = LoraStep(model, lora, ids);
+        double rel = RelativeError(g1, g0);
+        Record("gradient checkpointing on CUDA with LoRA dropout 0.1 (fused product and dropout): loss and gradients; another seed another loss",
+            fused && l0 == l1 && rel < 1e-6 && l2 != l1, $"fused {fused}; loss {l0:F6} vs {l1:F6} (seed 6: {l2:F6}), gradient relative difference {rel:E2}");
+        model.Dispose();
+    }
+
+    // The small bf16 model with LoRA r 8 on every projection (dropout 0 unless given, adapters drawn N(0, 0.02)) in
+    // training mode, and a batch.
+    private static (MistralForCausalLM Model, LoraModel Lora, Tensor Ids) LoraSetup(Device device, double dropout = 0)
     {
         MistralConfig config = SmallConfig();
         var model = RandomWeights.Model(config, ScalarType.BFloat16, device);
-        var lora = LoraInjector.Inject(model, new LoraOptions { R = 8, Alpha = 16, Dropout = 0, TargetModules = [LoraOptions.AllLinear] });
+        var lora = LoraInjector.Inject(model, new LoraOptions { R = 8, Alpha = 16, Dropout = dropout, TargetModules = [LoraOptions.AllLinear] });
         using (no_grad())
         {
             foreach (var p in lora.AdapterParameters())

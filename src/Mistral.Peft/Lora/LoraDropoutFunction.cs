@@ -7,9 +7,9 @@ namespace Mistral.Peft.Lora;
 /// <summary>
 /// The first step of a LoRA forward in training on CUDA, fused: PEFT's <c>dropout(x.to(float32))</c> over a bfloat16
 /// input as one kernel that reads bf16 and writes the kept, scaled float32 values, where libtorch takes a cast, a dropout
-/// that also writes a mask, and in backward a masked scale and a cast back. The keep decision of element i is a hash of
-/// (seed, i), the seed drawn from libtorch's CUDA generator on the device (no host sync), so backward recomputes the
-/// mask instead of storing it, and a checkpointed layer's recomputation — which restores the generator — draws the same
+/// that also writes a mask, and in backward a masked scale and a cast back. The keep decision of element i is 32 bits of
+/// a 64-bit hash of (seed, i / 2) (splitmix64's finaliser; elements 2m and 2m + 1 take its two halves), the seed drawn
+/// from libtorch's CUDA generator on the device (no host sync), so backward recomputes the mask instead of storing it, and a checkpointed layer's recomputation — which restores the generator — draws the same
 /// mask. Same distribution as libtorch's dropout (keep with probability 1 − p, kept values times 1/(1 − p) in float32),
 /// not the same random stream. Arguments of <c>apply</c>: x (bf16), p (double), the forward kernel from
 /// <see cref="TryGetKernel"/> (<see cref="CudaFunction"/>).
@@ -17,14 +17,32 @@ namespace Mistral.Peft.Lora;
 internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDropoutFunction>
 {
     private const string Source = """
-        // Keep element i unless a 32-bit hash of (seed, i) falls below threshold = p · 2^32 (splitmix64 finaliser).
-        __device__ __forceinline__ bool keep(unsigned long long seed, unsigned long long i, unsigned int threshold)
+        // The splitmix64 finaliser of (seed, pair): 64 random bits for elements 2·pair (high half) and 2·pair + 1 (low half).
+        __device__ __forceinline__ unsigned long long keep_mix(unsigned long long seed, unsigned long long pair)
         {
-            unsigned long long z = seed + (i + 1ull) * 0x9E3779B97F4A7C15ull;
+            unsigned long long z = seed + (pair + 1ull) * 0x9E3779B97F4A7C15ull;
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
             z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-            z ^= z >> 31;
-            return (unsigned int)(z >> 32) >= threshold;
+            return z ^ (z >> 31);
+        }
+
+        // Keep element i unless its 32 bits of keep_mix(seed, i / 2) fall below threshold = p · 2^32.
+        __device__ __forceinline__ bool keep(unsigned long long seed, unsigned long long i, unsigned int threshold)
+        {
+            unsigned long long z = keep_mix(seed, i >> 1);
+            return (unsigned int)((i & 1ull) ? z : (z >> 32)) >= threshold;
+        }
+
+        // keep() of the eight elements i0 .. i0 + 7 (i0 even) from four hashes instead of eight.
+        __device__ __forceinline__ void keep8(unsigned long long seed, unsigned long long i0, unsigned int threshold, bool* k)
+        {
+            #pragma unroll
+            for (int m = 0; m < 4; m++)
+            {
+                unsigned long long z = keep_mix(seed, (i0 >> 1) + m);
+                k[2 * m] = (unsigned int)(z >> 32) >= threshold;
+                k[2 * m + 1] = (unsigned int)z >= threshold;
+            }
         }
 
         // y = keep ? float(x) * scale : 0, eight elements per thread (16-byte loads, 32-byte stores where aligned).
@@ -39,8 +57,10 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
                 uint4 xv = *(const uint4*)(x + first);
                 const unsigned short* xs = (const unsigned short*)&xv;
                 __align__(16) float o[8];
+                bool k[8];
+                keep8(seed, first, threshold, k);
                 #pragma unroll
-                for (int j = 0; j < 8; j++) o[j] = keep(seed, first + j, threshold) ? __fmul_rn(bf2f(xs[j]), scale) : 0.0f;
+                for (int j = 0; j < 8; j++) o[j] = k[j] ? __fmul_rn(bf2f(xs[j]), scale) : 0.0f;
                 *(float4*)(y + first) = ((const float4*)o)[0];
                 *(float4*)(y + first + 4) = ((const float4*)o)[1];
                 return;
@@ -61,8 +81,10 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
                 float4 g1 = *(const float4*)(gy + first + 4);
                 float gs[8] = { g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w };
                 __align__(16) unsigned short o[8];
+                bool k[8];
+                keep8(seed, first, threshold, k);
                 #pragma unroll
-                for (int j = 0; j < 8; j++) o[j] = f2bf(keep(seed, first + j, threshold) ? __fmul_rn(gs[j], scale) : 0.0f);
+                for (int j = 0; j < 8; j++) o[j] = f2bf(k[j] ? __fmul_rn(gs[j], scale) : 0.0f);
                 *(uint4*)(gx + first) = *(const uint4*)o;
                 return;
             }
@@ -80,8 +102,10 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         {
             uint4 xv = *(const uint4*)(x + i0);
             const unsigned short* xh = (const unsigned short*)&xv;
+            bool k[8] = { true, true, true, true, true, true, true, true };
+            if (threshold != 0u) keep8(seed, i0, threshold, k);
             #pragma unroll
-            for (int j = 0; j < 8; j++) v[j] = (threshold == 0u || keep(seed, i0 + j, threshold)) ? __fmul_rn(bf2f(xh[j]), scale) : 0.0f;
+            for (int j = 0; j < 8; j++) v[j] = k[j] ? __fmul_rn(bf2f(xh[j]), scale) : 0.0f;
         }
 
         // partial[s][t][j] = sum over k in split s of y[t][k] · A[j][k]. Block: 128 rows × 4·rq columns of h
@@ -218,9 +242,10 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
                 if (row >= rows) break;
                 const long long i0 = row * k_total + k;
                 __align__(16) unsigned short o[8];
+                bool kp[8] = { true, true, true, true, true, true, true, true };
+                if (threshold != 0u) keep8(seed, i0, threshold, kp);
                 #pragma unroll
-                for (int c = 0; c < 8; c++)
-                    o[c] = f2bf((threshold == 0u || keep(seed, i0 + c, threshold)) ? __fmul_rn(acc[i][c], scale) : 0.0f);
+                for (int c = 0; c < 8; c++) o[c] = f2bf(kp[c] ? __fmul_rn(acc[i][c], scale) : 0.0f);
                 *(uint4*)(gx + i0) = *(const uint4*)o;
             }
         }
@@ -410,9 +435,10 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     /// <summary>The largest rank the fused product kernels take (their shared-memory tiles hold 64 rows of A).</summary>
     internal const int MaxProjectionRank = 64;
 
-    // Blocks a launch should reach before it is split further: two per SM of an H100 or H200 (132 SMs). Fewer splits
-    // leave SMs idle at 2,048 tokens; more only add partial sums to write and add.
-    private const int TargetBlocks = 264;
+    // Blocks a launch should reach before it is split further: four per SM of an H100 or H200 (132 SMs), so that an SM
+    // has other blocks' warps to run while one waits on its loads (measured on an H100 at two per SM: lora_xa 47 µs and
+    // lora_grad_a 46 µs per 7B projection, latency-bound). More splits add partial sums to write and add.
+    private const int TargetBlocks = 528;
 
     /// <summary>
     /// <c>h = dropout(x.to(float32)) · Aᵀ</c> for x [rows, K] (bf16) and A [r, K] (float32): the dropout of

@@ -187,6 +187,16 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
             // products by the fused kernels (float32 rounding of cuBLAS's sums), else made again in backward (bit-identical).
             u = loraB.forward(LoraInputProjectionFunction.apply(input, LoraA, p, projectionDropout, UseFusedProduct));
         }
+        else if (UseFusedKernels && UseFusedProduct && !(is_grad_enabled() && (input.requires_grad || LoraA.requires_grad))
+            && AdapterDtype == ScalarType.Float32 && (p == 0 || (UseFusedDropout && LoraDropoutFunction.TryGetKernel(input, p, out _)))
+            && LoraDropoutFunction.CanProject(input, LoraA))
+        {
+            // Without autograd (a checkpointed layer's first forward, evaluation): the same fused product, drawing its seed
+            // as the fused dropout does, so the recomputation under autograd makes the same mask.
+            Tensor seed = p > 0 ? randint(long.MaxValue, [1], ScalarType.Int64, input.device) : empty(0, ScalarType.Int64, input.device);
+            long[] shape = [.. input.shape[..^1], Rank];
+            u = loraB.forward(LoraDropoutFunction.Project(input.view(-1, InFeatures), seed, p, LoraA.detach()).view(shape));
+        }
         else
         {
             Tensor x;
