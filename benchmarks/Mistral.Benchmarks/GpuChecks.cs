@@ -65,6 +65,7 @@ internal static class GpuChecks
             ("loss-only forward", () => LossOnlyCheck(device)),
             ("foreach AdamW", () => ForeachOptimizerCheck(device)),
             ("fused AdamW kernel", () => FusedAdamWCheck(device)),
+            ("fused gradient norm", () => FusedGradNormCheck(device)),
         ];
         foreach (var (name, check) in checks)
         {
@@ -873,6 +874,89 @@ internal static class GpuChecks
         Record("fused AdamW kernel vs flat foreach AdamW on CUDA (5 steps, weight decay, clipping)", rel <= 1e-6 && fusedSteps == 5 && launches == 5,
             $"{differ} of {e.Sum(t => t.numel())} weights differ (largest by {worstAbs:E2}), max relative error {rel:E2}; fused steps {fusedSteps} of 5, "
             + $"kernel launches {launches} (1 group){(fusedSteps == 5 ? string.Empty : "; the fused kernel did not run: " + Mistral.Peft.Training.FlatAdamW.KernelStatus)}");
+    }
+
+    private static void FusedGradNormCheck(Device device)
+    {
+        // The QLoRA r 16 adapter set of Mistral-7B on every projection (32 layers × q, k, v, o, gate, up, down × A, B: 448
+        // gradients, 41.9 M elements) with one gradient of 7 elements in the middle (the later ones start 28 bytes past a
+        // 16-byte boundary: the kernel's element path), as views of FlatAdamW's flat buffer, as the trainer has them. The
+        // fused norm (two launches) against libtorch's stack of per-gradient norms on separate copies, twice (the same bits:
+        // no atomics), then clipping to 1 against the libtorch path's clipping of the copies.
+        using var scope = NewDisposeScope();
+        long[][] layer =
+        [
+            [16, 4096], [4096, 16], [16, 4096], [1024, 16], [16, 4096], [1024, 16], [16, 4096], [4096, 16],
+            [16, 4096], [14336, 16], [16, 4096], [14336, 16], [16, 14336], [4096, 16],
+        ];
+        var shapes = Enumerable.Range(0, 32).SelectMany(_ => layer).ToList();
+        shapes.Insert(shapes.Count / 2, [7]);
+        var ps = shapes.Select(s => new TorchSharp.Modules.Parameter(zeros(s, device: device))).ToList();
+        using var optimizer = optim.AdamW(ps, lr: 1e-2);
+        using var flat = Mistral.Peft.Training.FlatAdamW.TryCreate(optimizer) ?? throw new InvalidOperationException("FlatAdamW did not apply");
+        manual_seed(21);
+        using (var _ = no_grad())
+        {
+            for (int i = 0; i < ps.Count; i++)
+            {
+                using var g = randn(ps[i].shape).mul_(Math.Pow(2, (i % 9) - 4)); // magnitudes from 1/16 to 16
+                ps[i].grad!.copy_(g);
+            }
+        }
+
+        var copies = ps.Select(p => new TorchSharp.Modules.Parameter(p.detach().clone()) { grad = p.grad!.clone() }).ToList();
+        long before = Mistral.Peft.Training.GradientClipping.FusedNorms;
+        using var fused = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat.FlatGradients);
+        using var again = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat.FlatGradients);
+        using var libtorch = Mistral.Peft.Training.GradientClipping.ClipGradNorm(copies, null);
+        double exact;
+        using (var _ = NewDisposeScope())
+        {
+            exact = stack(copies.Select(p => p.grad!.to(ScalarType.Float64).norm())).norm().item<double>();
+        }
+
+        float f = fused.item<float>();
+        float l = libtorch.item<float>();
+        bool same = BitConverter.SingleToInt32Bits(f) == BitConverter.SingleToInt32Bits(again.item<float>());
+        double rel = Math.Abs((double)f - l) / l;
+
+        // Time per norm, each path synchronized around 20 calls (the fused one launches 2 kernels, libtorch one per gradient + 1).
+        double Time(Func<Tensor> norm)
+        {
+            norm().Dispose();
+            cuda.synchronize(device);
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            for (int i = 0; i < 20; i++)
+            {
+                norm().Dispose();
+            }
+
+            cuda.synchronize(device);
+            return watch.Elapsed.TotalMilliseconds / 20;
+        }
+
+        double fusedMs = Time(() => Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat.FlatGradients));
+        double libtorchMs = Time(() => Mistral.Peft.Training.GradientClipping.ClipGradNorm(copies, null));
+
+        using var clippedNorm = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0, flat.FlatGradients);
+        using var referenceNorm = Mistral.Peft.Training.GradientClipping.ClipGradNorm(copies, 1.0);
+        double clipRel;
+        using (var _ = NewDisposeScope())
+        {
+            clipRel = RelativeError(cat(ps.Select(p => p.grad!.reshape(-1)).ToArray()), cat(copies.Select(p => p.grad!.reshape(-1)).ToArray()));
+        }
+
+        long norms = Mistral.Peft.Training.GradientClipping.FusedNorms - before;
+        bool ran = norms == 2 + 21 + 1; // the two compared, 21 timed, the clipping one
+        Record($"fused gradient norm vs libtorch's stack of norms on CUDA ({ps.Count} float32 gradients, {flat.FlatGradients[0].numel()} elements, clipping to 1)",
+            rel <= 1e-6 && clipRel <= 1e-6 && same && ran,
+            $"norm {f:R} vs {l:R} (relative {rel:E2}; float64 {exact:R}: fused {Math.Abs(f - exact) / exact:E2}, libtorch {Math.Abs(l - exact) / exact:E2}), "
+            + $"second run {(same ? "bit-identical" : "DIFFERS")}, clipped gradients relative error {clipRel:E2}; {fusedMs:F3} ms vs {libtorchMs:F3} ms a norm; "
+            + $"fused norms {norms} of 24{(ran ? string.Empty : "; the fused kernels did not run: " + Mistral.Peft.Training.GradientClipping.KernelStatus)}");
+        foreach (var p in copies.Concat(ps))
+        {
+            p.Dispose();
+        }
     }
 
     private static void CheckpointingCheck(Device device)

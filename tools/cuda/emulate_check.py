@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from syntax_check import modules
 
 NAMESPACES = {"FusedOps.cs": "m_fused", "LoraCombineFunction.cs": "m_lora_combine", "LoraDropoutFunction.cs": "m_lora_dropout",
-              "FusedNf4Dequantizer.cs": "m_nf4", "FlatAdamW.cs": "m_adamw", "TokenEmbedding.cs": "m_embed"}
+              "FusedNf4Dequantizer.cs": "m_nf4", "FlatAdamW.cs": "m_adamw", "TokenEmbedding.cs": "m_embed",
+              "GradientClipping.cs": "m_gradnorm"}
 
 def main():
     prelude, assembled = modules()

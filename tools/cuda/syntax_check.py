@@ -30,6 +30,7 @@ __device__ float __fsub_rn(float, float); __device__ float __fmaf_rn(float, floa
 __device__ float __expf(float); __device__ float expf(float); __device__ float rsqrtf(float); __device__ float sqrtf(float);
 __device__ float fmaf(float, float, float); __device__ float fmaxf(float, float); __device__ float fminf(float, float);
 __device__ float fabsf(float); __device__ float logf(float); __device__ float __logf(float);
+__device__ double sqrt(double);
 __device__ float __shfl_xor_sync(unsigned int, float, int); __device__ float __shfl_down_sync(unsigned int, float, int);
 __device__ void __syncthreads(); __device__ void __trap();
 __device__ float __int_as_float(int); __device__ float __uint_as_float(unsigned int); __device__ unsigned int __float_as_uint(float);

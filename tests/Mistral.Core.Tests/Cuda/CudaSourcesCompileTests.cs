@@ -10,7 +10,7 @@ public class CudaSourcesCompileTests
     public void EveryKernelSourceCompilesForTheGpu()
     {
         var (exitCode, output) = Run("syntax_check.py");
-        output.Should().Contain("FusedOps.cs").And.Contain("LoraCombineFunction.cs").And.Contain("LoraDropoutFunction.cs").And.Contain("FusedNf4Dequantizer.cs").And.Contain("FlatAdamW.cs");
+        output.Should().Contain("FusedOps.cs").And.Contain("LoraCombineFunction.cs").And.Contain("LoraDropoutFunction.cs").And.Contain("FusedNf4Dequantizer.cs").And.Contain("FlatAdamW.cs").And.Contain("GradientClipping.cs");
         exitCode.Should().Be(0, output);
     }
 
@@ -18,13 +18,13 @@ public class CudaSourcesCompileTests
     /// The kernels run on the host (tools/cuda/emulate: blocks and threads emulated, warp shuffles and barriers with host
     /// threads) against element-wise references: vector and element paths, tails, misaligned pointers, strided rows, the
     /// NF4 shared codebook, the LoRA dropout's mask in both directions, RoPE into a cache slot, the decoding attention,
-    /// the fused AdamW step over parameters in separate allocations.
+    /// the fused AdamW step over parameters in separate allocations, the fused gradient norm over views of flat buffers.
     /// </summary>
     [ClangFact]
     public void EveryKernelComputesItsReferenceWhenEmulatedOnTheHost()
     {
         var (exitCode, output) = Run("emulate_check.py");
-        output.Should().Contain("ALL PASSED").And.Contain("decode_attention_bf16").And.Contain("lora_dropout").And.Contain("nf4_dequantize_dq").And.Contain("adamw_flat_f32");
+        output.Should().Contain("ALL PASSED").And.Contain("decode_attention_bf16").And.Contain("lora_dropout").And.Contain("nf4_dequantize_dq").And.Contain("adamw_flat_f32").And.Contain("grad_norm_total_f32");
         exitCode.Should().Be(0, output);
     }
 

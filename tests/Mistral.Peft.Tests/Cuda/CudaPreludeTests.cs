@@ -5,7 +5,7 @@ using Mistral.Peft.Training;
 
 namespace Mistral.Peft.Tests.Cuda;
 
-/// <summary>The LoRA, NF4 and flat AdamW modules take the bf16 helpers from <see cref="CudaPrelude"/> and define none of their own.</summary>
+/// <summary>The LoRA, NF4, flat AdamW and gradient norm modules take the bf16 helpers from <see cref="CudaPrelude"/> and define none of their own.</summary>
 public class CudaPreludeTests
 {
     [Fact]
@@ -29,6 +29,10 @@ public class CudaPreludeTests
     [Fact]
     public void TheFlatAdamWModuleUsesThePreludeOnce() =>
         CudaSourceChecks.UsesThePreludeOnce(FlatAdamW.Kernels.Source, CudaPrelude.Bf16, "adamw_flat_f32");
+
+    [Fact]
+    public void TheGradientNormModuleUsesThePreludeOnce() =>
+        CudaSourceChecks.UsesThePreludeOnce(GradientClipping.Kernels.Source, CudaPrelude.Bf16, "grad_sumsq_f32", "grad_norm_total_f32");
 
     [Fact]
     public void TheNf4ModuleUsesThePreludeOnce()

@@ -567,6 +567,65 @@ static void adamw(const std::vector<long long>& counts, bool with_decay, unsigne
         + sci(worst));
 }
 
+// The fused gradient norm (GradientClipping): gradients as contiguous views of one or two flat buffers (consecutive in
+// each, a buffer's first element `misalign` floats past a 16-byte boundary so the float4 path and the element path
+// both run, segments of lengths that are not multiples of 4 shifting the later ones' alignment), the int64 table
+// as the host builds it (addresses, lengths, chunk starts), pass 1 over every chunk with the block's threads as host
+// threads, pass 2 in one block. Each gradient's float32 norm and the total against double-precision references within
+// one float32 rounding step (2^-23 relative; the total within two, 2^-22: the kernels sum in double, so only the final
+// roundings remain; libtorch's float32 norms are within float rounding of the same references), nothing written past the partials or the norms,
+// and a second run without the norms output gives the same total bit for bit.
+static void grad_norm(const std::vector<long long>& lengths, long long chunk, unsigned threads, int misalign, int buffers, const std::string& what)
+{
+    const int P = (int)lengths.size();
+    std::vector<std::vector<float>> flat(buffers);
+    std::vector<long long> fill(buffers, 0), at(P);
+    for (int k = 0; k < P; k++) { at[k] = fill[k % buffers]; fill[k % buffers] += lengths[k]; }
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (int b = 0; b < buffers; b++)
+    {
+        flat[b].assign(fill[b] + 8, 0.0f); // 4-float aligned start (vector storage is 16-byte aligned), then misalign
+        for (auto& x : flat[b]) x = d(rng);
+    }
+    std::vector<long long> table(3 * P + 1, 0);
+    std::vector<double> ref(P, 0.0);
+    double ref_all = 0.0;
+    for (int k = 0; k < P; k++)
+    {
+        float* x = flat[k % buffers].data() + misalign + at[k];
+        float scale = std::ldexp(1.0f, (k % 9) - 4); // magnitudes from 1/16 to 16
+        for (long long e = 0; e < lengths[k]; e++) { x[e] *= scale; ref[k] += (double)x[e] * x[e]; }
+        ref_all += ref[k];
+        table[k] = (long long)x;
+        table[P + k] = lengths[k];
+        table[2 * P + k + 1] = table[2 * P + k] + (lengths[k] + chunk - 1) / chunk;
+    }
+    const long long chunks = table[3 * P];
+    const double sentinel = -7.0;
+    std::vector<double> partials(chunks + 4, sentinel);
+    std::vector<float> norms(P + 4, -1.0f);
+    float total = -1.0f, again = -2.0f;
+    if (chunks > 0)
+        launch(Launch::Threads, (unsigned)chunks, 1, threads, [&] { m_gradnorm::grad_sumsq_f32(table.data(), P, chunk, partials.data()); });
+    launch(Launch::Threads, 1, 1, threads, [&] { m_gradnorm::grad_norm_total_f32(table.data(), P, partials.data(), norms.data(), &total); });
+    launch(Launch::Threads, 1, 1, threads, [&] { m_gradnorm::grad_norm_total_f32(table.data(), P, partials.data(), nullptr, &again); });
+    const double ulp = std::ldexp(1.0, -23);
+    long long bad = 0, past = 0;
+    for (int k = 0; k < P; k++)
+    {
+        double r = std::sqrt(ref[k]);
+        bad += !(std::fabs(norms[k] - r) <= r * ulp);
+    }
+    for (long long c = chunks; c < chunks + 4; c++) past += partials[c] != sentinel;
+    for (int k = P; k < P + 4; k++) past += norms[k] != -1.0f;
+    double r = std::sqrt(ref_all), rel = r > 0 ? std::fabs(total - r) / r : std::fabs(total); // no elements: exactly 0
+    expect(bad == 0 && past == 0 && rel <= 2 * ulp && std::memcmp(&total, &again, 4) == 0,
+        "grad_sumsq_f32 + grad_norm_total_f32 " + what + ", chunk " + std::to_string(chunk) + ", " + std::to_string(threads) + " threads, misalign "
+        + std::to_string(misalign) + ", " + std::to_string(buffers) + " buffer(s), " + std::to_string(chunks) + " blocks: " + std::to_string(bad) + " of "
+        + std::to_string(P) + " norms beyond 2^-23, " + std::to_string(past) + " written past the end, total vs double " + sci(rel)
+        + (std::memcmp(&total, &again, 4) == 0 ? "" : ", second run differs"));
+}
+
 // The embedding gather (TokenEmbedding's gather_rows): rows of a table of random bytes picked by ids with repeats, the
 // first and last rows, every byte equal to the row it names and nothing written past the last row; an id past the
 // table or below zero traps (as libtorch's CUDA index_select asserts) instead of reading outside the table.
@@ -654,6 +713,23 @@ int main()
     }
     gather_rows(37, 512, 256);
     gather_rows(5, 3, 32);
+    grad_norm({1}, 8192, 256, 0, 1, "1 gradient of 1");
+    grad_norm({5, 64, 1, 300}, 64, 32, 0, 1, "4 gradients (5, 64, 1, 300)");
+    grad_norm({0, 7, 0, 1024, 13, 0}, 256, 64, 0, 1, "6 gradients (0, 7, 0, 1024, 13, 0)");
+    grad_norm({0, 7, 0, 1024, 13, 0}, 256, 64, 1, 1, "6 gradients (0, 7, 0, 1024, 13, 0)");
+    grad_norm({3, 1000, 4096, 0, 65536}, 1024, 128, 2, 2, "5 gradients (3, 1000, 4096, 0, 65536)");
+    grad_norm({3, 1000, 4096, 0, 65536}, 8192, 256, 0, 1, "5 gradients (3, 1000, 4096, 0, 65536)");
+    grad_norm({0, 0}, 8192, 32, 0, 1, "2 empty gradients");
+    {
+        std::vector<long long> many(449);
+        for (auto& c : many) c = (long long)(rng() % 3000); // 0 to 2999: most not multiples of 4, a few empty at most
+        many[7] = 0;
+        many[100] = 1;
+        grad_norm(many, 1024, 64, 0, 2, "449 gradients of 0 to 2999");
+        grad_norm(many, 8192, 32, 3, 1, "449 gradients of 0 to 2999");
+    }
+    grad_norm({(1 << 20) + 3, 17, 1 << 20}, 8192, 32, 0, 1, "3 gradients (1048579, 17, 1048576)");
+    grad_norm({(1 << 20) + 3, 17, 1 << 20}, 16384, 64, 1, 2, "3 gradients (1048579, 17, 1048576)");
     std::printf("%s: %d failed\n", failures ? "FAILED" : "ALL PASSED", failures);
     return failures ? 1 : 0;
 }
