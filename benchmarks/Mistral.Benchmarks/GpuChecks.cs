@@ -53,6 +53,9 @@ internal static class GpuChecks
             ("LoRA fused product (p 0.1, 14336)", () => LoraFusedProductCheck(device, 0.1, [4, 512, 14336], 16)),
             ("LoRA fused product (p 0, r 64)", () => LoraFusedProductCheck(device, 0, [2, 100, 4096], 64)),
             ("LoRA fused product (p 0.1, odd)", () => LoraFusedProductCheck(device, 0.1, [3, 37, 1032], 5)),
+            ("LoRA fused output (4096)", () => LoraOutputCombineCheck(device, [4, 512], 4096, 16, roundUpdate: false)),
+            ("LoRA fused output (14336, nf4 rounding)", () => LoraOutputCombineCheck(device, [4, 512], 14336, 16, roundUpdate: true)),
+            ("LoRA fused output (1024, r 64, odd rows)", () => LoraOutputCombineCheck(device, [3, 37], 1024, 64, roundUpdate: false)),
             ("greedy decoding (bf16)", () => DecodeCheck(device, quantized: false)),
             ("greedy decoding (bf16, batch 1)", () => DecodeCheck(device, quantized: false, rows: 1)),
             ("greedy decoding (nf4)", () => DecodeCheck(device, quantized: true)),
@@ -592,6 +595,58 @@ internal static class GpuChecks
         Record(name, hr <= 1e-6 && ar <= 1e-6 && xr <= 1e-3 && maskDiffer == 0 && far == 0 && Math.Abs(dropped - p) < 0.01 && ga0.abs().max().item<float>() > 0,
             $"relative error: output {hr:E2}, grad A {ar:E2}, grad x {xr:E2} ({beyond} elements beyond 1 bf16 ulp, {far} beyond 2 + 1e-4 RMS); "
             + $"zero pattern differing {maskDiffer}; dropped {dropped:F4}");
+    }
+
+    // lora_B inside the combine (the float32 update never written) against libtorch's ops under autograd: linear, scale,
+    // promoting add and cast (over a 4-bit base: the update rounded to bf16 first, then added). Output within bf16
+    // rounding of the update's float32 sums, h's and B's gradients within float32 summation order (≤ 1e-6 relative),
+    // the base output's gradient the output gradient itself.
+    private static void LoraOutputCombineCheck(Device device, long[] lead, long n, int r, bool roundUpdate)
+    {
+        using var scope = NewDisposeScope();
+        const double s = 2.0;
+        Tensor result = (randn([.. lead, n]) * 0.5f).to(ScalarType.BFloat16).to(device);
+        Tensor h0 = randn([.. lead, r]).to(device);
+        var b = new TorchSharp.Modules.Parameter((randn(n, r) * 0.05f).to(device));
+        Tensor gradOut = randn([.. lead, n]).to(ScalarType.BFloat16).to(device);
+        string name = $"LoRA fused output (lora_B inside the combine) vs libtorch ops ([{string.Join(", ", lead)}, {r}] -> {n}, update rounded {roundUpdate})";
+        if (!Mistral.Peft.Lora.LoraOutputCombineFunction.Applies(result, h0, b))
+        {
+            Record(name, false, "the fused output does not apply: " + Mistral.Peft.Lora.LoraCombineFunction.Kernels.Status);
+            return;
+        }
+
+        (Tensor Y, Tensor Gr, Tensor Gh, Tensor Gb) Run(bool fused)
+        {
+            var res = result.detach().clone().requires_grad_(true);
+            var h = h0.detach().clone().requires_grad_(true);
+            b.grad = null;
+            Tensor y;
+            if (fused)
+            {
+                y = Mistral.Peft.Lora.LoraOutputCombineFunction.apply(res, h, b, s, roundUpdate);
+            }
+            else
+            {
+                Tensor update = nn.functional.linear(h, b).mul(s);
+                y = roundUpdate ? res + update.to(ScalarType.BFloat16) : (res.to(ScalarType.Float32) + update).to(ScalarType.BFloat16);
+            }
+
+            y.backward([gradOut]);
+            return (y.detach(), res.grad!.clone(), h.grad!.clone(), b.grad!.clone());
+        }
+
+        var e = Run(fused: false);
+        var a = Run(fused: true);
+        double yr = RelativeError(a.Y, e.Y), hr = RelativeError(a.Gh, e.Gh), br = RelativeError(a.Gb, e.Gb);
+        long grDiffer = a.Gr.ne(e.Gr).sum().item<long>();
+        long beyond = BeyondOneUlp(a.Y, e.Y);
+        Tensor e32 = e.Y.to(ScalarType.Float32);
+        double rms = e32.square().mean().sqrt().item<float>();
+        long far = (a.Y.to(ScalarType.Float32) - e32).abs().gt(e32.abs() * (2.0 / 128) + (1e-4 * rms)).sum().item<long>();
+        Record(name, yr <= 1e-3 && far == 0 && hr <= 1e-6 && br <= 1e-6 && grDiffer == 0 && a.Y.dtype == ScalarType.BFloat16,
+            $"relative error: output {yr:E2} ({beyond} elements beyond 1 bf16 ulp, {far} beyond 2 + 1e-4 RMS), grad h {hr:E2}, grad B {br:E2}; "
+            + $"base output gradient elements differing {grDiffer}");
     }
 
     // Decoding with every fused decoding kernel against the libtorch path, teacher-forced: both run the same left-padded

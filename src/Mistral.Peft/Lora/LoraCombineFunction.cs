@@ -61,9 +61,60 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
             }
             for (long long i = first; i < first + 8 && i < n; i++) grad_u[i] = __fmul_rn(bf2f(grad[i]), scale);
         }
+
+        // LoRA's second product and the combine in one pass: out[t][o] = lora_combine_one(result[t][o], u, scale, round)
+        // with u = sum over j of h[t][j] · bt[j][o] (float32 fmaf, j ascending), the float32 update [rows, N] never written.
+        // h [rows, r] float32, bt = Bᵀ [r, N] float32, result and out [rows, N] bf16; N a multiple of 8, 16-byte aligned
+        // pointers (the host checks). Block: 256 threads = 64 groups of 8 columns × 4 groups of 4 rows (16 rows × 512
+        // columns). Grid: (ceil(N / 512), ceil(rows / 16)).
+        extern "C" __global__ void lora_b_combine(const float* h, const float* bt, const unsigned short* result, float scale,
+            int round_update, unsigned short* out, long long rows, int n_total, int r)
+        {
+            const int cg = threadIdx.x & 63, rg = threadIdx.x >> 6;
+            const int k = (blockIdx.x * 64 + cg) * 8;
+            if (k >= n_total) return;
+            const long long row0 = (long long)blockIdx.y * 16 + rg * 4;
+            if (row0 >= rows) return;
+            float acc[4][8];
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+                #pragma unroll
+                for (int c = 0; c < 8; c++) acc[i][c] = 0.0f;
+            for (int j = 0; j < r; j++)
+            {
+                const float4 b0 = *(const float4*)(bt + (long long)j * n_total + k);
+                const float4 b1 = *(const float4*)(bt + (long long)j * n_total + k + 4);
+                #pragma unroll
+                for (int i = 0; i < 4; i++)
+                {
+                    const float hv = row0 + i < rows ? h[(row0 + i) * r + j] : 0.0f;
+                    acc[i][0] = fmaf(hv, b0.x, acc[i][0]);
+                    acc[i][1] = fmaf(hv, b0.y, acc[i][1]);
+                    acc[i][2] = fmaf(hv, b0.z, acc[i][2]);
+                    acc[i][3] = fmaf(hv, b0.w, acc[i][3]);
+                    acc[i][4] = fmaf(hv, b1.x, acc[i][4]);
+                    acc[i][5] = fmaf(hv, b1.y, acc[i][5]);
+                    acc[i][6] = fmaf(hv, b1.z, acc[i][6]);
+                    acc[i][7] = fmaf(hv, b1.w, acc[i][7]);
+                }
+            }
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                const long long row = row0 + i;
+                if (row >= rows) break;
+                const long long i0 = row * n_total + k;
+                uint4 rv = *(const uint4*)(result + i0);
+                const unsigned short* rs = (const unsigned short*)&rv;
+                __align__(16) unsigned short o[8];
+                #pragma unroll
+                for (int c = 0; c < 8; c++) o[c] = lora_combine_one(rs[c], acc[i][c], scale, round_update);
+                *(uint4*)(out + i0) = *(const uint4*)o;
+            }
+        }
         """;
 
-    private static readonly CudaModule Module = new("lora_combine", Source, "lora_combine_fwd", "lora_combine_bwd");
+    private static readonly CudaModule Module = new("lora_combine", Source, "lora_combine_fwd", "lora_combine_bwd", "lora_b_combine");
 
     /// <inheritdoc />
     public override string Name => "LoraCombine";

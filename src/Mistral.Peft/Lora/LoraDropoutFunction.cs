@@ -445,7 +445,19 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     /// <see cref="Replay"/> under <paramref name="seed"/> (p = 0: the cast alone) made inside the product, never written
     /// out. Returns h [rows, r] float32. Requires <see cref="CanProject"/>.
     /// </summary>
-    internal static unsafe Tensor Project(Tensor x, Tensor seed, double p, Tensor a)
+    internal static Tensor Project(Tensor x, Tensor seed, double p, Tensor a)
+    {
+        var (threshold, scale) = MaskParameters(p);
+        return ProjectCore(x, p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero, threshold, scale, a);
+    }
+
+    /// <summary>
+    /// <c>(x.to(float32) · scale) · Aᵀ</c> without a mask, for x [rows, K] bf16 and A [r, K] float32 (LoRA-B's input
+    /// gradient <c>(grad · s) · B</c> with A = Bᵀ). Requires <see cref="CanProject"/>. Returns [rows, r] float32.
+    /// </summary>
+    internal static Tensor ScaledProject(Tensor x, float scale, Tensor a) => ProjectCore(x, IntPtr.Zero, 0, scale, a);
+
+    private static unsafe Tensor ProjectCore(Tensor x, IntPtr ps, uint threshold, float scale, Tensor a)
     {
         using var scope = NewDisposeScope();
         int k = (int)a.size(1);
@@ -459,10 +471,8 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         Tensor partial = splits == 1 ? h : empty([splits, rows, r], ScalarType.Float32, x.device);
         var f = Function(x, "lora_xa");
         IntPtr px = CudaFunction.Pointer(x);
-        IntPtr ps = p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero;
         IntPtr pa = CudaFunction.Pointer(a);
         IntPtr pp = CudaFunction.Pointer(partial);
-        var (threshold, scale) = MaskParameters(p);
         IntPtr* args = stackalloc IntPtr[10];
         args[0] = (IntPtr)(&px);
         args[1] = (IntPtr)(&ps);
@@ -518,7 +528,19 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     /// A's gradient through <see cref="Project"/>: <c>gᵀ · dropout(x.to(float32))</c> for g [rows, r] float32 and x
     /// [rows, K] bfloat16, the dropout made again from <paramref name="seed"/>. Returns [r, K] float32.
     /// </summary>
-    internal static unsafe Tensor ProjectionGradA(Tensor g, Tensor x, Tensor seed, double p)
+    internal static Tensor ProjectionGradA(Tensor g, Tensor x, Tensor seed, double p)
+    {
+        var (threshold, scale) = MaskParameters(p);
+        return GradACore(g, x, p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero, threshold, scale);
+    }
+
+    /// <summary>
+    /// <c>gᵀ · (x.to(float32) · scale)</c> without a mask for g [rows, r] float32 and x [rows, K] bf16 (LoRA-B's weight
+    /// gradient transposed: <c>hᵀ · (grad · s)</c>). Returns [r, K] float32.
+    /// </summary>
+    internal static Tensor ScaledGradA(Tensor g, Tensor x, float scale) => GradACore(g, x, IntPtr.Zero, 0, scale);
+
+    private static unsafe Tensor GradACore(Tensor g, Tensor x, IntPtr ps, uint threshold, float scale)
     {
         using var scope = NewDisposeScope();
         int r = (int)g.size(1);
@@ -533,9 +555,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         var f = Function(g, "lora_grad_a");
         IntPtr pg = CudaFunction.Pointer(g);
         IntPtr px = CudaFunction.Pointer(x);
-        IntPtr ps = p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero;
         IntPtr pp = CudaFunction.Pointer(partial);
-        var (threshold, scale) = MaskParameters(p);
         IntPtr* args = stackalloc IntPtr[10];
         args[0] = (IntPtr)(&pg);
         args[1] = (IntPtr)(&px);

@@ -147,13 +147,14 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
     public bool UseFusedDropout { get; set; } = true;
 
     /// <summary>
-    /// Whether, in training on CUDA over a bfloat16 input with r ≤ 64 and in-features a multiple of 8, the first adapter
-    /// product <c>lora_A(dropout(x.to(float32)))</c> runs as fused kernels that make the dropout (or the cast) inside the
-    /// products, forward and backward, and never write the float32 input (a [tokens, in] float32 tensor per projection
-    /// and pass). Values and gradients equal libtorch's dropout + float32 linear to float32 rounding (another summation
-    /// order than cuBLAS, deterministic), not bit for bit; the GPU test lane checks them at 7B widths. Default true;
-    /// false keeps cuBLAS's products (bit-identical to the autograd path). Needs <see cref="UseFusedKernels"/>, and with
-    /// dropout <see cref="UseFusedDropout"/> (the same mask). Without CUDA the setting changes nothing.
+    /// Whether, on CUDA over bfloat16 with r ≤ 64 and in/out-features multiples of 8, the adapter's float32 products run as
+    /// fused kernels that never write a [tokens, features] float32 tensor: the first, <c>lora_A(dropout(x.to(float32)))</c>,
+    /// makes the dropout (or the cast) inside its products forward and backward; the second, <c>lora_B</c>, is computed
+    /// inside the combine with the base output, and its backward reads the bf16 output gradient directly. Values and
+    /// gradients equal libtorch's ops to float32 rounding (another summation order than cuBLAS, deterministic), not bit
+    /// for bit; the GPU test lane checks them at 7B widths. Default true; false keeps cuBLAS's products (bit-identical to
+    /// the autograd path). Needs <see cref="UseFusedKernels"/>, and with dropout <see cref="UseFusedDropout"/> (the same
+    /// mask). Without CUDA the setting changes nothing.
     /// </summary>
     public bool UseFusedProduct { get; set; } = true;
 
@@ -180,12 +181,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
         Tensor result = baseLayer.forward(input);
         ScalarType resultDtype = result.dtype;
         double p = training ? DropoutProbability : 0;
-        Tensor u;
+        Tensor h; // lora_A(dropout(x)), before lora_B
         if (UseFusedKernels && LoraInputProjectionFunction.Applies(input, LoraA, p, UseFusedDropout, out CudaFunction projectionDropout))
         {
             // lora_A(dropout(x.to(float32))) whose float32 input is never kept: over bf16 with r ≤ 64 it is made inside the
             // products by the fused kernels (float32 rounding of cuBLAS's sums), else made again in backward (bit-identical).
-            u = loraB.forward(LoraInputProjectionFunction.apply(input, LoraA, p, projectionDropout, UseFusedProduct));
+            h = LoraInputProjectionFunction.apply(input, LoraA, p, projectionDropout, UseFusedProduct);
         }
         else if (UseFusedKernels && UseFusedProduct && !(is_grad_enabled() && (input.requires_grad || LoraA.requires_grad))
             && AdapterDtype == ScalarType.Float32 && (p == 0 || (UseFusedDropout && LoraDropoutFunction.TryGetKernel(input, p, out _)))
@@ -195,7 +196,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
             // as the fused dropout does, so the recomputation under autograd makes the same mask.
             Tensor seed = p > 0 ? randint(long.MaxValue, [1], ScalarType.Int64, input.device) : empty(0, ScalarType.Int64, input.device);
             long[] shape = [.. input.shape[..^1], Rank];
-            u = loraB.forward(LoraDropoutFunction.Project(input.view(-1, InFeatures), seed, p, LoraA.detach()).view(shape));
+            h = LoraDropoutFunction.Project(input.view(-1, InFeatures), seed, p, LoraA.detach()).view(shape);
         }
         else
         {
@@ -215,9 +216,20 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
                 }
             }
 
-            u = loraB.forward(loraA.forward(x));
+            h = loraA.forward(x);
         }
 
+        if (UseFusedKernels && UseFusedProduct && LoraOutputCombineFunction.Applies(result, h, LoraB))
+        {
+            // lora_B and the combine in one pass, the float32 update never written (float32 rounding of cuBLAS's sums).
+            bool roundOutput = baseLayer is Linear4bit;
+            Tensor fused = is_grad_enabled() && (result.requires_grad || h.requires_grad || LoraB.requires_grad)
+                ? LoraOutputCombineFunction.apply(result, h, LoraB, Scaling, roundOutput)
+                : LoraOutputCombineFunction.Forward(result, h, LoraB, Scaling, roundOutput);
+            return fused.MoveToOuterDisposeScope();
+        }
+
+        Tensor u = loraB.forward(h);
         if (UseFusedKernels && LoraCombineFunction.TryGetKernel(result, u, out CudaFunction kernel))
         {
             // One pass instead of scale, promoting add and cast over the whole output (bit-identical).

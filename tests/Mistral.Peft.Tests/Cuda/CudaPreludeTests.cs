@@ -10,7 +10,7 @@ public class CudaPreludeTests
 {
     [Fact]
     public void TheLoraCombineModuleUsesThePreludeOnce() =>
-        CudaSourceChecks.UsesThePreludeOnce(LoraCombineFunction.Kernels.Source, CudaPrelude.Bf16, "lora_combine_fwd", "lora_combine_bwd");
+        CudaSourceChecks.UsesThePreludeOnce(LoraCombineFunction.Kernels.Source, CudaPrelude.Bf16, "lora_combine_fwd", "lora_combine_bwd", "lora_b_combine");
 
     [Fact]
     public void TheLoraDropoutModuleUsesThePreludeOnce() =>

@@ -129,14 +129,14 @@ static void lora_dropout(long long n, int misalign)
 // references: the same float32 fmaf sums in the kernels' order (split by split, k or t ascending, splits added in
 // order), which must match bit for bit, and double-precision sums over y = lora_dropout_fwd's own output, which must
 // agree to float32 rounding (gx: within one bf16 ulp, zero exactly where dropped).
-static void lora_projection(long long rows, int K, int r, double p, int k_split, long long t_split)
+static void lora_projection(long long rows, int K, int r, double p, int k_split, long long t_split, float scale_override = 0.0f)
 {
     auto x = random_bf16((size_t)rows * K);
     auto a = random_f32((size_t)r * K);
     auto g = random_f32((size_t)rows * r);
     long long seed = 0x5eed1234abcdLL;
     unsigned int threshold = (unsigned int)std::llround(p * 4294967296.0);
-    float scale = (float)(1.0 / (1.0 - p));
+    float scale = scale_override != 0.0f ? scale_override : (float)(1.0 / (1.0 - p)); // p 0 with a scale: LoRA-B's backward
     long long n = rows * K;
     std::vector<float> y(n + 16);
     launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] {
@@ -213,9 +213,38 @@ static void lora_projection(long long rows, int K, int r, double p, int k_split,
     double rate = (double)dropped / n, sigma = std::sqrt(std::max(p * (1 - p), 1e-12) / n);
     bool ok = hbad == 0 && abad == 0 && xbad == 0 && xfar == 0 && hworst < 1e-5 && aworst < 1e-5 && std::fabs(rate - p) < 6 * sigma;
     expect(ok, "lora_xa/grad_x/grad_a rows " + std::to_string(rows) + " K " + std::to_string(K) + " r " + std::to_string(r) + " p "
-        + sci(p) + " k_split " + std::to_string(k_split) + " t_split " + std::to_string(t_split) + ": differ from the float32 order h "
+        + sci(p) + " scale " + sci(scale) + " k_split " + std::to_string(k_split) + " t_split " + std::to_string(t_split) + ": differ from the float32 order h "
         + std::to_string(hbad) + ", gA " + std::to_string(abad) + ", gx " + std::to_string(xbad) + "; from double: h " + sci(hworst)
         + ", gA " + sci(aworst) + ", gx beyond bf16 rounding " + std::to_string(xfar) + "; dropped " + std::to_string(rate));
+}
+
+// LoRA's second product inside the combine (lora_b_combine) against lora_combine_fwd over the float32 update made with
+// the kernel's own order (fmaf over j ascending): bit for bit, rows and columns with tails, both update roundings.
+static void lora_b_combine(long long rows, int N, int r, int round)
+{
+    auto h = random_f32((size_t)rows * r);
+    auto bt = random_f32((size_t)r * N);
+    auto result = random_bf16((size_t)rows * N);
+    float scale = 0.5f;
+    std::vector<float> u((size_t)rows * N + 16);
+    for (long long t = 0; t < rows; t++)
+        for (int o = 0; o < N; o++)
+        {
+            float acc = 0.0f;
+            for (int j = 0; j < r; j++) acc = std::fmaf(h[t * r + j], bt[(size_t)j * N + o], acc);
+            u[t * N + o] = acc;
+        }
+    long long n = rows * N;
+    std::vector<bf16> want(n + 16), got(n + 16, 0xFFFF);
+    launch(Launch::Sequential, blocks((n + 7) / 8, 256), 1, 256, [&] {
+        m_lora_combine::lora_combine_fwd(result.data(), u.data(), scale, round, want.data(), n); });
+    launch(Launch::Sequential, blocks(N, 512), blocks(rows, 16), 256, [&] {
+        m_lora_combine::lora_b_combine(h.data(), bt.data(), result.data(), scale, round, got.data(), rows, N, r); });
+    long long bad = 0;
+    for (long long i = 0; i < n; i++) bad += got[i] != want[i];
+    bad += got[n] != 0xFFFF;
+    expect(bad == 0, "lora_b_combine rows " + std::to_string(rows) + " N " + std::to_string(N) + " r " + std::to_string(r) + " round "
+        + std::to_string(round) + ": " + std::to_string(bad) + " differ from lora_combine_fwd over the float32 update");
 }
 
 // The NF4 dequantize kernels against the element-wise formula of the kernels they replaced.
@@ -679,6 +708,10 @@ int main()
     lora_projection(130, 1024, 5, 0.1, 1024, 130);  // r not a multiple of 4 (padded columns), one split each way
     lora_projection(40, 264, 64, 0.0, 96, 32);      // r 64 (256 threads), no dropout (the cast alone)
     lora_projection(7, 8, 1, 0.5, 32, 32);          // one 8-column group, r 1
+    lora_projection(50, 1032, 16, 0.0, 256, 32, 0.5f); // no mask, scale 0.5 (LoRA-B's backward through these kernels)
+    lora_b_combine(37, 1032, 16, 0);
+    lora_b_combine(37, 1032, 16, 1);
+    lora_b_combine(16, 8, 5, 0);
     nf4(64 * 21, 64, false, true, 0);
     nf4(64 * 21, 64, true, true, 0);
     nf4(64 * 21, 64, true, false, 0);
