@@ -1029,25 +1029,34 @@ internal static class GpuChecks
         model.Dispose();
     }
 
-    // With LoRA dropout and the fused kernels, a checkpointed layer's first forward (no autograd: the fused product
-    // called directly) and its recomputation (under autograd) must draw the same masks as a step without checkpointing:
-    // same loss and gradients from the same CUDA generator state. A mask drawn apart would change the gradients.
+    // With LoRA dropout and checkpointing on CUDA, a layer's first forward runs without autograd (the fused product
+    // called directly, drawing its seed) and its recomputation under autograd (LoraInputProjectionFunction) must draw the
+    // same masks. The reference is the same checkpointed step with cuBLAS's products (UseFusedProduct off: the fused
+    // dropout kernel, whose forward/recomputation replay the lane checked before), the same seeds, hence the same masks:
+    // loss within float32 summation order, gradients as close as the fused-vs-libtorch step (a mask drawn apart in the
+    // recomputation gave gradients 0.4 apart in call 11). (Without checkpointing the masks differ by design: each
+    // checkpointed layer reseeds the CUDA generator from the CPU one, which TorchSharp cannot read.)
     private static void CheckpointedDropoutCheck(Device device)
     {
         using var scope = NewDisposeScope();
         var (model, lora, ids) = LoraSetup(device, dropout: 0.1);
-        bool fused = lora.UseFusedProduct && lora.UseFusedDropout;
-        model.GradientCheckpointing = false;
-        cuda.manual_seed(5);
-        var (l0, g0) = LoraStep(model, lora, ids);
         model.GradientCheckpointing = true;
-        cuda.manual_seed(5);
-        var (l1, g1) = LoraStep(model, lora, ids);
-        cuda.manual_seed(6);
-        var (l2, _) = LoraStep(model, lora, ids);
+        (float Loss, Tensor Grads) Step(bool fusedProduct, int seed)
+        {
+            lora.UseFusedProduct = fusedProduct;
+            manual_seed(seed);
+            cuda.manual_seed_all(seed);
+            return LoraStep(model, lora, ids);
+        }
+
+        var (l0, g0) = Step(fusedProduct: false, 5);
+        var (l1, g1) = Step(fusedProduct: true, 5);
+        var (l2, _) = Step(fusedProduct: true, 6);
         double rel = RelativeError(g1, g0);
-        Record("gradient checkpointing on CUDA with LoRA dropout 0.1 (fused product and dropout): loss and gradients; another seed another loss",
-            fused && l0 == l1 && rel < 1e-6 && l2 != l1, $"fused {fused}; loss {l0:F6} vs {l1:F6} (seed 6: {l2:F6}), gradient relative difference {rel:E2}");
+        bool fused = lora.UseFusedDropout;
+        Record("gradient checkpointing with LoRA dropout 0.1 on CUDA: fused product vs cuBLAS's, same seeds (same masks in forward and recomputation)",
+            fused && Math.Abs(l0 - l1) <= 1e-4 * Math.Abs(l0) && rel < 2e-2 && l2 != l1,
+            $"fused dropout {fused}; loss {l0:F6} vs {l1:F6} (seed 6: {l2:F6}), gradient relative error {rel:E2}");
         model.Dispose();
     }
 
