@@ -131,7 +131,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
 
     /// <summary>
     /// Whether fused CUDA kernels serve the LoRA branch: over a bfloat16 result the scaled update is added and cast in one
-    /// kernel (forward and backward) instead of three libtorch passes, bit-identical; and the fused first product of
+    /// kernel (forward and backward) instead of three libtorch passes, bit-identical; and the fused adapter products of
     /// <see cref="UseFusedProduct"/> and the fused dropout of <see cref="UseFusedDropout"/>, where those are on.
     /// Default true; false runs libtorch's ops throughout.
     /// </summary>
