@@ -44,10 +44,11 @@ public class LoraInputProjectionTests
         return lora;
     }
 
-    private static (Tensor Y, Tensor? GradX, Tensor GradA, Tensor GradB) Run(bool fourBit, bool fused, bool inputGrad)
+    private static (Tensor Y, Tensor? GradX, Tensor GradA, Tensor GradB) Run(bool fourBit, bool fused, bool inputGrad, bool fusedProduct = true)
     {
         var lora = Layer(fourBit);
         lora.UseFusedKernels = fused;
+        lora.UseFusedProduct = fusedProduct;
         var x = (randn([2, 7, 64], generator: new Generator(9)) * 2).to(ScalarType.BFloat16).requires_grad_(inputGrad);
         if (fused)
         {
@@ -77,6 +78,31 @@ public class LoraInputProjectionTests
         {
             TensorChecks.Exactly(gx1!, gx0!).Should().BeTrue("input gradient");
         }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OnTheCpuTheFusedProductSwitchChangesNothing(bool fourBit)
+    {
+        // The fused product kernels are CUDA-only: asked for on the CPU, the function and the layer take the path above
+        // (bit for bit), and the function's extra argument gets its own (empty) gradient slot.
+        using var scope = NewDisposeScope();
+        var (y0, gx0, ga0, gb0) = Run(fourBit, fused: true, inputGrad: true, fusedProduct: false);
+        var (y1, gx1, ga1, gb1) = Run(fourBit, fused: true, inputGrad: true, fusedProduct: true);
+        TensorChecks.Exactly(y1, y0).Should().BeTrue("output");
+        TensorChecks.Exactly(gx1!, gx0!).Should().BeTrue("input gradient");
+        TensorChecks.Exactly(ga1, ga0).Should().BeTrue("lora_A gradient");
+        TensorChecks.Exactly(gb1, gb0).Should().BeTrue("lora_B gradient");
+
+        using var a = new TorchSharp.Modules.Parameter(randn(8, 64, generator: new Generator(1)));
+        var x = randn([2, 7, 64], generator: new Generator(2)).to(ScalarType.BFloat16);
+        LoraDropoutFunction.CanProject(x, a).Should().BeFalse("the fused product kernels run on CUDA only");
+        LoraOutputCombineFunction.Applies(x, zeros([2, 7, 8]), zeros([64, 8])).Should().BeFalse("the fused output kernel runs on CUDA only");
+        var xg = x.requires_grad_(true);
+        LoraInputProjectionFunction.apply(xg, a, 0.0, default(Mistral.Core.Cuda.CudaFunction), true).sum().backward();
+        xg.grad.Should().NotBeNull();
+        a.grad.Should().NotBeNull();
     }
 
     [Fact]
