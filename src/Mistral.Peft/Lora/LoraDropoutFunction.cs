@@ -9,10 +9,15 @@ namespace Mistral.Peft.Lora;
 /// input as one kernel that reads bf16 and writes the kept, scaled float32 values, where libtorch takes a cast, a dropout
 /// that also writes a mask, and in backward a masked scale and a cast back. The keep decision of element i is 32 bits of
 /// a 64-bit hash of (seed, i / 2) (splitmix64's finaliser; elements 2m and 2m + 1 take its two halves), the seed drawn
-/// from libtorch's CUDA generator on the device (no host sync), so backward recomputes the mask instead of storing it, and a checkpointed layer's recomputation — which restores the generator — draws the same
-/// mask. Same distribution as libtorch's dropout (keep with probability 1 − p, kept values times 1/(1 − p) in float32),
-/// not the same random stream. Arguments of <c>apply</c>: x (bf16), p (double), the forward kernel from
+/// from libtorch's CUDA generator on the device (no host sync), so backward recomputes the mask instead of storing it,
+/// and a checkpointed layer's recomputation — which reseeds the generator as the forward did — draws the same mask. Same
+/// distribution as libtorch's dropout (keep with probability 1 − p, kept values times 1/(1 − p) in float32), not the
+/// same random stream. Arguments of <c>apply</c>: x (bf16), p (double), the forward kernel from
 /// <see cref="TryGetKernel"/> (<see cref="CudaFunction"/>).
+/// <para>The same module holds the kernels that make this dropout inside LoRA's float32 products instead of writing it
+/// (<see cref="Project"/>, <see cref="ProjectionGradX"/>, <see cref="ProjectionGradA"/>; used by
+/// <see cref="LoraInputProjectionFunction"/>, and without a mask by <see cref="LoraOutputCombineFunction"/>): one
+/// <c>keep()</c> for all, so every kernel sees the same mask.</para>
 /// </summary>
 internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDropoutFunction>
 {
