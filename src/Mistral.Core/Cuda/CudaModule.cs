@@ -68,6 +68,16 @@ internal sealed class CudaModule
         return true;
     }
 
+    /// <summary>
+    /// The kernel <paramref name="function"/> compiled for the device of <paramref name="onDevice"/>, for a caller that
+    /// has already chosen the fused path (an autograd backward whose forward ran the module's kernels).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The kernel is not available; the message carries <see cref="Status"/>.</exception>
+    public CudaFunction GetFunction(Tensor onDevice, string function) =>
+        TryGetFunction(onDevice, function, out CudaFunction kernel)
+            ? kernel
+            : throw new InvalidOperationException($"The CUDA kernel {function} ({name} module) is not available: {Status}");
+
     private (IntPtr Context, Dictionary<string, IntPtr> Functions)? Get(int deviceIndex)
     {
         lock (gate)

@@ -406,10 +406,7 @@ internal static class FusedOps
 
     internal static unsafe Tensor RmsNormBackward(Tensor input, Tensor weight, Tensor gradOutput, double eps)
     {
-        if (!Module.TryGetFunction(input, "rms_norm_bwd_bf16", out CudaFunction f))
-        {
-            throw new InvalidOperationException("The fused RMSNorm backward kernel is not available: " + Module.Status);
-        }
+        CudaFunction f = Module.GetFunction(input, "rms_norm_bwd_bf16");
 
         using var scope = NewDisposeScope();
         Tensor x = input.is_contiguous() ? input : input.contiguous();
@@ -634,10 +631,7 @@ internal static class FusedOps
 
     internal static unsafe Tensor RotaryBackward(Tensor gradOutput, Tensor cos, Tensor sin, int heads, int headDim)
     {
-        if (!Module.TryGetFunction(gradOutput, "rope_bwd_bf16", out CudaFunction f))
-        {
-            throw new InvalidOperationException("The fused rotary backward kernel is not available: " + Module.Status);
-        }
+        CudaFunction f = Module.GetFunction(gradOutput, "rope_bwd_bf16");
 
         using var scope = NewDisposeScope();
         Tensor g = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
@@ -712,10 +706,7 @@ internal static class FusedOps
 
     internal static unsafe (Tensor GradGate, Tensor GradUp) SiluMulBackward(Tensor gate, Tensor up, Tensor gradOutput)
     {
-        if (!Module.TryGetFunction(gate, "silu_mul_bwd_bf16", out CudaFunction f))
-        {
-            throw new InvalidOperationException("The fused SiLU-product backward kernel is not available: " + Module.Status);
-        }
+        CudaFunction f = Module.GetFunction(gate, "silu_mul_bwd_bf16");
 
         using var scope = NewDisposeScope();
         Tensor go = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
@@ -820,8 +811,7 @@ internal static class FusedOps
     }
 
     /// <summary>Kernel lookup for the autograd functions.</summary>
-    internal static CudaFunction Function(Tensor onDevice, string name) =>
-        Module.TryGetFunction(onDevice, name, out CudaFunction f) ? f : throw new InvalidOperationException($"The fused kernel {name} is not available: {Module.Status}");
+    internal static CudaFunction Function(Tensor onDevice, string name) => Module.GetFunction(onDevice, name);
 
     // Same sizes and strides (x.shape and x.stride() allocate an array per call: 0.7 us each, where size(i) costs 0.03 us;
     // the checks before a decoding launch run for every layer and token).

@@ -197,11 +197,7 @@ internal sealed class LoraCombineFunction : autograd.SingleTensorFunction<LoraCo
 
     private static unsafe void LaunchBackward(Tensor grad, float scale, Tensor gradU)
     {
-        if (!Module.TryGetFunction(grad, "lora_combine_bwd", out CudaFunction f))
-        {
-            throw new InvalidOperationException("The LoRA combine kernel is not available: " + Module.Status);
-        }
-
+        CudaFunction f = Module.GetFunction(grad, "lora_combine_bwd");
         IntPtr pg = CudaFunction.Pointer(grad);
         IntPtr pu = CudaFunction.Pointer(gradU);
         long n = grad.numel();

@@ -408,12 +408,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     {
         Tensor grad = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
         Tensor gradX = empty_like(grad, ScalarType.BFloat16);
-        if (!Module.TryGetFunction(grad, "lora_dropout_bwd", out CudaFunction kernel))
-        {
-            throw new InvalidOperationException("The LoRA dropout backward kernel is not available: " + Module.Status);
-        }
-
-        Launch(kernel, grad, seed, p, gradX);
+        Launch(Module.GetFunction(grad, "lora_dropout_bwd"), grad, seed, p, gradX);
         return gradX;
     }
 
@@ -474,7 +469,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         splits = (k + kSplit - 1) / kSplit;
         Tensor h = empty([rows, r], ScalarType.Float32, x.device);
         Tensor partial = splits == 1 ? h : empty([splits, rows, r], ScalarType.Float32, x.device);
-        var f = Function(x, "lora_xa");
+        var f = Module.GetFunction(x, "lora_xa");
         IntPtr px = CudaFunction.Pointer(x);
         IntPtr pa = CudaFunction.Pointer(a);
         IntPtr pp = CudaFunction.Pointer(partial);
@@ -509,7 +504,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         int r = (int)a.size(0);
         long rows = g.size(0);
         Tensor gradX = empty([rows, k], ScalarType.BFloat16, g.device);
-        var f = Function(g, "lora_grad_x");
+        var f = Module.GetFunction(g, "lora_grad_x");
         IntPtr pg = CudaFunction.Pointer(g);
         IntPtr pa = CudaFunction.Pointer(a);
         IntPtr ps = p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero;
@@ -557,7 +552,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         splits = (rows + tSplit - 1) / tSplit;
         Tensor gradA = empty([r, k], ScalarType.Float32, g.device);
         Tensor partial = splits == 1 ? gradA : empty([splits, r, k], ScalarType.Float32, g.device);
-        var f = Function(g, "lora_grad_a");
+        var f = Module.GetFunction(g, "lora_grad_a");
         IntPtr pg = CudaFunction.Pointer(g);
         IntPtr px = CudaFunction.Pointer(x);
         IntPtr pp = CudaFunction.Pointer(partial);
@@ -586,7 +581,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
 
     private static unsafe void SplitSum(Tensor onDevice, Tensor partial, int splits, long n, Tensor output)
     {
-        var f = Function(onDevice, "lora_split_sum");
+        var f = Module.GetFunction(onDevice, "lora_split_sum");
         IntPtr pp = CudaFunction.Pointer(partial);
         IntPtr po = CudaFunction.Pointer(output);
         IntPtr* args = stackalloc IntPtr[4];
@@ -595,16 +590,6 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         args[2] = (IntPtr)(&n);
         args[3] = (IntPtr)(&po);
         f.Launch((uint)((n + 255) / 256), 1, 1, 256, args);
-    }
-
-    private static CudaFunction Function(Tensor onDevice, string name)
-    {
-        if (!Module.TryGetFunction(onDevice, name, out CudaFunction f))
-        {
-            throw new InvalidOperationException($"The LoRA kernel {name} is not available: " + Module.Status);
-        }
-
-        return f;
     }
 
     // The keep threshold (p · 2^32) and the kept values' scale 1 / (1 − p); p = 0: threshold 0 (every element kept), scale 1.

@@ -116,11 +116,7 @@ internal sealed class LoraOutputCombineFunction : autograd.SingleTensorFunction<
 
     private static unsafe void Launch(Tensor result, Tensor h, Tensor bt, float scale, bool roundUpdate, Tensor output)
     {
-        if (!LoraCombineFunction.Kernels.TryGetFunction(result, "lora_b_combine", out CudaFunction f))
-        {
-            throw new InvalidOperationException("The LoRA output kernel is not available: " + LoraCombineFunction.Kernels.Status);
-        }
-
+        CudaFunction f = LoraCombineFunction.Kernels.GetFunction(result, "lora_b_combine");
         int n = (int)bt.size(1);
         int r = (int)bt.size(0);
         long rows = result.numel() / n;

@@ -16,6 +16,18 @@ public class CudaPreludeTests
     }
 
     [Fact]
+    public void AKernelThatIsNotAvailableIsNamedWithItsModuleAndWhy()
+    {
+        // GetFunction serves callers already on the fused path (a backward): the error names the kernel, the module and
+        // the module's status. A CPU tensor has no compiled kernel.
+        var module = new CudaModule("test", "extern \"C\" __global__ void k(float* o) { o[0] = 1.0f; }", "k");
+        using var onCpu = TorchSharp.torch.zeros(1);
+        module.TryGetFunction(onCpu, "k", out _).Should().BeFalse();
+        var get = () => module.GetFunction(onCpu, "k");
+        get.Should().Throw<InvalidOperationException>().WithMessage($"The CUDA kernel k (test module) is not available: {module.Status}");
+    }
+
+    [Fact]
     public void ThePreludeDefinesEachHelperOnce()
     {
         CudaSourceChecks.Occurrences(CudaPrelude.Bf16, "float bf2f(unsigned short v)").Should().Be(1);
