@@ -389,9 +389,28 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     /// <summary>The float32 dropout of <paramref name="x"/> with a new seed drawn from libtorch's CUDA generator.</summary>
     internal static (Tensor Y, Tensor Seed) Forward(CudaFunction kernel, Tensor x, double p)
     {
-        // The seed comes from libtorch's CUDA generator (one tiny kernel, no sync): checkpoint recomputation replays it.
-        Tensor seed = randint(long.MaxValue, [1], ScalarType.Int64, x.device);
+        Tensor seed = DrawSeed(x, p);
         return (Replay(kernel, x, seed, p), seed);
+    }
+
+    /// <summary>
+    /// The seed of a new mask, drawn from libtorch's generator on <paramref name="x"/>'s device (one tiny kernel, no
+    /// sync; a checkpointed layer reseeds that generator alike for its forward and recomputation, so both draw the same
+    /// seed); with p = 0 an empty tensor and nothing drawn. Every fused path draws its seed here, one per call, so the
+    /// path a layer's first forward takes and the one its recomputation takes consume the generator alike.
+    /// </summary>
+    internal static Tensor DrawSeed(Tensor x, double p) =>
+        p > 0 ? randint(long.MaxValue, [1], ScalarType.Int64, x.device) : empty(0, ScalarType.Int64, x.device);
+
+    /// <summary>
+    /// <see cref="Project"/> over any leading dimensions with a new seed (<see cref="DrawSeed"/>): h [.., r] and the seed
+    /// that makes its mask again. Requires <see cref="CanProject"/>.
+    /// </summary>
+    internal static (Tensor H, Tensor Seed) ProjectWithNewSeed(Tensor x, double p, Tensor a)
+    {
+        Tensor seed = DrawSeed(x, p);
+        long[] shape = [.. x.shape[..^1], a.size(0)];
+        return (Project(x.view(-1, a.size(1)), seed, p, a).view(shape), seed);
     }
 
     /// <summary>The float32 dropout of <paramref name="x"/> under a given <paramref name="seed"/>: the same values as the forward that drew it.</summary>

@@ -59,19 +59,14 @@ internal sealed class LoraInputProjectionFunction : autograd.SingleTensorFunctio
         var a = (Tensor)vars[1];
         double p = (double)vars[2];
         var kernel = vars.Length > 3 && vars[3] is CudaFunction k ? k : default;
-        bool fusedProduct = vars.Length > 4 && vars[4] is true;
         using var scope = NewDisposeScope();
         Tensor input = x.is_contiguous() ? x : x.contiguous();
-        fusedProduct = fusedProduct && LoraDropoutFunction.CanProject(input, a);
+        bool fusedProduct = vars.Length > 4 && vars[4] is true && LoraDropoutFunction.CanProject(input, a);
         Tensor seed;
         Tensor h;
         if (fusedProduct)
         {
-            // The same seed draw as LoraDropoutFunction.Forward (a checkpointed layer's recomputation replays it).
-            seed = p > 0 ? randint(long.MaxValue, [1], ScalarType.Int64, input.device) : empty(0, ScalarType.Int64, input.device);
-            long inFeatures = a.size(1);
-            long[] shape = [.. input.shape[..^1], a.size(0)];
-            h = LoraDropoutFunction.Project(input.view(-1, inFeatures), seed, p, a).view(shape);
+            (h, seed) = LoraDropoutFunction.ProjectWithNewSeed(input, p, a);
         }
         else
         {
@@ -82,7 +77,7 @@ internal sealed class LoraInputProjectionFunction : autograd.SingleTensorFunctio
             }
             else
             {
-                seed = empty(0, ScalarType.Int64, input.device);
+                seed = LoraDropoutFunction.DrawSeed(input, p);
                 y = input.to(ScalarType.Float32);
             }
 

@@ -193,10 +193,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, ILinearLayer, IFused
             && LoraDropoutFunction.CanProject(input, LoraA))
         {
             // Without autograd (a checkpointed layer's first forward, evaluation): the same fused product, drawing its seed
-            // as the fused dropout does, so the recomputation under autograd makes the same mask.
-            Tensor seed = p > 0 ? randint(long.MaxValue, [1], ScalarType.Int64, input.device) : empty(0, ScalarType.Int64, input.device);
-            long[] shape = [.. input.shape[..^1], Rank];
-            h = LoraDropoutFunction.Project(input.view(-1, InFeatures), seed, p, LoraA.detach()).view(shape);
+            // as the recomputation under autograd does, so both make the same mask.
+            h = LoraDropoutFunction.ProjectWithNewSeed(input, p, LoraA.detach()).H;
         }
         else
         {
