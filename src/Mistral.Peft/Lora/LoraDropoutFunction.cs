@@ -483,9 +483,8 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         int r = (int)a.size(0);
         long rows = x.numel() / k;
         long rowBlocks = (rows + 127) / 128;
-        int splits = (int)Math.Clamp((TargetBlocks + rowBlocks - 1) / rowBlocks, 1, (k + 31) / 32);
-        int kSplit = (((k + splits - 1) / splits) + 31) / 32 * 32;
-        splits = (k + kSplit - 1) / kSplit;
+        var (splits, split) = Splits(k, rowBlocks);
+        int kSplit = (int)split;
         Tensor h = empty([rows, r], ScalarType.Float32, x.device);
         Tensor partial = splits == 1 ? h : empty([splits, rows, r], ScalarType.Float32, x.device);
         var f = Module.GetFunction(x, "lora_xa");
@@ -566,9 +565,7 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         long rows = g.size(0);
         int k = (int)(x.numel() / rows);
         long columnBlocks = (k + 255) / 256;
-        long splits = Math.Clamp((TargetBlocks + columnBlocks - 1) / columnBlocks, 1, (rows + 31) / 32);
-        long tSplit = (((rows + splits - 1) / splits) + 31) / 32 * 32;
-        splits = (rows + tSplit - 1) / tSplit;
+        var (splits, tSplit) = Splits(rows, columnBlocks);
         Tensor gradA = empty([r, k], ScalarType.Float32, g.device);
         Tensor partial = splits == 1 ? gradA : empty([splits, r, k], ScalarType.Float32, g.device);
         var f = Module.GetFunction(g, "lora_grad_a");
@@ -589,10 +586,22 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         f.Launch((uint)columnBlocks, (uint)splits, 1, (uint)(32 * ((r + 3) / 4)), args);
         if (splits > 1)
         {
-            SplitSum(g, partial, (int)splits, (long)r * k, gradA);
+            SplitSum(g, partial, splits, (long)r * k, gradA);
         }
 
         return gradA.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// How a launch of <paramref name="otherBlocks"/> blocks cuts its summed dimension of <paramref name="extent"/> into
+    /// splits of a multiple of 32 (the kernels' chunk) so that the grid reaches <see cref="TargetBlocks"/>: the number of
+    /// splits and each one's size (the last may be shorter).
+    /// </summary>
+    private static (int Splits, long Size) Splits(long extent, long otherBlocks)
+    {
+        long splits = Math.Clamp((TargetBlocks + otherBlocks - 1) / otherBlocks, 1, (extent + 31) / 32);
+        long size = (((extent + splits - 1) / splits) + 31) / 32 * 32;
+        return ((int)((extent + size - 1) / size), size);
     }
 
     /// <summary>Whether <paramref name="t"/>'s data starts on a 16-byte boundary (the kernels' vector loads need it).</summary>
