@@ -513,32 +513,36 @@ internal static class GpuChecks
             return;
         }
 
-        (Tensor H, Tensor Gx, Tensor Ga) Run(bool keepInput)
-        {
-            var x = x0.detach().clone().requires_grad_(true);
-            a.grad = null;
-            cuda.manual_seed(7);
-            Tensor h;
-            if (keepInput)
-            {
-                h = Mistral.Peft.Lora.LoraInputProjectionFunction.apply(x, a, p, kernel, false);
-            }
-            else
-            {
-                Tensor y = p > 0 ? Mistral.Peft.Lora.LoraDropoutFunction.Dropout(kernel, x, p) : x.to(ScalarType.Float32);
-                h = nn.functional.linear(y, a);
-            }
-
-            h.backward([gh]);
-            return (h.detach(), x.grad!.clone(), a.grad!.clone());
-        }
-
-        var (h0, gx0, ga0) = Run(keepInput: false);
-        var (h1, gx1, ga1) = Run(keepInput: true);
+        var (h0, gx0, ga0) = InputProjectionStep(x0, a, gh, p, kernel, fusedProduct: null);
+        var (h1, gx1, ga1) = InputProjectionStep(x0, a, gh, p, kernel, fusedProduct: false);
         long hd = h1.ne(h0).sum().item<long>(), xd = gx1.ne(gx0).sum().item<long>(), ad = ga1.ne(ga0).sum().item<long>();
         Record($"LoRA input projection keeping bf16 input vs autograd linear over the float32 input (p {p}, [4, 512, 4096] -> 16)",
             hd == 0 && xd == 0 && ad == 0 && ga0.abs().max().item<float>() > 0,
             $"elements differing: output {hd}, grad x {xd}, grad A {ad}");
+    }
+
+    // One forward and backward of lora_A(dropout(x.to(float32))) from the CUDA generator seeded 7: through
+    // LoraInputProjectionFunction with or without the fused product kernels, or (fusedProduct null) as the reference,
+    // the fused dropout followed by an autograd linear. Returns the output, x's and A's gradients.
+    private static (Tensor H, Tensor Gx, Tensor Ga) InputProjectionStep(Tensor x0, TorchSharp.Modules.Parameter a, Tensor gh, double p,
+        Mistral.Core.Cuda.CudaFunction kernel, bool? fusedProduct)
+    {
+        var x = x0.detach().clone().requires_grad_(true);
+        a.grad = null;
+        cuda.manual_seed(7);
+        Tensor h;
+        if (fusedProduct is bool fused)
+        {
+            h = Mistral.Peft.Lora.LoraInputProjectionFunction.apply(x, a, p, kernel, fused);
+        }
+        else
+        {
+            Tensor y = p > 0 ? Mistral.Peft.Lora.LoraDropoutFunction.Dropout(kernel, x, p) : x.to(ScalarType.Float32);
+            h = nn.functional.linear(y, a);
+        }
+
+        h.backward([gh]);
+        return (h.detach(), x.grad!.clone(), a.grad!.clone());
     }
 
     // The fused product kernels (the dropout made inside y·Aᵀ, gᵀ·y and g·A; the float32 input never written) against the
@@ -561,28 +565,8 @@ internal static class GpuChecks
             return;
         }
 
-        (Tensor H, Tensor Gx, Tensor Ga) Run(bool fused)
-        {
-            var x = x0.detach().clone().requires_grad_(true);
-            a.grad = null;
-            cuda.manual_seed(7);
-            Tensor h;
-            if (fused)
-            {
-                h = Mistral.Peft.Lora.LoraInputProjectionFunction.apply(x, a, p, kernel, true);
-            }
-            else
-            {
-                Tensor y = p > 0 ? Mistral.Peft.Lora.LoraDropoutFunction.Dropout(kernel, x, p) : x.to(ScalarType.Float32);
-                h = nn.functional.linear(y, a);
-            }
-
-            h.backward([gh]);
-            return (h.detach(), x.grad!.clone(), a.grad!.clone());
-        }
-
-        var (h0, gx0, ga0) = Run(fused: false);
-        var (h1, gx1, ga1) = Run(fused: true);
+        var (h0, gx0, ga0) = InputProjectionStep(x0, a, gh, p, kernel, fusedProduct: null);
+        var (h1, gx1, ga1) = InputProjectionStep(x0, a, gh, p, kernel, fusedProduct: true);
         double hr = RelativeError(h1, h0), ar = RelativeError(ga1, ga0), xr = RelativeError(gx1, gx0);
         long maskDiffer = gx1.eq(0).ne(gx0.eq(0)).sum().item<long>();
         long beyond = BeyondOneUlp(gx1, gx0);
