@@ -879,7 +879,7 @@ internal static class GpuChecks
             }
             else
             {
-                Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0, flat.FlatGradients).Dispose();
+                Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0, flat).Dispose();
                 flat.Step();
                 fusedSteps += flat.LastStepFused ? 1 : 0;
                 flat.ZeroGrad();
@@ -946,9 +946,9 @@ internal static class GpuChecks
         }
 
         var copies = ps.Select(p => new TorchSharp.Modules.Parameter(p.detach().clone()) { grad = p.grad!.clone() }).ToList();
-        long before = Mistral.Peft.Training.GradientClipping.FusedNorms;
-        using var fused = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat.FlatGradients);
-        using var again = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat.FlatGradients);
+        long before = flat.NormCache.FusedNorms;
+        using var fused = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat);
+        using var again = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat);
         using var libtorch = Mistral.Peft.Training.GradientClipping.ClipGradNorm(copies, null);
         double exact;
         using (var _ = NewDisposeScope())
@@ -976,10 +976,10 @@ internal static class GpuChecks
             return watch.Elapsed.TotalMilliseconds / 20;
         }
 
-        double fusedMs = Time(() => Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat.FlatGradients));
+        double fusedMs = Time(() => Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, null, flat));
         double libtorchMs = Time(() => Mistral.Peft.Training.GradientClipping.ClipGradNorm(copies, null));
 
-        using var clippedNorm = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0, flat.FlatGradients);
+        using var clippedNorm = Mistral.Peft.Training.GradientClipping.ClipGradNorm(ps, 1.0, flat);
         using var referenceNorm = Mistral.Peft.Training.GradientClipping.ClipGradNorm(copies, 1.0);
         double clipRel;
         using (var _ = NewDisposeScope())
@@ -987,7 +987,7 @@ internal static class GpuChecks
             clipRel = RelativeError(cat(ps.Select(p => p.grad!.reshape(-1)).ToArray()), cat(copies.Select(p => p.grad!.reshape(-1)).ToArray()));
         }
 
-        long norms = Mistral.Peft.Training.GradientClipping.FusedNorms - before;
+        long norms = flat.NormCache.FusedNorms - before;
         bool ran = norms == 2 + 21 + 1; // the two compared, 21 timed, the clipping one
         Record($"fused gradient norm vs libtorch's stack of norms on CUDA ({ps.Count} float32 gradients, {flat.FlatGradients[0].numel()} elements, clipping to 1)",
             rel <= 1e-6 && clipRel <= 1e-6 && same && ran,

@@ -114,7 +114,7 @@ internal static class TrainStepBenchmark
         {
             if (flat is not null)
             {
-                Mistral.Peft.Training.GradientClipping.ClipGradNorm(parameters, 0.3, flat.FlatGradients).Dispose();
+                Mistral.Peft.Training.GradientClipping.ClipGradNorm(parameters, 0.3, flat).Dispose();
                 flat.Step();
                 flat.ZeroGrad();
             }

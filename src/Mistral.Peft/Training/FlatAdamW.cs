@@ -89,6 +89,9 @@ internal sealed class FlatAdamW : IDisposable
         this.groups = groups;
     }
 
+    /// <summary>The fused gradient norm's device table for these buffers (freed with them).</summary>
+    public GradientNormCache NormCache { get; } = new();
+
     /// <summary>The flat gradient buffers (one per group) for clipping.</summary>
     public IReadOnlyList<Tensor> FlatGradients => [.. groups.Select(g => g.Grad)];
 
@@ -314,6 +317,7 @@ internal sealed class FlatAdamW : IDisposable
         }
 
         disposed = true;
+        NormCache.Dispose();
         foreach (var g in groups)
         {
             g.Dispose();

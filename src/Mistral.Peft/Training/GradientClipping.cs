@@ -113,18 +113,12 @@ internal static class GradientClipping
     internal const long ChunkElements = ThreadsPerBlock * 4 * 8;
 
     private static readonly CudaModule Module = new("grad_norm", Source, "grad_sumsq_f32", "grad_norm_total_f32");
-    private static readonly object Gate = new();
-    private static Plan? cached;
-    private static long fusedNorms;
 
     /// <summary>The compiled module (for tests of its assembled source).</summary>
     internal static CudaModule Kernels => Module;
 
     /// <summary>Why the fused norm kernels are or are not in use (NVRTC compiled them, or what failed).</summary>
     internal static string KernelStatus => Module.Status;
-
-    /// <summary>How many norms the fused kernels have computed in this process (two launches each).</summary>
-    internal static long FusedNorms => Interlocked.Read(ref fusedNorms);
 
     /// <summary>
     /// Computes the global L2 norm of the gradients as libtorch's <c>clip_grad_norm_</c> defines it (the norm of each
@@ -139,16 +133,17 @@ internal static class GradientClipping
 
     /// <summary>
     /// <see cref="ClipGradNorm(IReadOnlyList{Parameter}, double?)"/> where every gradient is a view of one of
-    /// <paramref name="flatGradients"/> (see <see cref="FlatAdamW"/>): the clipping multiplies each flat buffer once
-    /// instead of each gradient. On CUDA, when every gradient is a contiguous float32 view inside the flat buffers and
+    /// <paramref name="flat"/>'s gradient buffers (<see cref="FlatAdamW.FlatGradients"/>): the clipping multiplies each
+    /// flat buffer once instead of each gradient. With <paramref name="flat"/> null this is the overload without buffers. On CUDA, when every gradient is a contiguous float32 view inside the flat buffers and
     /// the kernels compiled, the norm comes from two fused launches (<see cref="TryFusedNorm"/>) whose reduction order
     /// differs from libtorch's: not bit for bit <c>clip_grad_norm_</c>, but within float32 rounding of it (relative error
     /// of the norm well under 1e-6; partial sums in double), and deterministic (the same gradients give the same bits).
     /// Everywhere else (the CPU, other dtypes, gradients outside the buffers, no NVRTC) the norm is libtorch's ops as in
     /// the overload without buffers, bit for bit <c>clip_grad_norm_</c>.
     /// </summary>
-    public static Tensor ClipGradNorm(IReadOnlyList<Parameter> parameters, double? maxNorm, IReadOnlyList<Tensor>? flatGradients)
+    public static Tensor ClipGradNorm(IReadOnlyList<Parameter> parameters, double? maxNorm, FlatAdamW? flat)
     {
+        IReadOnlyList<Tensor>? flatGradients = flat?.FlatGradients;
         using var guard = no_grad();
         using var scope = NewDisposeScope();
         var grads = new List<Tensor>(parameters.Count);
@@ -165,7 +160,7 @@ internal static class GradientClipping
             return zeros([], ScalarType.Float32, parameters[0].device).DetachFromDisposeScope();
         }
 
-        Tensor total = (flatGradients is null ? null : TryFusedNorm(grads, flatGradients))
+        Tensor total = (flat is null ? null : TryFusedNorm(grads, flatGradients!, flat.NormCache))
             ?? (grads.Count == 1 ? grads[0].norm(2f) : stack(grads.Select(g => g.norm(2f))).norm(2f));
         if (maxNorm is double max)
         {
@@ -186,11 +181,11 @@ internal static class GradientClipping
     /// NVRTC unavailable). Pass 1 (<c>grad_sumsq_f32</c>) has one block of <see cref="ThreadsPerBlock"/> threads per
     /// <see cref="ChunkElements"/>-element chunk of each gradient, each writing its chunk's sum of squares; pass 2
     /// (<c>grad_norm_total_f32</c>, one block) sums each gradient's chunks in order, takes its float32 norm and the norm
-    /// of those norms. Both read one device table (addresses, lengths, chunk starts) uploaded when the gradients'
-    /// addresses or lengths change and reused otherwise. No host synchronization (but for that upload, a copy from host
+    /// of those norms. Both read one device table (addresses, lengths, chunk starts) kept in <paramref name="cache"/>,
+    /// uploaded when the gradients' addresses or lengths change and reused otherwise. No host synchronization (but for that upload, a copy from host
     /// memory: the first call, or after the gradients moved); returns a float32 0-d tensor in the current dispose scope.
     /// </summary>
-    internal static Tensor? TryFusedNorm(IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> flatGradients)
+    internal static Tensor? TryFusedNorm(IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> flatGradients, GradientNormCache cache)
     {
         if (flatGradients.Count == 0 || flatGradients[0].device.type != DeviceType.CUDA
             || flatGradients.Any(f => !Mistral.Core.Modeling.DeviceComparison.IsSameDevice(f.device, flatGradients[0].device)))
@@ -214,13 +209,7 @@ internal static class GradientClipping
 
         Device device = flatGradients[0].device;
         Tensor total = empty([], ScalarType.Float32, device);
-        lock (Gate)
-        {
-            Plan plan = GetPlan(pointers, lengths, starts, device);
-            Launch(sumsq, finish, plan, pointers.Length, chunks, total);
-        }
-
-        Interlocked.Increment(ref fusedNorms);
+        cache.Run(pointers, lengths, starts, device, plan => Launch(sumsq, finish, plan, pointers.Length, chunks, total));
         return total;
     }
 
@@ -285,26 +274,7 @@ internal static class GradientClipping
         return starts;
     }
 
-    // The cached device table (and partial sums buffer) for the last gradients seen, rebuilt when their addresses,
-    // lengths or device change (the host copy is compared on every call, as FlatAdamW compares its addresses).
-    private static Plan GetPlan(long[] pointers, long[] lengths, long[] starts, Device device)
-    {
-        long[] key = [.. pointers, .. lengths, .. starts];
-        if (cached is Plan p && p.Key.AsSpan().SequenceEqual(key) && Mistral.Core.Modeling.DeviceComparison.IsSameDevice(p.Table.device, device))
-        {
-            return p;
-        }
-
-        cached?.Dispose();
-        cached = null;
-        using var scope = NewDisposeScope();
-        Tensor table = tensor(key).to(device).DetachFromDisposeScope();
-        Tensor partials = empty([Math.Max(starts[^1], 1)], ScalarType.Float64, device).DetachFromDisposeScope();
-        cached = new Plan(key, table, partials);
-        return cached;
-    }
-
-    private static unsafe void Launch(CudaFunction sumsq, CudaFunction finish, Plan plan, int segments, long chunks, Tensor total)
+    private static unsafe void Launch(CudaFunction sumsq, CudaFunction finish, GradientNormCache.Plan plan, int segments, long chunks, Tensor total)
     {
         IntPtr ptable = CudaFunction.Pointer(plan.Table);
         IntPtr ppartials = CudaFunction.Pointer(plan.Partials);
@@ -330,15 +300,77 @@ internal static class GradientClipping
         finishArgs[4] = (IntPtr)(&ptotal);
         finish.Launch(1, 1, 1, ThreadsPerBlock, finishArgs);
     }
+}
 
-    private sealed class Plan(long[] key, Tensor table, Tensor partials) : IDisposable
+/// <summary>
+/// The fused gradient norm's device table (each gradient's address and length and each chunk's start) and its partial
+/// sums, for the gradients of one <see cref="FlatAdamW"/>, which owns it and disposes it with its buffers. It is rebuilt
+/// when the gradients' addresses, lengths or device change: the host copy is compared on every call, as
+/// <see cref="FlatAdamW"/> compares its addresses. One trainer's clipping at a time (a lock serializes others).
+/// </summary>
+internal sealed class GradientNormCache : IDisposable
+{
+    private readonly object gate = new();
+    private Plan? cached;
+    private long fusedNorms;
+    private bool disposed;
+
+    /// <summary>How many norms the fused kernels have computed with this cache (two launches each).</summary>
+    public long FusedNorms => Interlocked.Read(ref fusedNorms);
+
+    /// <summary>Runs <paramref name="launch"/> with the table for these gradients (uploading it if they changed), then counts the norm.</summary>
+    internal void Run(long[] pointers, long[] lengths, long[] starts, Device device, Action<Plan> launch)
     {
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            launch(GetPlan(pointers, lengths, starts, device));
+        }
+
+        Interlocked.Increment(ref fusedNorms);
+    }
+
+    /// <summary>Frees the device table and the partial sums.</summary>
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            disposed = true;
+            cached?.Dispose();
+            cached = null;
+        }
+    }
+
+    private Plan GetPlan(long[] pointers, long[] lengths, long[] starts, Device device)
+    {
+        long[] key = [.. pointers, .. lengths, .. starts];
+        if (cached is Plan p && p.Key.AsSpan().SequenceEqual(key) && Mistral.Core.Modeling.DeviceComparison.IsSameDevice(p.Table.device, device))
+        {
+            return p;
+        }
+
+        cached?.Dispose();
+        cached = null;
+        using var scope = NewDisposeScope();
+        Tensor table = tensor(key).to(device).DetachFromDisposeScope();
+        Tensor partials = empty([Math.Max(starts[^1], 1)], ScalarType.Float64, device).DetachFromDisposeScope();
+        cached = new Plan(key, table, partials);
+        return cached;
+    }
+
+    /// <summary>A device table and the partial sums buffer for one set of gradients.</summary>
+    internal sealed class Plan(long[] key, Tensor table, Tensor partials) : IDisposable
+    {
+        /// <summary>The host copy of the table: addresses, lengths, chunk starts.</summary>
         public long[] Key { get; } = key;
 
+        /// <summary>The table on the device (int64).</summary>
         public Tensor Table { get; } = table;
 
+        /// <summary>One double per chunk.</summary>
         public Tensor Partials { get; } = partials;
 
+        /// <inheritdoc/>
         public void Dispose()
         {
             Table.Dispose();

@@ -155,7 +155,7 @@ internal static class TrainingLoop
                     var stepWatch = Stopwatch.StartNew();
                     var group = microBatches.Skip(first).Take(options.GradientAccumulationSteps).ToList();
                     StepLosses losses = AccumulateStep(model, data, group, device, cancellationToken);
-                    Tensor norm = GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm, flat?.FlatGradients);
+                    Tensor norm = GradientClipping.ClipGradNorm(setup.Parameters, options.MaxGradNorm, flat);
                     double learningRate = options.LearningRateAt(step + 1, totalSteps);
                     step++;
                     if (checkEachStep && NonFinite(losses, norm) is string values)

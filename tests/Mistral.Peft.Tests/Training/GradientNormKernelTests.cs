@@ -71,21 +71,45 @@ public class GradientNormKernelTests
         using (flat)
         {
             var theirs = ps.Select(p => new Parameter(p.detach().clone()) { grad = p.grad!.clone() }).ToList();
-            long fusedBefore = GradientClipping.FusedNorms;
-            GradientClipping.TryFusedNorm([.. ps.Select(p => p.grad!)], flat.FlatGradients).Should().BeNull("the fused norm runs on CUDA only");
+            long fusedBefore = flat.NormCache.FusedNorms;
+            GradientClipping.TryFusedNorm([.. ps.Select(p => p.grad!)], flat.FlatGradients, flat.NormCache).Should().BeNull("the fused norm runs on CUDA only");
             double expected = nn.utils.clip_grad_norm_(theirs, maxNorm ?? double.PositiveInfinity);
-            using var norm = GradientClipping.ClipGradNorm(ps, maxNorm, flat.FlatGradients);
+            using var norm = GradientClipping.ClipGradNorm(ps, maxNorm, flat);
             norm.item<float>().Should().Be((float)expected);
             for (int i = 0; i < ps.Count; i++)
             {
                 TensorChecks.Exactly(ps[i].grad!, theirs[i].grad!).Should().BeTrue($"gradient {i} is clipped identically");
             }
 
-            GradientClipping.FusedNorms.Should().Be(fusedBefore, "no fused norm on the CPU");
+            flat.NormCache.FusedNorms.Should().Be(fusedBefore, "no fused norm on the CPU");
             foreach (var p in theirs)
             {
                 p.Dispose();
             }
+        }
+    }
+
+    [Fact]
+    public void EachFlatAdamWOwnsItsNormTableAndFreesItWithItsBuffers()
+    {
+        using var scope = NewDisposeScope();
+        var (_, optimizer, first) = Flat();
+        var (_, optimizer2, second) = Flat();
+        using (optimizer)
+        using (optimizer2)
+        {
+            first.NormCache.Should().NotBeSameAs(second.NormCache, "no table shared between trainers");
+            int launches = 0;
+            second.NormCache.Run([0], [1], [0, 1], CPU, _ => launches++);
+            launches.Should().Be(1);
+            second.NormCache.FusedNorms.Should().Be(1);
+            first.NormCache.FusedNorms.Should().Be(0, "counts are per optimizer");
+
+            first.Dispose();
+            second.Dispose();
+            var run = () => first.NormCache.Run([0], [1], [0, 1], CPU, _ => launches++);
+            run.Should().Throw<ObjectDisposedException>("disposing the optimizer's buffers frees the table with them");
+            launches.Should().Be(1);
         }
     }
 
