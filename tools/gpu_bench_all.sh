@@ -6,6 +6,8 @@
 # Steps (default: all, in this order): hub_fixture nf4_reference gpucheck overhead hf_train train_qlora train_lora
 #   hf_train_qv train_qlora_qv train_qlora_unfused gen_bf16 hf_gen gen_nf4 gen_thin checkpoint gen_nf4_ckpt gen_nf4_ckpt_gpuemb train_qlora_ckpt train_qlora_ckpt_exp
 #   train_qlora_ckpt_nocache train_qlora_ckpt_unstaged train_qlora_ckpt_gpuemb train_qlora_ckpt_hostemb train_qlora_ckpt_hostemb_exp train_qlora_qv_ckpt train_qlora_qv_ckpt_prof train_qlora_ckpt_nodrop hf_train_tf32 train_lora_tf32 train_qlora_tf32 hf_profile train_lora_noprod train_qlora_ckpt_noprod train_qlora_qv_ckpt_noprod
+# A/B of two builds in one call: put the baseline's changed assemblies in .gpu/base/ (e.g. main's Mistral.Peft.dll from
+# a second pack) and name swap_base between the steps: the steps after it run the baseline (marked in all_steps.log).
 # Appends each step's log to $OUT/all_steps.log as the step ends (a call cut short keeps what finished) and prints a summary last.
 set -u
 export PYTHONUNBUFFERED=1
@@ -75,6 +77,9 @@ run_step() {
     # process memory follows the live tensors (slow; two steps): the distance to the cached run is the allocator's reserve.
     train_qlora_ckpt_nocache) step train_qlora_ckpt_nocache 150 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 $B train --device cuda --mode qlora --checkpoint /tmp/ckpt7b --steps 2 --warmup 1 --memory-trace true $peak;;
     hf_profile) step hf_profile 90 python3 tools/hf_profile.py --what train;;
+    swap_base) if ls .gpu/base/*.dll > /dev/null 2>&1; then cp .gpu/base/*.dll .gpu/Mistral.Benchmarks/
+                 echo "===== swap_base: the steps below run the baseline's $(cd .gpu/base && echo *.dll) =====" >> "$OUT/all_steps.log"
+               else echo "swap_base: no .gpu/base/*.dll"; fi;;
     *) echo "unknown step $1";;
   esac
 }
