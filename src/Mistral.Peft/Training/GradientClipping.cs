@@ -134,8 +134,9 @@ internal static class GradientClipping
     /// <summary>
     /// <see cref="ClipGradNorm(IReadOnlyList{Parameter}, double?)"/> where every gradient is a view of one of
     /// <paramref name="flat"/>'s gradient buffers (<see cref="FlatAdamW.FlatGradients"/>): the clipping multiplies each
-    /// flat buffer once instead of each gradient. With <paramref name="flat"/> null this is the overload without buffers. On CUDA, when every gradient is a contiguous float32 view inside the flat buffers and
-    /// the kernels compiled, the norm comes from two fused launches (<see cref="TryFusedNorm"/>) whose reduction order
+    /// flat buffer once instead of each gradient. With <paramref name="flat"/> null this is the overload without buffers.
+    /// On CUDA, when every gradient is a contiguous float32 view inside the flat buffers and the kernels compiled, the
+    /// norm comes from two fused launches (<see cref="TryFusedNorm"/>) whose reduction order
     /// differs from libtorch's: not bit for bit <c>clip_grad_norm_</c>, but within float32 rounding of it (relative error
     /// of the norm well under 1e-6; partial sums in double), and deterministic (the same gradients give the same bits).
     /// Everywhere else (the CPU, other dtypes, gradients outside the buffers, no NVRTC) the norm is libtorch's ops as in
@@ -182,8 +183,9 @@ internal static class GradientClipping
     /// <see cref="ChunkElements"/>-element chunk of each gradient, each writing its chunk's sum of squares; pass 2
     /// (<c>grad_norm_total_f32</c>, one block) sums each gradient's chunks in order, takes its float32 norm and the norm
     /// of those norms. Both read one device table (addresses, lengths, chunk starts) kept in <paramref name="cache"/>,
-    /// uploaded when the gradients' addresses or lengths change and reused otherwise. No host synchronization (but for that upload, a copy from host
-    /// memory: the first call, or after the gradients moved); returns a float32 0-d tensor in the current dispose scope.
+    /// uploaded when the gradients' addresses or lengths change and reused otherwise. No host synchronization (but for
+    /// that upload, a copy from host memory: the first call, or after the gradients moved); returns a float32 0-d tensor
+    /// in the current dispose scope.
     /// </summary>
     internal static Tensor? TryFusedNorm(IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> flatGradients, GradientNormCache cache)
     {
