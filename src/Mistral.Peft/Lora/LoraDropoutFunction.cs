@@ -466,8 +466,8 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     /// </summary>
     internal static Tensor Project(Tensor x, Tensor seed, double p, Tensor a)
     {
-        var (threshold, scale) = MaskParameters(p);
-        return ProjectCore(x, p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero, threshold, scale, a);
+        var (ps, threshold, scale) = MaskArguments(seed, p);
+        return ProjectCore(x, ps, threshold, scale, a);
     }
 
     /// <summary>
@@ -525,9 +525,8 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         var f = Module.GetFunction(g, "lora_grad_x");
         IntPtr pg = CudaFunction.Pointer(g);
         IntPtr pa = CudaFunction.Pointer(a);
-        IntPtr ps = p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero;
         IntPtr po = CudaFunction.Pointer(gradX);
-        var (threshold, scale) = MaskParameters(p);
+        var (ps, threshold, scale) = MaskArguments(seed, p);
         IntPtr* args = stackalloc IntPtr[9];
         args[0] = (IntPtr)(&pg);
         args[1] = (IntPtr)(&pa);
@@ -548,8 +547,8 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     /// </summary>
     internal static Tensor ProjectionGradA(Tensor g, Tensor x, Tensor seed, double p)
     {
-        var (threshold, scale) = MaskParameters(p);
-        return GradACore(g, x, p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero, threshold, scale);
+        var (ps, threshold, scale) = MaskArguments(seed, p);
+        return GradACore(g, x, ps, threshold, scale);
     }
 
     /// <summary>
@@ -620,9 +619,13 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
         f.Launch((uint)((n + 255) / 256), 1, 1, 256, args);
     }
 
-    // The keep threshold (p · 2^32) and the kept values' scale 1 / (1 − p); p = 0: threshold 0 (every element kept), scale 1.
-    private static (uint Threshold, float Scale) MaskParameters(double p) =>
-        ((uint)Math.Min(uint.MaxValue, Math.Round(p * 4294967296.0)), (float)(1.0 / (1.0 - p)));
+    // The mask's kernel arguments: the seed's device address (null for p = 0, where DrawSeed drew none and the kernels
+    // read none), the keep threshold (p · 2^32) and the kept values' scale 1 / (1 − p); p = 0: threshold 0 (every element
+    // kept), scale 1.
+    private static (IntPtr Seed, uint Threshold, float Scale) MaskArguments(Tensor seed, double p) =>
+        (p > 0 ? CudaFunction.Pointer(seed) : IntPtr.Zero,
+         (uint)Math.Min(uint.MaxValue, Math.Round(p * 4294967296.0)),
+         (float)(1.0 / (1.0 - p)));
 
     /// <inheritdoc />
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
@@ -641,9 +644,8 @@ internal sealed class LoraDropoutFunction : autograd.SingleTensorFunction<LoraDr
     private static unsafe void Launch(CudaFunction f, Tensor input, Tensor seed, double p, Tensor output)
     {
         IntPtr pin = CudaFunction.Pointer(input);
-        IntPtr pseed = CudaFunction.Pointer(seed);
         IntPtr pout = CudaFunction.Pointer(output);
-        var (threshold, scale) = MaskParameters(p);
+        var (pseed, threshold, scale) = MaskArguments(seed, p); // every caller has p > 0
         long n = input.numel();
         IntPtr* args = stackalloc IntPtr[6];
         args[0] = (IntPtr)(&pin);
